@@ -1,0 +1,53 @@
+"""The suites this package ships (one per mode) and loading suites by name or path."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from flwr_trust.errors import SuiteError
+from flwr_trust.probes.suite import MODES, ProbeSuite, load_suite
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@cache
+def default_suite(mode: str) -> ProbeSuite:
+    """The shipped suite for one mode (loaded once per process)."""
+    if mode not in MODES:
+        raise SuiteError(f"There is no default suite for mode {mode!r}.",
+                         f"Use one of {', '.join(MODES)}.")
+    return load_suite(DATA_DIR / f"{mode}.json")
+
+
+def default_suites(modes: tuple[str, ...] = MODES) -> dict[str, ProbeSuite]:
+    return {mode: default_suite(mode) for mode in modes}
+
+
+def load_suites(spec: str | Path = "default", modes: tuple[str, ...] = MODES
+                ) -> dict[str, ProbeSuite]:
+    """'default', one suite file, or a folder of suite files (*.json), as mode -> suite.
+
+    A file or folder replaces the default suites of the modes it covers; only `modes` are kept.
+    """
+    if str(spec) == "default":
+        return default_suites(modes)
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise SuiteError(f"Suite folder {path} has no *.json files.",
+                             "Put flwr-trust suite files in it, or pass 'default'.")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise SuiteError(f"Suite {spec!s} is neither 'default' nor an existing file or folder.",
+                         "Pass 'default', a suite .json file, or a folder of them.")
+    out: dict[str, ProbeSuite] = {}
+    for file in files:
+        suite = load_suite(file)
+        if suite.mode in out:
+            raise SuiteError(f"{path} has two suites for mode {suite.mode!r}.",
+                             "Keep one suite file per mode in a folder.")
+        out[suite.mode] = suite
+    return {m: s for m, s in out.items() if m in modes}

@@ -1,0 +1,1 @@
+"""Reports and records of what the monitor saw and did."""

@@ -1,0 +1,128 @@
+"""BehaviorProfile: per mode, per metric, a value with its standard error and n, plus suite hashes.
+
+It serializes to JSON (reports, the CLI) and to a flat ``trust.<mode>.<metric>`` dict that fits a
+Flower MetricRecord (ints and floats only): ``trust.<mode>.<metric>`` holds the value,
+``….stderr`` and ``….n`` its standard error and sample size. Per-group metrics are named
+``<metric>/<group>``. A MetricRecord cannot hold strings, so the combined suite hash travels as
+``trust.suite-hash`` = its first 15 hex digits as an integer (60 bits, fits int64).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+PREFIX = "trust."
+SUITE_HASH_KEY = "trust.suite-hash"
+Direction = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One measured metric. `worse` says which direction is a degradation."""
+
+    value: float
+    stderr: float
+    n: int
+    worse: Direction = "higher"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "stderr": self.stderr, "n": self.n, "worse": self.worse}
+
+
+def hash_to_int(hex_hash: str) -> int:
+    """A suite hash as an int that fits a MetricRecord (first 15 hex digits = 60 bits)."""
+    return int(hex_hash[:15], 16)
+
+
+def metric_key(name: str) -> str:
+    """Sanitize a metric (or group) name for use in a flat key: lowercase, [a-z0-9-/_]."""
+    return re.sub(r"[^a-z0-9/_-]+", "-", name.lower()).strip("-")
+
+
+@dataclass
+class BehaviorProfile:
+    """What a model did on a set of probe suites."""
+
+    metrics: dict[str, dict[str, MetricValue]]
+    suite_hashes: dict[str, str]
+    model: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def suite_hash(self) -> str:
+        from flwr_trust.probes.suite import combined_hash
+
+        return combined_hash(self.suite_hashes)
+
+    def get(self, mode: str, metric: str) -> MetricValue | None:
+        return self.metrics.get(mode, {}).get(metric)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "suite_hash": self.suite_hash,
+            "suite_hashes": dict(self.suite_hashes),
+            "metrics": {mode: {name: mv.to_json() for name, mv in ms.items()}
+                        for mode, ms in self.metrics.items()},
+            "extra": self.extra,
+        }
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BehaviorProfile:
+        metrics = {mode: {name: MetricValue(float(m["value"]), float(m["stderr"]), int(m["n"]),
+                                            m.get("worse", "higher"))
+                          for name, m in ms.items()}
+                   for mode, ms in data["metrics"].items()}
+        return cls(metrics, dict(data["suite_hashes"]), data.get("model", ""),
+                   data.get("extra", {}))
+
+    def to_metric_dict(self) -> dict[str, int | float]:
+        """Flat ``trust.*`` numbers for a Flower MetricRecord (NaN-free: undefined values are
+        left out, since a MetricRecord consumer cannot tell NaN from a bug)."""
+        out: dict[str, int | float] = {SUITE_HASH_KEY: hash_to_int(self.suite_hash)}
+        for mode, ms in self.metrics.items():
+            for name, mv in ms.items():
+                if not math.isfinite(mv.value):
+                    continue
+                key = f"{PREFIX}{mode}.{name}"
+                out[key] = float(mv.value)
+                out[f"{key}.stderr"] = float(mv.stderr) if math.isfinite(mv.stderr) else 0.0
+                out[f"{key}.n"] = int(mv.n)
+        return out
+
+    def format_table(self) -> str:
+        """A readable table: mode, metric, value ± stderr, n, and which direction is worse."""
+        rows = [("mode", "metric", "value ± stderr", "n", "worse if")]
+        for mode, ms in self.metrics.items():
+            for name, mv in ms.items():
+                rows.append((mode, name, f"{mv.value:.4f} ± {mv.stderr:.4f}", str(mv.n), mv.worse))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def parse_metric_dict(flat: dict[str, Any]) -> dict[str, dict[str, MetricValue]]:
+    """Inverse of `to_metric_dict` for the metric part (direction is not carried: 'higher')."""
+    out: dict[str, dict[str, MetricValue]] = {}
+    for key, value in flat.items():
+        if not key.startswith(PREFIX) or key.endswith((".stderr", ".n")) or key == SUITE_HASH_KEY:
+            continue
+        mode, _, name = key[len(PREFIX):].partition(".")
+        if not name:
+            continue
+        stderr = flat.get(f"{key}.stderr", 0.0)
+        n = flat.get(f"{key}.n", 0)
+        out.setdefault(mode, {})[name] = MetricValue(float(value), float(stderr), int(n))
+    return out

@@ -1,0 +1,71 @@
+"""Score a model on a set of probe suites in one batched pass and build its BehaviorProfile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+from flwr_trust.errors import SuiteError
+from flwr_trust.probes.suite import ProbeSuite
+from flwr_trust.scoring import alignment, bias, calibration, capability, fairness, memorization
+from flwr_trust.scoring.encoding import cached_requests
+from flwr_trust.scoring.engine import Precision, Request, Scores, score_requests
+from flwr_trust.scoring.profile import BehaviorProfile
+
+# One module per mode, each with MODE, METRICS, requests(suite, encoder), compute(suite, scores).
+SCORERS: dict[str, ModuleType] = {m.MODE: m for m in (
+    bias, fairness, alignment, capability, calibration, memorization)}
+
+
+def metric_direction(mode: str, metric: str) -> str:
+    """'higher' or 'lower': which direction of `metric` is a degradation."""
+    base = metric.split("/", 1)[0]
+    specs = SCORERS[mode].METRICS if mode in SCORERS else {}
+    return specs[base][0] if base in specs else "higher"
+
+
+def _as_mapping(suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite]) -> dict[str, ProbeSuite]:
+    if isinstance(suites, Mapping):
+        return dict(suites)
+    out: dict[str, ProbeSuite] = {}
+    for suite in suites:
+        if suite.mode in out:
+            raise SuiteError(f"Two suites for mode {suite.mode!r} were given.",
+                             "Pass at most one suite per mode (merge them into one file).")
+        out[suite.mode] = suite
+    return out
+
+
+def profile_model(model: Any, tokenizer: Any,
+                  suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite], *,
+                  name: str = "", precision: Precision = "bf16",
+                  max_batch_tokens: int = 8192) -> BehaviorProfile:
+    """Score `model` on every suite with one batched pass over all their requests."""
+    by_mode = _as_mapping(suites)
+    all_requests: list[Request] = []
+    spans: dict[str, tuple[int, int]] = {}
+    for mode, suite in by_mode.items():
+        if mode not in SCORERS:
+            raise SuiteError(f"No scorer for mode {mode!r}.", f"Use one of {sorted(SCORERS)}.")
+        reqs = cached_requests(suite, tokenizer, SCORERS[mode].requests)
+        spans[mode] = (len(all_requests), len(all_requests) + len(reqs))
+        all_requests.extend(reqs)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+        else tokenizer.eos_token_id
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        scores = score_requests(model, all_requests, pad_id=int(pad_id), precision=precision,
+                                max_batch_tokens=max_batch_tokens)
+    finally:
+        if was_training:
+            model.train()
+    metrics = {}
+    for mode, (start, stop) in spans.items():
+        part = Scores(scores.logprob[start:stop], scores.n_tokens[start:stop])
+        metrics[mode] = SCORERS[mode].compute(by_mode[mode], part)
+    return BehaviorProfile(metrics, {m: s.hash for m, s in by_mode.items()}, model=name,
+                           extra={"precision": precision,
+                                  "tokens": int(sum(len(r.context) + len(r.continuation)
+                                                    for r in all_requests))})

@@ -1,0 +1,67 @@
+"""Small statistics shared by the mode scorers: means, proportions and bootstrap errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from flwr_trust.scoring.profile import Direction, MetricValue
+
+BOOTSTRAP_SAMPLES = 200
+
+
+def mean_metric(values: np.ndarray, worse: Direction) -> MetricValue:
+    """Sample mean with its standard error (std / sqrt(n)); NaN when there is no data."""
+    values = np.asarray(values, dtype=np.float64)
+    n = int(values.size)
+    if n == 0:
+        return MetricValue(math.nan, math.nan, 0, worse)
+    stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return MetricValue(float(values.mean()), stderr, n, worse)
+
+
+def proportion_metric(hits: np.ndarray, worse: Direction) -> MetricValue:
+    """Share of true values with the binomial standard error sqrt(p(1-p)/n)."""
+    hits = np.asarray(hits, dtype=np.float64)
+    n = int(hits.size)
+    if n == 0:
+        return MetricValue(math.nan, math.nan, 0, worse)
+    p = float(hits.mean())
+    return MetricValue(p, math.sqrt(p * (1 - p) / n), n, worse)
+
+
+def bootstrap_metric(statistic: Callable[[np.ndarray], float], n: int, worse: Direction,
+                     seed: int = 0) -> MetricValue:
+    """A statistic of items 0..n-1 with a bootstrap standard error (fixed seed: deterministic).
+
+    Used where no closed form exists (ECE, max-min gaps across groups).
+    """
+    if n == 0:
+        return MetricValue(math.nan, math.nan, 0, worse)
+    rng = np.random.default_rng(seed)
+    full = statistic(np.arange(n))
+    reps = [statistic(rng.integers(0, n, n)) for _ in range(BOOTSTRAP_SAMPLES)]
+    reps_arr = np.asarray([r for r in reps if math.isfinite(r)])
+    stderr = float(reps_arr.std(ddof=1)) if reps_arr.size > 1 else math.nan
+    return MetricValue(float(full), stderr, n, worse)
+
+
+def softmax_rows(logliks: np.ndarray) -> np.ndarray:
+    """Normalize each row of choice log-likelihoods into probabilities over the choices."""
+    shifted = logliks - logliks.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def minimum_detectable_effect(n: int, p0: float = 0.5, alpha: float = 0.05,
+                              power: float = 0.8) -> float:
+    """Smallest shift of a proportion from p0 that a two-sided level-alpha test on n items
+    detects with the given power: (z_{1-alpha/2} + z_power) * sqrt(p0 (1 - p0) / n)."""
+    from statistics import NormalDist
+
+    if n <= 0:
+        return math.inf
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return z * math.sqrt(p0 * (1 - p0) / n)

@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny models built in code, isolated caches, offline mode."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own flwr-trust cache folder unless it asks for the real one."""
+    monkeypatch.setenv("FLWR_TRUST_CACHE", str(tmp_path_factory.mktemp("flwr-trust-cache")))
+
+
+@pytest.fixture
+def tiny():
+    """A fresh tiny model and tokenizer (not the process-wide cached one)."""
+    from flwr_trust.models.loader import LoadedModel
+    from flwr_trust.models.tiny import build_tiny_model, build_tiny_tokenizer
+
+    return LoadedModel(build_tiny_model(seed=1), build_tiny_tokenizer(), "tiny")
