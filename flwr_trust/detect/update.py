@@ -1,0 +1,400 @@
+"""Server-side `update` mode: robust outlier checks on the model updates of one round.
+
+Each client's update (its arrays minus the current global arrays) is compared with a robust
+centre, the coordinate-wise median of all well-formed updates. Per client we compute the global
+L2 norm, the cosine similarity to the centre and the per-layer norms, turn each statistic into a
+robust z-score across clients (median and MAD) and flag clients whose z-score crosses a
+Bonferroni threshold. Cost is O(n*d) time and memory: nothing is ever compared pairwise (unlike
+Krum, O(n^2*d)), and the (n, d_layer) matrix is built one layer at a time.
+
+False alarms: with m = n_clients * n_statistics one-sided tests per round, the threshold is the
+quantile at 1 - alpha / (2m), so by Bonferroni P(any false flag in a round) <= alpha / 2, leaving
+a factor 2 of slack for non-normal statistics. Because z-scores divide by a MAD estimated from n
+clients they have t-like tails (df ~ 0.4 n), so the quantile is Student-t, not normal; it tends
+to NormalDist().inv_cdf(1 - alpha / (2m)) for many clients. The reported p-value is
+min(1, 2m * P(T > z)), so an alarm is raised exactly when p <= alpha.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from flwr_trust.detect.alarm import Alarm
+from flwr_trust.errors import ArraysMismatchError
+
+MODE = "update"
+MIN_CLIENTS = 3
+MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviation (normal data)
+# MAD floors: a deviation smaller than ~the floor is never significant. They stop identical (or
+# bit-for-bit nearly identical) updates from dividing by zero or flagging float32 rounding noise.
+NORM_MAD_FLOOR = 1e-3  # relative to the median norm: spreads below 0.1% of it are noise
+COSINE_MAD_FLOOR = 1e-3  # absolute, cosines live in [-1, 1]
+DF_PER_CLIENT = 0.4  # t degrees of freedom of a MAD-based z-score per client (simulated)
+_TINY = 1e-12  # absolute last resort when the median norm itself is 0 (all-zero updates)
+_MAX_LISTED_LAYERS = 10
+
+Update = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class UpdateCheckResult:
+    """Outcome of `check_updates` for one round.
+
+    flagged:   node ids with at least one alarm (statistical or malformed), sorted
+    stats:     per node: norm, cosine, z_norm, z_cosine, max_layer_z, worst_layer,
+               min_layer_cosine (and weight if given); malformed nodes: {"malformed": problem}
+    alarms:    one Alarm per (node, metric) that fired
+    threshold: the Bonferroni z threshold used (inf when no statistical test ran)
+    reason:    what was checked, or why the statistical checks were skipped
+    """
+
+    flagged: tuple[int, ...] = ()
+    stats: dict[int, dict[str, float | str]] = field(default_factory=dict)
+    alarms: list[Alarm] = field(default_factory=list)
+    threshold: float = math.inf
+    reason: str = ""
+
+
+def flatten_update(
+    client_arrays: Mapping[str, Any], global_arrays: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """Per-layer float32 differences client - global (shapes kept), for `check_updates`.
+
+    Values may be numpy arrays or anything with `.numpy()` (Flower `Array`, CPU tensors).
+    Raises ArraysMismatchError when names or shapes differ. In a server loop, catch it and pass
+    an empty mapping for that node: `check_updates` then flags the node as "malformed".
+    """
+    missing = [k for k in global_arrays if k not in client_arrays]
+    extra = [k for k in client_arrays if k not in global_arrays]
+    if missing or extra:
+        raise ArraysMismatchError(
+            f"Client arrays do not match the global model (missing {missing[:5]}, "
+            f"unexpected {extra[:5]}).",
+            "Return every global array under its original name and nothing else.",
+        )
+    out: dict[str, np.ndarray] = {}
+    for name, g in global_arrays.items():
+        c, g = _as_numpy(client_arrays[name]), _as_numpy(g)
+        if c.shape != g.shape:
+            raise ArraysMismatchError(
+                f"Array '{name}' has shape {c.shape} from the client but {g.shape} globally.",
+                "Train the same model architecture and adapter config as the server.",
+            )
+        out[name] = c.astype(np.float32) - g.astype(np.float32)
+    return out
+
+
+def check_updates(
+    updates: Mapping[int, Update],
+    weights: Mapping[int, float] | None = None,
+    *,
+    round: int = 0,
+    alpha: float = 0.01,
+    min_clients: int = MIN_CLIENTS,
+) -> UpdateCheckResult:
+    """Flag clients whose update is an outlier in norm, direction or a single layer's norm.
+
+    updates: node id -> layer name -> update array (client minus global), any float shapes.
+    weights: node id -> num examples. Only reported in `stats`, deliberately not used for the
+             centre or the thresholds: counts are self-reported and a liar could steer them.
+    alpha:   per-round false-alarm budget over all clients and statistics (Bonferroni).
+    Updates with NaN/Inf or with a layer layout (names, shapes) that differs from the majority
+    are flagged "malformed" and excluded from the centre; that check needs no minimum count.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not updates:
+        return UpdateCheckResult(reason="no updates received")
+
+    problems, layout = _find_malformed(updates)
+    stats: dict[int, dict[str, float | str]] = {n: {"malformed": p} for n, p in problems.items()}
+    alarms = [_malformed_alarm(n, p, round) for n, p in sorted(problems.items())]
+    valid = [n for n in sorted(updates) if n not in problems]
+
+    if not layout:
+        reason = "updates contain no parameters; nothing to compare"
+    elif len(valid) < min_clients:
+        reason = (
+            f"only {len(valid)} well-formed update(s); robust statistics need at least "
+            f"{min_clients} clients, so no statistical check ran"
+        )
+    else:
+        threshold, n_tests, df = _threshold(len(valid), len(layout), alpha)
+        ev = _evidence(updates, valid, layout)
+        for i, node in enumerate(valid):
+            stats[node] = ev.client_stats(i)
+            if weights is not None and node in weights:
+                stats[node]["weight"] = float(weights[node])
+            alarms += ev.alarms(i, node, (threshold, n_tests, df, alpha), round)
+        flagged = tuple(sorted({n for a in alarms for n in a.clients}))
+        reason = (
+            f"checked {len(valid)} well-formed update(s), {n_tests} Bonferroni tests at "
+            f"alpha={alpha}; {len(flagged)} client(s) flagged"
+        )
+        return UpdateCheckResult(flagged, stats, alarms, threshold, reason)
+
+    return UpdateCheckResult(tuple(sorted(problems)), stats, alarms, math.inf, reason)
+
+
+# --------------------------------------------------------------------------------------------
+# internals
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
+def _find_malformed(updates: Mapping[int, Update]) -> tuple[dict[int, str], list[str]]:
+    """Return node -> problem for untrustworthy updates, and the majority layer names.
+
+    The reference layout is the most common (name, shape) signature among non-empty updates;
+    ties go to the lowest node id holding one of the tied layouts.
+    """
+    nodes = sorted(updates)
+    sigs = {n: tuple(sorted((str(k), np.shape(v)) for k, v in updates[n].items())) for n in nodes}
+    counts = Counter(s for s in sigs.values() if s)
+    if not counts:
+        return {}, []
+    ref_sig = counts.most_common(1)[0][0]
+    ref_node = next(n for n in nodes if sigs[n] == ref_sig)
+    layout = list(updates[ref_node].keys())
+
+    problems: dict[int, str] = {}
+    for n in nodes:
+        if sigs[n] != ref_sig:
+            problems[n] = "layer names or shapes differ from the majority of clients"
+            continue
+        for name, arr in updates[n].items():
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    finite = bool(np.isfinite(np.asarray(arr, dtype=np.float32)).all())
+            except (TypeError, ValueError):
+                problems[n] = f"layer '{name}' is not numeric"
+                break
+            if not finite:
+                problems[n] = f"layer '{name}' contains NaN/Inf (or overflows float32)"
+                break
+    return problems, layout
+
+
+def _threshold(n_clients: int, n_layers: int, alpha: float) -> tuple[float, int, int]:
+    """Bonferroni z threshold over clients x statistics: (threshold, n_tests, df).
+
+    Layer norms only count as tests when there is more than one layer. The z-scores divide by a
+    MAD estimated from n values, so they have Student-t-like tails with df ~ 0.4 n (simulated:
+    the t tail matches the MAD-z tail for n >= 20 and over-covers it for fewer clients). The
+    threshold is therefore the t quantile at 1 - alpha / (2m); it tends to the normal quantile
+    from large n on, which is also where the search starts.
+    """
+    n_tests = n_clients * (2 + (n_layers if n_layers > 1 else 0))
+    df = max(1, int(DF_PER_CLIENT * n_clients))
+    p = alpha / (2 * n_tests)
+    lo = hi = NormalDist().inv_cdf(1.0 - p)  # t quantiles are never below the normal one
+    while _t_sf(hi, df) > p:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(200):  # bisection down to ~1e-9 relative
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _t_sf(mid, df) > p else (lo, mid)
+        if hi - lo < 1e-9 * hi:
+            break
+    return hi, n_tests, df
+
+
+def _t_sf(t: float, df: int) -> float:
+    """P(T > t) for Student's t with integer df, t >= 0 (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    s, c2 = math.sin(theta), math.cos(theta) ** 2
+    if df % 2 == 0:  # A = sin(th) * (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ...)
+        term = total = 1.0
+        for k in range(1, df // 2):
+            term *= (2 * k - 1) / (2 * k) * c2
+            total += term
+        inside = s * total
+    else:  # A = 2/pi * (th + sin(th) cos(th) * (1 + 2/3 c^2 + 2*4/(3*5) c^4 + ...))
+        term = total = 1.0
+        for k in range(1, (df - 1) // 2):
+            term *= (2 * k) / (2 * k + 1) * c2
+            total += term
+        series = s * math.sqrt(c2) * total if df > 1 else 0.0
+        inside = 2.0 / math.pi * (theta + series)
+    return max(0.0, 0.5 * (1.0 - inside))
+
+
+def _adjusted_p(z: float, n_tests: int, df: int) -> float:
+    """Bonferroni-adjusted one-sided p-value, consistent with `_threshold`: 2m * P(T > z)."""
+    return min(1.0, 2 * n_tests * _t_sf(max(z, 0.0), df))
+
+
+def _robust_z(x: np.ndarray, floor: np.ndarray | float) -> tuple[np.ndarray, Any, Any]:
+    """(x - median) / (1.4826 * max(MAD, floor)) along axis 0; returns z, median, scale."""
+    med = np.median(x, axis=0)
+    mad = np.median(np.abs(x - med), axis=0)
+    scale = MAD_SCALE * np.maximum(mad, floor)
+    return (x - med) / scale, med, scale
+
+
+def _median_rows(block: np.ndarray) -> np.ndarray:
+    """Coordinate-wise median over clients (axis 0); sorting is faster than np.median's
+    partition for the few rows a round has, at the same O(n*d) memory."""
+    srt = np.sort(block, axis=0)
+    n = len(srt)
+    return 0.5 * srt[(n - 1) // 2] + 0.5 * srt[n // 2]  # halves first: no float32 overflow
+
+
+def _cos(dot: np.ndarray, a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """dot / (a * b), defined as 0 where either vector is zero."""
+    den = a * b
+    return np.divide(dot, den, out=np.zeros_like(dot), where=den > 0)
+
+
+@dataclass
+class _Evidence:
+    """Per-client statistics of one round, for the well-formed clients in order."""
+
+    layers: list[str]
+    norm: np.ndarray  # (n,)
+    cosine: np.ndarray  # (n,)
+    layer_norm: np.ndarray  # (n, L)
+    layer_cosine: np.ndarray  # (n, L)
+    # robust z-scores with the median and scale they were computed from, set in __post_init__
+    z_norm: np.ndarray = field(init=False)
+    med_norm: float = field(init=False)
+    scale_norm: float = field(init=False)
+    z_cos: np.ndarray = field(init=False)
+    med_cos: float = field(init=False)
+    scale_cos: float = field(init=False)
+    z_layer: np.ndarray = field(init=False)  # (n, L)
+    med_layer: np.ndarray = field(init=False)  # (L,)
+    scale_layer: np.ndarray = field(init=False)  # (L,)
+
+    def __post_init__(self) -> None:
+        med = np.median(self.norm)
+        self.z_norm, self.med_norm, self.scale_norm = _robust_z(
+            self.norm, max(NORM_MAD_FLOOR * med, _TINY)
+        )
+        self.z_cos, self.med_cos, self.scale_cos = _robust_z(self.cosine, COSINE_MAD_FLOOR)
+        floors = np.maximum(NORM_MAD_FLOOR * np.median(self.layer_norm, axis=0), _TINY)
+        self.z_layer, self.med_layer, self.scale_layer = _robust_z(self.layer_norm, floors)
+
+    def client_stats(self, i: int) -> dict[str, float | str]:
+        j = int(np.argmax(self.z_layer[i]))
+        return {
+            "norm": float(self.norm[i]),
+            "cosine": float(self.cosine[i]),
+            "z_norm": float(self.z_norm[i]),
+            "z_cosine": float(self.z_cos[i]),
+            "max_layer_z": float(self.z_layer[i, j]),
+            "worst_layer": self.layers[j],
+            "min_layer_cosine": float(self.layer_cosine[i].min()),
+        }
+
+    def alarms(
+        self, i: int, node: int, test: tuple[float, int, int, float], rnd: int
+    ) -> list[Alarm]:
+        """Alarms for client i: large norm, low cosine (both one-sided), extreme layer norm.
+
+        test = (threshold, n_tests, df, alpha) from `_threshold`.
+        """
+        t, m, df, alpha = test
+        common = {
+            "threshold": t,
+            "n_tests": m,
+            "df": df,
+            "alpha": alpha,
+            "n_clients": len(self.norm),
+        }
+        out = []
+        z = float(self.z_norm[i])
+        if z > t:
+            ev = {
+                "norm": float(self.norm[i]),
+                "median": float(self.med_norm),
+                "scale": float(self.scale_norm),
+                "z": z,
+                "p_value": _adjusted_p(z, m, df),
+            }
+            msg = (
+                f"Client {node}'s update norm {ev['norm']:.3g} is {z:.1f} robust SDs above "
+                f"the median {ev['median']:.3g}."
+            )
+            out.append(_alarm("update-norm", rnd, node, ev | common, msg))
+        z = float(self.z_cos[i])
+        if z < -t:
+            ev = {
+                "cosine": float(self.cosine[i]),
+                "median": float(self.med_cos),
+                "scale": float(self.scale_cos),
+                "z": z,
+                "p_value": _adjusted_p(-z, m, df),
+            }
+            msg = (
+                f"Client {node}'s update points away from the robust centre: cosine "
+                f"{ev['cosine']:.3f} vs median {ev['median']:.3f} (z = {z:.1f})."
+            )
+            out.append(_alarm("update-cosine", rnd, node, ev | common, msg))
+        hot = np.flatnonzero(self.z_layer[i] > t)
+        if len(self.layers) > 1 and hot.size:
+            hot = hot[np.argsort(-self.z_layer[i, hot])]
+            j = int(hot[0])
+            z = float(self.z_layer[i, j])
+            ev = {
+                "layer": self.layers[j],
+                "norm": float(self.layer_norm[i, j]),
+                "median": float(self.med_layer[j]),
+                "scale": float(self.scale_layer[j]),
+                "z": z,
+                "p_value": _adjusted_p(z, m, df),
+                "n_layers_flagged": int(hot.size),
+                "layers_flagged": [self.layers[k] for k in hot[:_MAX_LISTED_LAYERS]],
+            }
+            msg = (
+                f"Client {node}'s update to layer '{ev['layer']}' has norm {ev['norm']:.3g}, "
+                f"{z:.1f} robust SDs above the median {ev['median']:.3g} "
+                f"({hot.size} layer(s) flagged)."
+            )
+            out.append(_alarm("layer-norm", rnd, node, ev | common, msg))
+        return out
+
+
+def _evidence(updates: Mapping[int, Update], valid: list[int], layers: list[str]) -> _Evidence:
+    """One pass over the layers: stack (n, d_layer), take the median, accumulate dots/norms."""
+    n, n_layers = len(valid), len(layers)
+    sq = np.zeros((n, n_layers))
+    dot = np.zeros((n, n_layers))
+    centre_sq = np.zeros(n_layers)
+    for j, name in enumerate(layers):
+        size = int(np.prod(np.shape(updates[valid[0]][name])))
+        block = np.empty((n, size), dtype=np.float32)
+        for i, node in enumerate(valid):
+            block[i] = np.ravel(updates[node][name])
+        centre = _median_rows(block)
+        sq[:, j] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        dot[:, j] = np.einsum("ij,j->i", block, centre, dtype=np.float64)
+        centre_sq[j] = np.dot(centre.astype(np.float64), centre.astype(np.float64))
+        del block
+    norm = np.sqrt(sq.sum(axis=1))
+    cosine = _cos(dot.sum(axis=1), norm, math.sqrt(centre_sq.sum()))
+    layer_norm = np.sqrt(sq)
+    layer_cosine = _cos(dot, layer_norm, np.sqrt(centre_sq)[None, :])
+    return _Evidence(layers, norm, cosine, layer_norm, layer_cosine)
+
+
+def _alarm(metric: str, rnd: int, node: int, evidence: dict[str, Any], msg: str) -> Alarm:
+    return Alarm(MODE, metric, "alarm", rnd, (node,), evidence, msg)
+
+
+def _malformed_alarm(node: int, problem: str, rnd: int) -> Alarm:
+    return _alarm(
+        "malformed",
+        rnd,
+        node,
+        {"problem": problem},
+        f"Client {node}'s update is not trusted and was left out of the robust centre: {problem}.",
+    )

@@ -1,0 +1,240 @@
+"""Tests for the server-side `update` mode (flwr_trust.detect.update)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flwr_trust.detect.update import (
+    UpdateCheckResult,
+    _t_sf,
+    _threshold,
+    check_updates,
+    flatten_update,
+)
+from flwr_trust.errors import ArraysMismatchError, TrustError
+
+# A LoRA-like layout, d = 50,000 (the small bias layer is the one a targeted attack poisons).
+SHAPES = {
+    "q.lora_A": (8, 2500),
+    "q.lora_B": (2500, 8),
+    "v.lora_A": (8, 500),
+    "v.lora_B": (500, 8),
+    "head.bias": (1000,),
+}
+# A 10x smaller layout for the 200-trial false-alarm study (alarm behaviour depends on n, not d).
+SMALL = {"a.lora_A": (4, 1000), "a.lora_B": (1000, 4), "b.lora_A": (4, 250), "b.lora_B": (250, 4)}
+
+
+def make_round(seed: int, n: int = 20, shapes: dict = SHAPES) -> dict[int, dict[str, np.ndarray]]:
+    """Honest clients: a common direction plus Gaussian noise, each scaled by ~N(1, 0.1)."""
+    rng = np.random.default_rng(seed)
+    d = sum(math.prod(s) for s in shapes.values())
+    mu = rng.standard_normal(d, dtype=np.float32)
+    full = mu + 2.0 * rng.standard_normal((n, d), dtype=np.float32)
+    full *= (1.0 + 0.1 * rng.standard_normal((n, 1))).astype(np.float32)
+    updates = {}
+    for i in range(n):
+        off, layers = 0, {}
+        for name, shape in shapes.items():
+            size = math.prod(shape)
+            layers[name] = full[i, off : off + size].reshape(shape)
+            off += size
+        updates[100 + i] = layers
+    return updates
+
+
+def metrics_for(result: UpdateCheckResult, node: int) -> set[str]:
+    return {a.metric for a in result.alarms if a.clients == (node,)}
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.1])
+def test_false_alarm_rate_on_clean_rounds(alpha: float) -> None:
+    trials = 200
+    rounds_with_flags = sum(
+        bool(check_updates(make_round(seed, shapes=SMALL), alpha=alpha).flagged)
+        for seed in range(trials)
+    )
+    assert rounds_with_flags / trials <= 2 * alpha
+
+
+def test_clean_round_full_size_has_no_flags_and_full_evidence() -> None:
+    updates = make_round(0)
+    result = check_updates(updates, weights={n: 10.0 for n in updates}, round=4)
+    assert result.flagged == () and result.alarms == []
+    assert set(result.stats) == set(updates)
+    keys = {"norm", "cosine", "z_norm", "z_cosine", "max_layer_z", "worst_layer", "weight"}
+    assert keys <= set(result.stats[100])
+    assert result.stats[100]["worst_layer"] in SHAPES
+    assert 0.0 < result.stats[100]["cosine"] < 1.0
+    assert math.isfinite(result.threshold) and "checked 20" in result.reason
+
+
+def test_scaled_update_is_flagged_by_norm() -> None:
+    updates = make_round(1)
+    updates[105] = {k: 10.0 * v for k, v in updates[105].items()}
+    result = check_updates(updates, round=7)
+    assert result.flagged == (105,)
+    assert "update-norm" in metrics_for(result, 105)
+    alarm = next(a for a in result.alarms if a.metric == "update-norm")
+    assert (alarm.mode, alarm.severity, alarm.round) == ("update", "alarm", 7)
+    assert alarm.evidence["z"] > alarm.evidence["threshold"] == result.threshold
+    assert 0.0 <= alarm.evidence["p_value"] <= 0.01
+    assert "105" in alarm.message
+    json.dumps([a.to_json() for a in result.alarms])  # evidence is JSON-serializable
+
+
+def test_sign_flipped_update_is_flagged_by_cosine() -> None:
+    updates = make_round(2)
+    updates[110] = {k: -v for k, v in updates[110].items()}
+    result = check_updates(updates)
+    assert result.flagged == (110,)
+    assert "update-cosine" in metrics_for(result, 110)
+    assert result.stats[110]["cosine"] < 0 < result.stats[111]["cosine"]
+
+
+def test_single_poisoned_layer_is_flagged_by_layer_norm() -> None:
+    updates = make_round(3)
+    updates[112] = dict(updates[112], **{"head.bias": 5.0 * updates[112]["head.bias"]})
+    result = check_updates(updates)
+    assert result.flagged == (112,)
+    assert "layer-norm" in metrics_for(result, 112)
+    assert result.stats[112]["worst_layer"] == "head.bias"
+    alarm = next(a for a in result.alarms if a.metric == "layer-norm")
+    assert alarm.evidence["layer"] == "head.bias" and alarm.evidence["n_layers_flagged"] == 1
+    # a 2%-of-parameters layer barely moves the global norm: the layer test is what caught it
+    assert result.stats[112]["z_norm"] < result.threshold
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_update_is_malformed_and_does_not_distort_the_centre(bad: float) -> None:
+    updates = make_round(4)
+    clean = check_updates(updates)
+    poisoned = dict(updates[103])
+    poisoned["q.lora_B"] = poisoned["q.lora_B"].copy()
+    poisoned["q.lora_B"][3, 1] = bad
+    updates[103] = poisoned
+    result = check_updates(updates)
+    assert result.flagged == (103,)
+    assert metrics_for(result, 103) == {"malformed"}
+    assert "q.lora_B" in result.stats[103]["malformed"]
+    assert all(math.isfinite(v) for v in result.stats[104].values() if isinstance(v, float))
+    assert result.stats[104]["cosine"] == pytest.approx(clean.stats[104]["cosine"], abs=0.02)
+
+
+def test_shape_mismatch_and_missing_layer_are_malformed() -> None:
+    updates = make_round(5)
+    updates[101] = dict(updates[101], **{"head.bias": np.zeros(999, np.float32)})
+    updates[102] = {k: v for k, v in updates[102].items() if k != "v.lora_A"}
+    updates[103] = {}
+    result = check_updates(updates)
+    assert result.flagged == (101, 102, 103)
+    assert all(metrics_for(result, n) == {"malformed"} for n in (101, 102, 103))
+
+
+def test_identical_and_zero_updates_do_not_crash_or_flag() -> None:
+    one = make_round(6, n=1)[100]
+    for layers in (one, {k: np.zeros_like(v) for k, v in one.items()}):
+        result = check_updates({n: layers for n in range(10)})
+        assert result.flagged == ()
+        assert all(s["z_norm"] == 0.0 and s["z_cosine"] == 0.0 for s in result.stats.values())
+
+
+def test_near_identical_updates_are_not_flagged_for_rounding_noise() -> None:
+    one = make_round(7, n=1)[100]
+    rng = np.random.default_rng(0)
+    updates = {
+        n: {k: v * np.float32(1 + 1e-6 * rng.standard_normal()) for k, v in one.items()}
+        for n in range(10)
+    }
+    assert check_updates(updates).flagged == ()
+
+
+def test_fewer_than_three_clients_returns_no_flags_with_reason() -> None:
+    updates = make_round(8, n=2)
+    updates[101] = {k: 100.0 * v for k, v in updates[101].items()}
+    result = check_updates(updates)
+    assert result.flagged == () and result.alarms == []
+    assert "at least 3" in result.reason and result.threshold == math.inf
+
+
+def test_malformed_is_flagged_even_without_enough_clients() -> None:
+    updates = make_round(9, n=3)
+    updates[102] = {k: np.full_like(v, np.nan) for k, v in updates[102].items()}
+    result = check_updates(updates)
+    assert result.flagged == (102,) and "at least 3" in result.reason
+
+
+def test_empty_input() -> None:
+    result = check_updates({})
+    assert result.flagged == () and result.stats == {} and result.alarms == []
+    assert result.reason
+
+
+def test_threshold_is_bonferroni_over_clients_and_statistics() -> None:
+    threshold, n_tests, df = _threshold(20, 5, 0.01)
+    assert n_tests == 20 * (2 + 5) and df == 8
+    assert _t_sf(threshold, df) == pytest.approx(0.01 / (2 * n_tests), rel=1e-6)
+    assert _threshold(20, 1, 0.01)[1] == 40  # one layer: its norm is the global norm
+    # t tails: a few clients need a much larger z; many clients approach the normal quantile
+    assert _threshold(3, 5, 0.01)[0] > _threshold(20, 5, 0.01)[0] > _threshold(2000, 5, 0.01)[0]
+    assert _t_sf(0.0, 7) == pytest.approx(0.5) and _t_sf(2.0, 1) == pytest.approx(
+        0.5 - math.atan(2.0) / math.pi
+    )
+
+
+def test_memory_is_linear_in_clients_no_pairwise_matrix() -> None:
+    """With n = 3000 clients and d = 16, an n x n float32 matrix alone would need 36 MB."""
+    n = 3000
+    rng = np.random.default_rng(0)
+    updates = {
+        i: {"w": rng.standard_normal((2, 4), dtype=np.float32), "b": rng.standard_normal(8)}
+        for i in range(n)
+    }
+    tracemalloc.start()
+    result = check_updates(updates)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(result.stats) == n
+    assert peak < n * n * 4 / 4, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_flatten_update_differences_and_mismatches() -> None:
+    g = {"a": np.ones((2, 3), np.float32), "b": np.zeros(4, np.float64)}
+    c = {"a": np.full((2, 3), 3.0, np.float32), "b": np.arange(4.0)}
+    out = flatten_update(c, g)
+    assert out["a"].dtype == np.float32 and np.all(out["a"] == 2.0)
+    assert out["b"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ArraysMismatchError, match="missing"):
+        flatten_update({"a": c["a"]}, g)
+    with pytest.raises(TrustError, match="shape"):
+        flatten_update({"a": c["a"], "b": np.arange(5.0)}, g)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 8),
+    shapes=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 5)), min_size=1, max_size=3),
+    bad=st.sets(st.integers(0, 7)),
+    seed=st.integers(0, 2**16),
+)
+def test_never_crashes_and_always_flags_non_finite(
+    n: int, shapes: list[tuple[int, int]], bad: set[int], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    updates = {
+        i: {f"l{j}": rng.standard_normal(s).astype(np.float32) for j, s in enumerate(shapes)}
+        for i in range(n)
+    }
+    for i in bad & set(updates):
+        updates[i]["l0"][0, 0] = np.nan
+    result = check_updates(updates)
+    assert set(result.flagged) <= set(updates)
+    assert bad & set(updates) <= set(result.flagged)
+    assert all(a.mode == "update" and a.clients for a in result.alarms)
