@@ -191,23 +191,30 @@ def _threshold(n_clients: int, n_layers: int, alpha: float) -> tuple[float, int,
     MAD estimated from n values, so they have Student-t-like tails with df ~ 0.4 n (simulated:
     the t tail matches the MAD-z tail for n >= 20 and over-covers it for fewer clients). The
     threshold is therefore the t quantile at 1 - alpha / (2m); it tends to the normal quantile
-    from large n on, which is also where the search starts.
+    for many clients.
     """
     n_tests = n_clients * (2 + (n_layers if n_layers > 1 else 0))
     df = max(1, int(DF_PER_CLIENT * n_clients))
-    p = alpha / (2 * n_tests)
-    lo = hi = NormalDist().inv_cdf(1.0 - p)  # t quantiles are never below the normal one
-    while _t_sf(hi, df) > p:
+    return t_quantile(alpha / (2 * n_tests), df), n_tests, df
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The t with P(T > t) = p for Student's t with integer df (0 < p < 1/2), by bisection.
+
+    t quantiles are never below the normal one, which is where the search starts.
+    """
+    lo = hi = NormalDist().inv_cdf(1.0 - p)
+    while t_sf(hi, df) > p:
         lo, hi = hi, 2.0 * hi
     for _ in range(200):  # bisection down to ~1e-9 relative
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if _t_sf(mid, df) > p else (lo, mid)
+        lo, hi = (mid, hi) if t_sf(mid, df) > p else (lo, mid)
         if hi - lo < 1e-9 * hi:
             break
-    return hi, n_tests, df
+    return hi
 
 
-def _t_sf(t: float, df: int) -> float:
+def t_sf(t: float, df: int) -> float:
     """P(T > t) for Student's t with integer df, t >= 0 (Abramowitz & Stegun 26.7.3-4)."""
     theta = math.atan(t / math.sqrt(df))
     s, c2 = math.sin(theta), math.cos(theta) ** 2
@@ -229,7 +236,10 @@ def _t_sf(t: float, df: int) -> float:
 
 def _adjusted_p(z: float, n_tests: int, df: int) -> float:
     """Bonferroni-adjusted one-sided p-value, consistent with `_threshold`: 2m * P(T > z)."""
-    return min(1.0, 2 * n_tests * _t_sf(max(z, 0.0), df))
+    return min(1.0, 2 * n_tests * t_sf(max(z, 0.0), df))
+
+
+_t_sf = t_sf  # former private name, kept for existing imports
 
 
 def _robust_z(x: np.ndarray, floor: np.ndarray | float) -> tuple[np.ndarray, Any, Any]:

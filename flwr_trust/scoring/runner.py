@@ -69,3 +69,12 @@ def profile_model(model: Any, tokenizer: Any,
                            extra={"precision": precision,
                                   "tokens": int(sum(len(r.context) + len(r.continuation)
                                                     for r in all_requests))})
+
+
+def profile_arrays(bridge: Any, arrays: Any,
+                   suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite], *,
+                   name: str = "", precision: Precision = "bf16") -> BehaviorProfile:
+    """Load `arrays` (an ArrayRecord or state dict) into the bridge's model and profile it."""
+    bridge.load_arrays(arrays)
+    return profile_model(bridge.model, bridge.tokenizer, suites, name=name or bridge.base.name,
+                         precision=precision)

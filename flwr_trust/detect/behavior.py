@@ -1,0 +1,608 @@
+"""Behavioral detectors: population, trend and per-client tests with a bounded false-alarm rate.
+
+Three families of one-sided tests share the per-run false-alarm budget `alpha` (40/40/20):
+  level:  per (mode, metric) and round, H0: degradation <= tolerance, on the server's exact probe
+          of the candidate model or, when it has none, the median of the client reports;
+  trend:  the same H0 for the mean degradation over the last W rounds (catches slow drifts);
+  client: per client, H0: its report is worse than the clients' median by at most the tolerance.
+Within a round a family is Bonferroni-corrected over its tests; across rounds its k-th look gets
+alpha_family * 6 / (pi^2 k^2), which sums to <= alpha_family over any number of rounds. By the
+union bound (no independence needed) P(any false alarm in the run) <= alpha. docs/detection.md
+has the math; the mode modules (bias.py, ...) declare which metrics are watched and how.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from statistics import NormalDist
+from typing import Any, Literal, NamedTuple
+
+from flwr_trust.detect.alarm import Alarm
+from flwr_trust.detect.update import MAD_SCALE, MIN_CLIENTS, t_quantile, t_sf
+from flwr_trust.errors import TrustError
+
+Direction = Literal["higher", "lower"]
+Family = Literal["level", "trend", "client"]
+MODES = ("bias", "fairness", "alignment", "capability", "calibration", "memorization")
+FAMILIES: tuple[Family, ...] = ("level", "trend", "client")
+WARN_Z = 1.645  # one-sided 5%, unadjusted: warnings are hints for people and never gate
+MEDIAN_SE = math.sqrt(math.pi / 2)  # SE of the median of n normal values = 1.2533 sd / sqrt(n)
+DF_CAP = 100  # t df above this are capped (t(100) has heavier tails than t(df): the safe side)
+SPREAD_FLOOR = 0.25  # client spread is floored at this fraction of the tolerance (no 0-division)
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How one metric is watched (each mode module lists them in `WATCH`).
+
+    worse:       direction of a degradation
+    tolerance:   default practical-significance margin, in the metric's units
+    reference:   fixed reference for a private metric the server cannot measure at round 0
+    per_group:   also watch "<metric>/<group>" variants, with the same tolerance
+    victim:      a client far worse than the median is one the model fails, not a culprit: it is
+                 tested against median * (1 + tolerance) and raised as a population alarm
+    """
+
+    worse: Direction
+    tolerance: float
+    description: str = ""
+    reference: float | None = None
+    per_group: bool = False
+    victim: bool = False
+
+
+class Observation(NamedTuple):
+    """A client-reported metric: value, sampling stderr, sample size, std of added DP noise.
+
+    A NamedTuple (immutable, and cheap: a round holds clients x metrics of them).
+    """
+
+    value: float
+    stderr: float = 0.0
+    n: int = 0
+    noise_std: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+def _registry() -> dict[str, Any]:
+    # Imported lazily: the mode modules import MetricSpec from this module.
+    from flwr_trust.detect.registry import DETECTORS
+
+    return DETECTORS
+
+
+@lru_cache(maxsize=4096)
+def spec_for(mode: str, metric: str) -> MetricSpec | None:
+    """The spec watching `metric` of `mode` ("<metric>/<group>" for per-group ones), or None."""
+    module = _registry().get(mode)
+    if module is None:
+        return None
+    base, sep, _ = metric.partition("/")
+    spec = module.WATCH.get(base)
+    return spec if spec is not None and (not sep or spec.per_group) else None
+
+
+def tolerance_keys() -> list[str]:
+    """Every valid tolerance key, "mode.metric" (per-group specs also take "mode.metric/group")."""
+    return [f"{m}.{k}" for m, mod in _registry().items() for k in mod.WATCH]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detection settings for one run.
+
+    alpha:        per-run false-alarm budget over every behavioral test
+    tolerances:   "mode.metric" -> tolerance, overriding the mode module's default
+    modes:        enabled modes
+    trend_window: W, rounds averaged by the trend test
+    trend_rho:    assumed correlation of measurement errors between rounds (0: fresh probe items
+                  or DP noise each round; 1: the same items rescored, the trend test adds nothing)
+    split:        fractions of alpha for the (level, trend, client) families, summing to <= 1
+    min_clients:  fewest client reports for a median estimate or a per-client test
+    """
+
+    alpha: float = 0.05
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+    modes: tuple[str, ...] = MODES
+    trend_window: int = 4
+    trend_rho: float = 0.0
+    split: tuple[float, float, float] = (0.4, 0.4, 0.2)
+    min_clients: int = MIN_CLIENTS
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise TrustError(f"alpha must be in (0, 1), got {self.alpha}.", "Use e.g. 0.05.")
+        modes = tuple(self.modes)
+        unknown = [m for m in modes if m not in _registry()]
+        if unknown:
+            raise TrustError(f"Unknown detection mode(s) {unknown}.", f"Use some of {MODES}.")
+        valid = tolerance_keys()
+        tols: dict[str, float] = {}
+        for key, tol in dict(self.tolerances).items():
+            mode, _, metric = key.partition(".")
+            if spec_for(mode, metric) is None:
+                raise TrustError(f"Unknown tolerance key {key!r}.", f"Valid keys: {valid}.")
+            if not (math.isfinite(float(tol)) and float(tol) >= 0.0):
+                raise TrustError(f"Tolerance {key!r} = {tol} is not a number >= 0.",
+                                 "Give the largest harmless degradation, in metric units.")
+            tols[key] = float(tol)
+        if self.trend_window < 2:
+            raise TrustError(f"trend_window must be >= 2, got {self.trend_window}.", "Use 5.")
+        if not 0.0 <= self.trend_rho <= 1.0:
+            raise TrustError(f"trend_rho must be in [0, 1], got {self.trend_rho}.", "Use 0.")
+        if len(self.split) != 3 or min(self.split) <= 0 or sum(self.split) > 1 + 1e-9:
+            raise TrustError(f"split {self.split} is not 3 positive fractions summing to <= 1.",
+                             "Use (0.4, 0.4, 0.2).")
+        if self.min_clients < MIN_CLIENTS:
+            raise TrustError(f"min_clients must be >= {MIN_CLIENTS}, got {self.min_clients}.",
+                             "Robust statistics need at least 3 values.")
+        object.__setattr__(self, "modes", modes)
+        object.__setattr__(self, "tolerances", tols)
+        object.__setattr__(self, "_cache", {})  # (mode, metric) -> tolerance, not a field
+
+    def tolerance(self, mode: str, metric: str) -> float:
+        """Configured tolerance for mode.metric (group key, then base key, then default)."""
+        cache: dict[tuple[str, str], float] = self.__dict__["_cache"]
+        if (mode, metric) not in cache:
+            cache[mode, metric] = self._lookup(mode, metric)
+        return cache[mode, metric]
+
+    def _lookup(self, mode: str, metric: str) -> float:
+        for key in (f"{mode}.{metric}", f"{mode}.{metric.partition('/')[0]}"):
+            if key in self.tolerances:
+                return self.tolerances[key]
+        spec = spec_for(mode, metric)
+        if spec is None:
+            raise TrustError(f"{mode}.{metric} is not watched.", f"Use one of {tolerance_keys()}.")
+        return spec.tolerance
+
+    def family_alpha(self, family: Family) -> float:
+        return self.alpha * self.split[FAMILIES.index(family)]
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> DetectorConfig:
+        """From Flower run-config keys: trust.alpha, trust.modes ("bias,alignment"),
+        trust.trend-window and trust.tolerance.<mode>.<metric>."""
+        kwargs: dict[str, Any] = {}
+        if "trust.alpha" in cfg:
+            kwargs["alpha"] = float(cfg["trust.alpha"])
+        if "trust.modes" in cfg:
+            kwargs["modes"] = tuple(m.strip() for m in str(cfg["trust.modes"]).split(",")
+                                    if m.strip())
+        if "trust.trend-window" in cfg:
+            kwargs["trend_window"] = int(cfg["trust.trend-window"])
+        prefix = "trust.tolerance."
+        kwargs["tolerances"] = {k[len(prefix):]: float(v) for k, v in cfg.items()
+                                if k.startswith(prefix)}
+        return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# statistics
+
+
+def spend(alpha: float, look: int) -> float:
+    """Budget of the look-th test of a sequence (1-based): sum over all looks <= alpha."""
+    return alpha * 6.0 / (math.pi**2 * max(1, look) ** 2)
+
+
+def upper_p(z: float, df: float = math.inf) -> float:
+    """One-sided P(Z > z): normal for df = inf, else Student t with floor(min(df, DF_CAP)) df."""
+    if math.isinf(df):
+        return 0.5 * math.erfc(z / math.sqrt(2.0))
+    d = max(1, int(min(df, DF_CAP)))
+    return t_sf(z, d) if z >= 0 else 1.0 - t_sf(-z, d)
+
+
+@lru_cache(maxsize=1024)
+def critical_z(p: float, df: float = math.inf) -> float:
+    """The z with upper_p(z, df) = p (0 < p < 1/2)."""
+    if math.isinf(df):
+        return -NormalDist().inv_cdf(p)
+    return t_quantile(p, max(1, int(min(df, DF_CAP))))
+
+
+def median(values: list[float]) -> float:
+    """Median of a short list (pure Python: faster than numpy for the few clients of a round)."""
+    v = sorted(values)
+    n = len(v)
+    return 0.5 * (v[(n - 1) // 2] + v[n // 2])
+
+
+@dataclass
+class ClientStats:
+    """Reports of one metric across clients: values, their known noise SDs and robust summary.
+
+    spread:    1.4826 * MAD of the values (covers heterogeneity and noise), floored
+    median_se: stderr of the median, 1.2533 * sqrt(spread^2 + mean noise^2) / sqrt(n); the known
+               noise is added on top of the spread, conservative by up to sqrt(2) when clients
+               agree, and never smaller than the noise alone would give
+    df:        2 (n - 1), the Student t reference of (median - truth) / median_se, calibrated by
+               simulation (docs/detection.md): the MAD is noisy for few clients
+    """
+
+    nodes: tuple[int, ...]
+    x: tuple[float, ...]
+    noise: tuple[float, ...]  # sqrt(stderr^2 + noise_std^2) per client
+    median: float
+    spread: float
+    median_se: float
+
+    @classmethod
+    def of(cls, nodes: list[int], x: list[float], noise: list[float], floor: float
+           ) -> ClientStats:
+        med = median(x)
+        spread = max(MAD_SCALE * median([abs(v - med) for v in x]), floor, _TINY)
+        known = sum(k * k for k in noise) / len(noise)
+        se = MEDIAN_SE * math.sqrt((spread**2 + known) / len(x))
+        return cls(tuple(nodes), tuple(x), tuple(noise), med, spread, se)
+
+    @property
+    def df(self) -> float:
+        return 2.0 * (len(self.x) - 1)
+
+    def outlier_z(self, sign: float, margin: float) -> list[float]:
+        """Per client: (signed excess over the median - margin) / sqrt(spread^2 + noise^2 +
+        median_se^2). With margin >= 0 the null "at most `margin` worse than the median" leaves
+        client heterogeneity out of the question, so the normal reference holds (see docs)."""
+        base = self.spread**2 + self.median_se**2
+        return [(sign * (x - self.median) - margin) / math.sqrt(base + k * k)
+                for x, k in zip(self.x, self.noise, strict=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# results and state
+
+
+@dataclass
+class MonitorState:
+    """What the sequential tests remember: per family, how many rounds ran a test (the look
+    index for alpha spending), and per (mode, metric) the (round, degradation, se, df) history."""
+
+    looks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAMILIES, 0))
+    history: dict[tuple[str, str], list[tuple[int, float, float, float]]] = field(
+        default_factory=dict)
+
+
+@dataclass
+class DetectionResult:
+    """Outcome of one round.
+
+    alarms:          every Alarm and warning (severity says which); gates act on "alarm" only
+    population:      mode -> metric -> value, stderr, source ("server" | "clients"), reference,
+                     degradation (positive = worse, None without a reference), tolerance,
+                     client_median, client_spread (1.4826 MAD), n_clients
+    flagged_clients: nodes named by per-client alarms (quarantine candidates)
+    ignored:         NaN/Inf (or negative-stderr) numbers that were skipped
+    """
+
+    round: int
+    alarms: list[Alarm] = field(default_factory=list)
+    population: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    flagged_clients: set[int] = field(default_factory=set)
+    ignored: int = 0
+
+    @property
+    def alarmed(self) -> bool:
+        return any(a.severity == "alarm" for a in self.alarms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"round": self.round, "alarms": [a.to_json() for a in self.alarms],
+                "population": self.population, "flagged_clients": sorted(self.flagged_clients),
+                "ignored": self.ignored}
+
+
+# --------------------------------------------------------------------------------------------
+# the engine
+
+
+def detect_round(
+    reference: Mapping[str, Mapping[str, Any]] | Any,
+    global_now: Mapping[str, Mapping[str, Any]] | Any | None,
+    client_reports: Mapping[int, Mapping[str, Mapping[str, Any]]] | None,
+    *,
+    round: int,
+    config: DetectorConfig | None = None,
+    state: MonitorState | None = None,
+) -> DetectionResult:
+    """Run the level, trend and per-client tests of one round.
+
+    reference:      mode -> metric -> MetricValue (or a BehaviorProfile): the round-0 model
+    global_now:     the server's exact probe of the aggregated candidate, if it has one
+    client_reports: node -> mode -> metric -> Observation (MetricValue or a float also accepted)
+    state:          sequential state, updated in place (BehaviorMonitor holds it). Without it
+                    there is no trend test and the look index is the round number, which is
+                    valid when detect_round is called at most once per round.
+    """
+    rnd = _Round(config or DetectorConfig(), round, state)
+    ref, now = _as_modes(reference), _as_modes(global_now)
+    reports = {n: _as_modes(r) for n, r in (client_reports or {}).items()}
+    for mode in rnd.cfg.modes:
+        by_metric: dict[Any, dict[int, Any]] = {}  # metric -> node -> report, in one pass
+        for node, r in reports.items():
+            for metric, o in r.get(mode, {}).items():
+                by_metric.setdefault(metric, {})[node] = o
+        mode_ref, mode_now = ref.get(mode, {}), now.get(mode, {})
+        for metric in sorted(set(mode_ref) | set(mode_now) | set(by_metric), key=str):
+            spec = spec_for(mode, metric) if isinstance(metric, str) else None
+            if spec is not None:
+                rnd.metric(mode, metric, spec, mode_ref.get(metric), mode_now.get(metric),
+                           by_metric.get(metric, {}))
+    return rnd.finish()
+
+
+class BehaviorMonitor:
+    """The detectors of one run: the round-0 reference, the config and the sequential state."""
+
+    def __init__(self, reference: Mapping[str, Mapping[str, Any]] | Any,
+                 config: DetectorConfig | None = None) -> None:
+        self.reference = {m: dict(ms) for m, ms in _as_modes(reference).items()}
+        self.config = config or DetectorConfig()
+        self.state = MonitorState()
+
+    def observe(self, round: int, global_now: Mapping[str, Mapping[str, Any]] | Any | None = None,
+                client_reports: Mapping[int, Mapping[str, Mapping[str, Any]]] | None = None,
+                ) -> DetectionResult:
+        """Test one round. Every call is a new look, so re-probing a round stays within alpha."""
+        return detect_round(self.reference, global_now, client_reports, round=round,
+                            config=self.config, state=self.state)
+
+    def reset_trend(self) -> None:
+        """Forget the trend history (e.g. after a rollback); spent alpha stays spent."""
+        self.state.history.clear()
+
+
+def observations_from_metrics(flat: Mapping[str, Any], noise_std: float = 0.0
+                              ) -> dict[str, dict[str, Observation]]:
+    """A client's flat `trust.<mode>.<metric>[.stderr|.n|.noise-std]` metrics as Observations.
+
+    noise_std is used where a metric carries no `.noise-std` key (e.g. from the DP config sent to
+    the client). Non-numeric values are skipped.
+    """
+    out: dict[str, dict[str, Observation]] = {}
+    for key, value in flat.items():
+        if not key.startswith("trust.") or key.endswith((".stderr", ".n", ".noise-std")):
+            continue
+        mode, _, metric = key[len("trust."):].partition(".")
+        try:
+            obs = Observation(float(value), float(flat.get(f"{key}.stderr", 0.0)),
+                              int(flat.get(f"{key}.n", 0)),
+                              float(flat.get(f"{key}.noise-std", noise_std)))
+        except (TypeError, ValueError):
+            continue
+        if metric:
+            out.setdefault(mode, {})[metric] = obs
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# internals
+
+
+def _as_modes(x: Any) -> dict[str, Mapping[str, Any]]:
+    """mode -> metric mapping from a mapping or anything with `.metrics` (BehaviorProfile)."""
+    x = getattr(x, "metrics", x)
+    if not isinstance(x, Mapping):
+        return {}
+    return {m: ms for m, ms in x.items() if type(ms) is dict or isinstance(ms, Mapping)}
+
+
+def _triple(o: Any) -> tuple[float, float, float] | None:
+    """(value, stderr, noise_std) of an Observation / MetricValue / number; None if unusable."""
+    try:
+        if type(o) is Observation:  # the common case first: a round has clients x metrics
+            v, se, _, ns = o
+        elif isinstance(o, int | float):
+            v, se, ns = o, 0.0, 0.0
+        else:
+            v = o.value
+            se, ns = getattr(o, "stderr", 0.0) or 0.0, getattr(o, "noise_std", 0.0) or 0.0
+        # the sum is finite iff all three are (an overflowing sum of huge values is unusable)
+        if math.isfinite(v + se + ns) and se >= 0 and ns >= 0:
+            return float(v), float(se), float(ns)
+    except (AttributeError, TypeError, ValueError):
+        pass
+    return None
+
+
+@dataclass
+class _Test:
+    """A population-level test statistic waiting for the round's Bonferroni threshold."""
+
+    mode: str
+    metric: str
+    z: float
+    df: float
+    evidence: dict[str, Any]
+
+
+@dataclass
+class _ClientBlock:
+    """One metric's per-client tests: z_i, computed once the round's threshold is known."""
+
+    mode: str
+    metric: str
+    spec: MetricSpec
+    tol: float
+    stats: ClientStats
+    sign: float
+    margin: float
+
+
+class _Round:
+    """Collects one round's tests, then thresholds each family at once (Bonferroni)."""
+
+    def __init__(self, cfg: DetectorConfig, rnd: int, state: MonitorState | None) -> None:
+        self.cfg, self.rnd, self.state = cfg, rnd, state
+        self.tests: dict[str, list[_Test]] = {"level": [], "trend": []}
+        self.blocks: list[_ClientBlock] = []
+        self.result = DetectionResult(rnd)
+
+    def _usable(self, o: Any) -> tuple[float, float, float] | None:
+        t = _triple(o)
+        if t is None and o is not None:
+            self.result.ignored += 1
+        return t
+
+    def metric(self, mode: str, metric: str, spec: MetricSpec, ref_obs: Any, now_obs: Any,
+               client_obs: Mapping[int, Any]) -> None:
+        tol = self.cfg.tolerance(mode, metric)
+        sign = 1.0 if spec.worse == "higher" else -1.0
+        ref_t, now_t = self._usable(ref_obs), self._usable(now_obs)
+        nodes, xs, noise = [], [], []
+        for node, o in client_obs.items():
+            t = _triple(o)
+            if t is None:
+                self.result.ignored += o is not None
+                continue
+            nodes.append(node)
+            xs.append(t[0])
+            noise.append(math.hypot(t[1], t[2]))
+        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol)
+                 if len(xs) >= self.cfg.min_clients else None)
+        if now_t is not None:
+            value, se, df, source = now_t[0], math.hypot(now_t[1], now_t[2]), math.inf, "server"
+        elif stats is not None:
+            value, se, df, source = stats.median, stats.median_se, stats.df, "clients"
+        else:
+            return
+        reference = ref_t[0] if ref_t is not None else spec.reference
+        d = None if reference is None else sign * (value - reference)
+        self.result.population.setdefault(mode, {})[metric] = {
+            "value": value, "stderr": se, "source": source, "reference": reference,
+            "degradation": d, "tolerance": tol,
+            "client_median": stats.median if stats else None,
+            "client_spread": stats.spread if stats else None,
+            "n_clients": len(xs),
+        }
+        if stats is not None:  # margin: the tolerance, relative to the median for victims
+            margin = tol * abs(stats.median) if spec.victim else tol
+            self.blocks.append(_ClientBlock(mode, metric, spec, tol, stats, sign, margin))
+        if d is None or spec.victim:
+            return
+        ev = {"test": "level", "value": value, "reference": reference, "degradation": d,
+              "tolerance": tol, "se": se, "source": source, "df": _json_df(df)}
+        self.tests["level"].append(_Test(mode, metric, (d - tol) / max(se, _TINY), df, ev))
+        if self.state is not None:
+            self._trend(mode, metric, d, se, df, tol)
+
+    def _trend(self, mode: str, metric: str, d: float, se: float, df: float, tol: float) -> None:
+        hist = self.state.history.setdefault((mode, metric), [])  # type: ignore[union-attr]
+        hist.append((self.rnd, d, se, df))
+        w = self.cfg.trend_window
+        del hist[:-w]
+        if len(hist) < w:
+            return
+        ses = [h[2] for h in hist]
+        rho = self.cfg.trend_rho
+        se_w = math.sqrt((1 - rho) * sum(s * s for s in ses) + rho * sum(ses) ** 2) / w
+        mean = sum(h[1] for h in hist) / w
+        ev = {"test": "trend", "window": [hist[0][0], hist[-1][0]], "mean_degradation": mean,
+              "degradation": d, "tolerance": tol, "se": se_w}
+        df_w = min(h[3] for h in hist)  # the least certain round's df: the safe side
+        ev["df"] = _json_df(df_w)
+        self.tests["trend"].append(_Test(mode, metric, (mean - tol) / max(se_w, _TINY), df_w, ev))
+
+    def _look(self, family: Family) -> int:
+        if self.state is None:
+            return max(self.rnd, 1)
+        self.state.looks[family] += 1
+        return self.state.looks[family]
+
+    def finish(self) -> DetectionResult:
+        for family in ("level", "trend"):
+            tests = self.tests[family]
+            if tests:
+                self._population_family(family, tests)  # type: ignore[arg-type]
+        if self.blocks:
+            self._client_family()
+        return self.result
+
+    def _budget(self, family: Family, m: int) -> dict[str, Any]:
+        look = self._look(family)
+        alpha_t = spend(self.cfg.family_alpha(family), look)
+        return {"family_alpha": self.cfg.family_alpha(family), "alpha_t": alpha_t,
+                "look": look, "n_tests": m, "level": alpha_t / m}
+
+    def _p_adj(self, p: float, b: dict[str, Any]) -> float:
+        """Bonferroni- and spending-adjusted p: alarm iff p_adj <= family_alpha."""
+        return min(1.0, p * b["n_tests"] * b["family_alpha"] / b["alpha_t"])
+
+    def _population_family(self, family: Family, tests: list[_Test]) -> None:
+        b = self._budget(family, len(tests))
+        z_normal = critical_z(b["level"])  # t quantiles are never below it: a cheap pre-filter
+        for t in tests:
+            warn = family == "level" and t.z > WARN_Z
+            if t.z <= z_normal and not warn:
+                continue
+            p = upper_p(t.z, t.df)
+            alarm = p <= b["level"]
+            if not (alarm or warn):
+                continue
+            ev = t.evidence | {"z": t.z, "z_crit": critical_z(b["level"], t.df),
+                               "p_value": self._p_adj(p, b)} | _public(b)
+            sev = "alarm" if alarm else "warning"
+            self.result.alarms.append(Alarm(t.mode, t.metric, sev, self.rnd, (), ev,
+                                            _message(t.mode, t.metric, ev, sev)))
+
+    def _client_family(self) -> None:
+        b = self._budget("client", sum(len(blk.stats.x) for blk in self.blocks))
+        z_crit = critical_z(b["level"])
+        for blk in self.blocks:
+            s = blk.stats
+            hits = sorted(((z, i) for i, z in enumerate(s.outlier_z(blk.sign, blk.margin))
+                           if z > z_crit), reverse=True)
+            for z, i in hits:
+                node = s.nodes[i]
+                ev = {"test": "victim" if blk.spec.victim else "client", "client": node,
+                      "value": s.x[i], "client_median": s.median, "client_spread": s.spread,
+                      "noise": s.noise[i], "margin": blk.margin, "tolerance": blk.tol,
+                      "n_clients": len(s.nodes), "z": z, "z_crit": z_crit,
+                      "p_value": self._p_adj(upper_p(z), b)} | _public(b)
+                if blk.spec.victim:  # a fairness victim: population finding, nobody quarantined
+                    ev["victims"] = [s.nodes[h[1]] for h in hits]
+                    clients: tuple[int, ...] = ()
+                else:
+                    clients = (node,)
+                    self.result.flagged_clients.add(node)
+                self.result.alarms.append(Alarm(blk.mode, blk.metric, "alarm", self.rnd, clients,
+                                                ev, _message(blk.mode, blk.metric, ev, "alarm")))
+                if blk.spec.victim:
+                    break  # one population alarm per metric names all victims
+
+
+def _public(b: dict[str, Any]) -> dict[str, Any]:
+    return {k: b[k] for k in ("alpha_t", "family_alpha", "look", "n_tests")}
+
+
+def _json_df(df: float) -> float | None:
+    return None if math.isinf(df) else float(df)
+
+
+def _message(mode: str, metric: str, ev: dict[str, Any], severity: str) -> str:
+    name, test = f"{mode}.{metric}", ev["test"]
+    if test == "level":
+        verb = "degraded beyond" if severity == "alarm" else "may be degrading towards"
+        return (f"{name} {verb} its tolerance: {ev['value']:.4g} vs reference "
+                f"{ev['reference']:.4g} (degradation {ev['degradation']:.3g}, tolerance "
+                f"{ev['tolerance']:.3g}, z = {ev['z']:.2f}, threshold {ev['z_crit']:.2f}).")
+    if test == "trend":
+        r0, r1 = ev["window"]
+        return (f"{name} drifted: mean degradation {ev['mean_degradation']:.3g} over rounds "
+                f"{r0}-{r1} exceeds the tolerance {ev['tolerance']:.3g} (z = {ev['z']:.2f}, "
+                f"threshold {ev['z_crit']:.2f}).")
+    if test == "victim":
+        ratio = ev["value"] / ev["client_median"] if ev["client_median"] else math.inf
+        return (f"The model serves client {ev['client']} much worse than the others: {name} = "
+                f"{ev['value']:.4g} is {ratio:.2f}x the median {ev['client_median']:.4g} "
+                f"(tolerance {1 + ev['tolerance']:.2f}x, z = {ev['z']:.2f}).")
+    return (f"Client {ev['client']} reports {name} = {ev['value']:.4g}, worse than the clients' "
+            f"median {ev['client_median']:.4g} by more than the tolerance {ev['tolerance']:.3g} "
+            f"(z = {ev['z']:.2f}, threshold {ev['z_crit']:.2f}).")

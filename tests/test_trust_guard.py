@@ -1,0 +1,152 @@
+"""TrustGuard: drop-in bit-identity, gates (quarantine, rollback with culprits, halt), records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord
+from flwr.serverapp.strategy import (
+    Bulyan,
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    MultiKrum,
+)
+
+from flwr_trust.errors import TrustError
+from flwr_trust.report.audit import read_log, verify_log
+from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
+from flwr_trust.strategies import TrustGuard, TrustHalt
+from tests.guard_helpers import default_client, honest_update, reply, run_rounds, same_arrays
+
+INNERS = {
+    "fedavg": lambda: FedAvg(),
+    "fedprox": lambda: FedProx(proximal_mu=0.1),
+    "fedadam": lambda: FedAdam(),
+    "fedyogi": lambda: FedYogi(),
+    "fedmedian": lambda: FedMedian(),
+    "fedtrimmedavg": lambda: FedTrimmedAvg(beta=0.2),
+    "krum": lambda: Krum(num_malicious_nodes=1),
+    "multikrum": lambda: MultiKrum(num_malicious_nodes=1, num_nodes_to_select=3),
+    "bulyan": lambda: Bulyan(num_malicious_nodes=1),
+    "dp-server-fixed": lambda: DifferentialPrivacyServerSideFixedClipping(
+        FedAvg(), noise_multiplier=0.5, clipping_norm=1.0, num_sampled_clients=7),
+    "dp-client-fixed": lambda: DifferentialPrivacyClientSideFixedClipping(
+        FedAvg(), noise_multiplier=0.5, clipping_norm=1.0, num_sampled_clients=7),
+}
+
+
+def _guard(inner, tmp_path, **kw) -> TrustGuard:
+    kw.setdefault("model", None)
+    return TrustGuard(inner, run_dir=tmp_path / "run", tensorboard=False, **kw)
+
+
+@pytest.mark.parametrize("name", sorted(INNERS))
+@pytest.mark.parametrize("gate", ["off", "quarantine", "rollback"])
+def test_no_alarm_means_bit_identical_arrays(name, gate, tmp_path):
+    alone = run_rounds(INNERS[name](), n_rounds=4)
+    guarded = run_rounds(_guard(INNERS[name](), tmp_path, gate=gate), n_rounds=4)
+    assert len(alone) == len(guarded) == 4
+    for rnd, (a, b) in enumerate(zip(alone, guarded, strict=True), start=1):
+        assert same_arrays(a, b), f"{name}: round {rnd} differs"
+
+
+def _poisoner(bad: int, factor: float = 50.0):
+    def client(msg, node, rnd, arrays):
+        if node != bad:
+            return default_client(msg, node, rnd, arrays)
+        honest = honest_update(arrays, node, rnd)
+        return reply(msg, {k: arrays[k].numpy() + factor * (v - arrays[k].numpy())
+                           for k, v in honest.items()}, {"num-examples": 10, "train_loss": 0.5})
+    return client
+
+
+def test_quarantine_leaves_out_flagged_client_and_matches_inner_without_it(tmp_path):
+    bad = 103
+    guard = _guard(FedAvg(), tmp_path, gate="quarantine")
+    guarded = run_rounds(guard, n_rounds=2, client=_poisoner(bad))
+    without = run_rounds(FedAvg(), n_rounds=2, client=lambda m, n, r, a: (
+        default_client(m, n, r, a) if n != bad else None))
+    assert same_arrays(guarded[-1], without[-1])
+    actions = [h["gate"] for h in guard.history]
+    assert all(a["action"] == "quarantine" and a["excluded"] == [bad] for a in actions)
+    assert any(a.mode == "update" and a.clients == (bad,) for a in guard.alarms)
+
+
+def _profile(refusal: float) -> BehaviorProfile:
+    return BehaviorProfile({"alignment": {"refusal-rate": MetricValue(refusal, 0.02, 400,
+                                                                      "lower")}},
+                           {"alignment": "0" * 64})
+
+
+def _fake_probe(guard: TrustGuard, bad: int, monkeypatch) -> None:
+    """Server probe stand-in: the model's refusal rate falls with the bad client's weight in
+    the average (the bad client's arrays carry a marker value in layer.b[0])."""
+    def probe(arrays):
+        if arrays is None:
+            return None
+        marker = float(np.asarray(arrays["layer.b"].numpy())[0])
+        return _profile(0.9 - max(0.0, marker))
+    monkeypatch.setattr(guard, "_probe", probe)
+
+
+def _marker_client(bad: int):
+    def client(msg, node, rnd, arrays):
+        out = honest_update(arrays, node, rnd, scale=0.0)
+        out["layer.b"] = np.zeros(8, np.float32)
+        if node == bad:
+            out["layer.b"][0] = 7.0  # pulls the average refusal rate down by 1.0
+        return reply(msg, out, {"num-examples": 10})
+    return client
+
+
+def test_rollback_keeps_previous_model_and_names_culprit(tmp_path, monkeypatch):
+    bad = 104
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", model="tiny")
+    _fake_probe(guard, bad, monkeypatch)
+    guard.reference = _profile(0.9)
+
+    history = run_rounds(guard, n_rounds=1, client=_marker_client(bad))
+    gate = guard.history[-1]["gate"]
+    assert gate["action"] == "rollback"
+    assert same_arrays(history[-1], _initial())
+    assert any(a.mode == "alignment" and a.severity == "alarm" for a in guard.alarms)
+    assert gate["culprits"] == [bad]
+
+
+def _initial() -> ArrayRecord:
+    from tests.guard_helpers import initial_arrays
+    return initial_arrays()
+
+
+def test_halt_stops_with_clear_error_and_closed_log(tmp_path):
+    guard = _guard(FedAvg(), tmp_path, gate="halt")
+    with pytest.raises(TrustHalt, match="halted the run in round 1"):
+        run_rounds(guard, n_rounds=2, client=_poisoner(102))
+    result = verify_log(tmp_path / "run" / "audit.jsonl")
+    assert result.ok
+    kinds = [r["kind"] for r in read_log(tmp_path / "run" / "audit.jsonl")]
+    assert kinds[0] == "run-start" and kinds[-1] == "run-end"
+
+
+def test_on_alarm_callback_and_trust_metrics(tmp_path):
+    seen = []
+    guard = _guard(FedAvg(), tmp_path, on_alarm=seen.append)
+    run_rounds(guard, n_rounds=2, client=_poisoner(105))
+    assert seen and all(a.mode == "update" for a in seen)
+    assert guard.history[0]["gate"]["action"] == "accept"  # gate off: alarms only
+
+
+def test_bad_construction_is_a_clear_error(tmp_path):
+    with pytest.raises(TrustError, match="Unknown gate"):
+        _guard(FedAvg(), tmp_path, gate="block")
+    with pytest.raises(TrustError, match="wraps a Flower Strategy"):
+        TrustGuard(object(), model=None)  # type: ignore[arg-type]
+    with pytest.raises(TrustError, match="audit_fraction"):
+        _guard(FedAvg(), tmp_path, audit_fraction=2.0)
