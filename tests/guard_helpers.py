@@ -17,13 +17,27 @@ LAYERS = {"layer.a": (16, 8), "layer.b": (8,), "layer.c": (4, 4)}
 
 
 class FakeGrid:
-    """Enough of flwr's Grid for strategies' configure_* calls (node sampling)."""
+    """Enough of flwr's Grid for Strategy.start: node sampling, and send_and_receive answered
+    in-process by `client(message, node, round)` (None = the node does not reply)."""
 
-    def __init__(self, n_nodes: int) -> None:
+    def __init__(self, n_nodes: int, client: Callable[[Message, int, int], Message | None]
+                 | None = None) -> None:
         self.nodes = list(range(101, 101 + n_nodes))
+        self.client = client
 
     def get_node_ids(self) -> list[int]:
         return list(self.nodes)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
+                         ) -> list[Message]:
+        assert self.client is not None
+        out = []
+        for msg in messages:
+            rnd = int(msg.content.config_records["config"]["server-round"])
+            answer = self.client(msg, msg.metadata.dst_node_id, rnd)
+            if answer is not None:
+                out.append(answer)
+        return out
 
 
 def initial_arrays(seed: int = 0) -> ArrayRecord:

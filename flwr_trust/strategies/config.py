@@ -131,7 +131,11 @@ def strategy_from_config(cfg: Mapping[str, Any], **overrides: Any) -> TrustGuard
         raise TrustError(f"Unknown trust.strategy {name!r}.",
                          f"Use one of {', '.join(sorted(STRATEGIES))}.")
     _check_known_keys(cfg, name)
-    inner = STRATEGIES[name](**_kwargs_for(STRATEGIES[name], f"trust.{name}.", cfg))
+    try:
+        inner = STRATEGIES[name](**_kwargs_for(STRATEGIES[name], f"trust.{name}.", cfg))
+    except (TypeError, ValueError) as exc:
+        raise TrustError(f"trust.strategy = {name!r} could not be built: {exc}.",
+                         f"Set its options as trust.{name}.<option> (kebab-case).") from exc
     if "trust.dp" in cfg:
         dp = str(cfg["trust.dp"]).lower()
         if dp not in DP_WRAPPERS:

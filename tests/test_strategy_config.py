@@ -1,0 +1,86 @@
+"""strategy_from_config: the inner strategy, its options, DP wrappers and guard keys from run config."""
+
+from __future__ import annotations
+
+import pytest
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    FedProx,
+    FedTrimmedAvg,
+)
+
+from flwr_trust.errors import TrustError
+from flwr_trust.strategies import TrustGuard
+from flwr_trust.strategies.config import STRATEGIES, strategy_from_config
+
+
+def _cfg(tmp_path, **kv):
+    return {"trust.model": "none", "trust.tensorboard": False,
+            "trust.run-dir": str(tmp_path / "run"), **kv}
+
+
+def test_default_is_fedavg_gate_off(tmp_path):
+    guard = strategy_from_config(_cfg(tmp_path))
+    assert isinstance(guard, TrustGuard) and type(guard.inner) is FedAvg
+    assert guard.gate == "off" and guard.model_spec is None
+
+
+def test_inner_options_and_guard_keys(tmp_path):
+    guard = strategy_from_config(_cfg(
+        tmp_path, **{"trust.strategy": "fedprox", "trust.fedprox.proximal-mu": 0.3,
+                     "trust.fedprox.fraction-train": 0.5, "trust.gate": "quarantine",
+                     "trust.alpha": 0.01, "trust.audit-fraction": 0.25,
+                     "trust.tolerance.alignment.refusal-rate": 0.1}))
+    assert isinstance(guard.inner, FedProx)
+    assert guard.inner.proximal_mu == 0.3 and guard.inner.fraction_train == 0.5
+    assert guard.gate == "quarantine" and guard.audit_fraction == 0.25
+    assert guard.detector.alpha == 0.01
+    assert guard.detector.tolerance("alignment", "refusal-rate") == 0.1
+
+
+def test_every_named_strategy_builds(tmp_path):
+    required = {"qfedavg": {"trust.qfedavg.client-learning-rate": 0.1}}
+    for name in STRATEGIES:
+        guard = strategy_from_config(_cfg(tmp_path, **{"trust.strategy": name,
+                                                       **required.get(name, {})}))
+        assert type(guard.inner) is STRATEGIES[name]
+    with pytest.raises(TrustError, match="could not be built.*client_learning_rate"):
+        strategy_from_config(_cfg(tmp_path, **{"trust.strategy": "qfedavg"}))
+    beta = strategy_from_config(_cfg(tmp_path, **{"trust.strategy": "fedtrimmedavg",
+                                                  "trust.fedtrimmedavg.beta": 0.1}))
+    assert isinstance(beta.inner, FedTrimmedAvg) and beta.inner.beta == 0.1
+
+
+def test_dp_wrapper(tmp_path):
+    guard = strategy_from_config(_cfg(
+        tmp_path, **{"trust.dp": "server-fixed", "trust.dp.noise-multiplier": 1.0,
+                     "trust.dp.clipping-norm": 0.5, "trust.dp.num-sampled-clients": 4}))
+    assert isinstance(guard.inner, DifferentialPrivacyServerSideFixedClipping)
+    with pytest.raises(TrustError, match="missing options"):
+        strategy_from_config(_cfg(tmp_path, **{"trust.dp": "server-fixed"}))
+
+
+def test_lora_config_for_server_probe(tmp_path):
+    guard = strategy_from_config(_cfg(tmp_path, **{"trust.lora.r": 4,
+                                                   "trust.lora.target-modules": "q_proj, k_proj"}))
+    assert guard.peft_config.r == 4
+    assert set(guard.peft_config.target_modules) == {"q_proj", "k_proj"}
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"trust.strategy": "fedsgd"}, "Unknown trust.strategy 'fedsgd'.*fedavg"),
+    ({"trust.fedavg.proximal-mu": 0.1}, "Unknown option 'trust.fedavg.proximal-mu'.*fraction"),
+    ({"trust.fedprox.proximal-mu": 0.1}, "configures 'fedprox' but trust.strategy is 'fedavg'"),
+    ({"trust.gaet": "halt"}, "Unknown config key 'trust.gaet'.*trust.gate"),
+    ({"trust.gate": "block"}, "Unknown gate 'block'"),
+    ({"trust.dp": "local"}, "Unknown trust.dp 'local'"),
+    ({"trust.fedtrimmedavg.beta": 0.9, "trust.strategy": "fedtrimmedavg"}, "could not be built"),
+    ({"trust.audit-fraction": "lots"}, "not a float"),
+    ({"trust.tensorboard": "maybe"}, "not a boolean"),
+    ({"trust.tolerance.alignment.refusal": 0.1}, "Unknown tolerance key"),
+    ({"trust.modes": "bias,vibes"}, "Unknown detection mode"),
+])
+def test_bad_config_names_the_valid_choices(tmp_path, cfg, match):
+    with pytest.raises(TrustError, match=match):
+        strategy_from_config(_cfg(tmp_path, **cfg))
