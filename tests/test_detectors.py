@@ -49,6 +49,7 @@ PUBLIC = {
 PRIVATE = {
     ("fairness", "local-loss"): (2.00, 0.05, 0.10),
     ("memorization", "loss-gap"): (0.00, 0.03, 0.05),
+    ("memorization", "local-canary-exposure"): (1.20, 0.30, 0.30),
 }
 
 
@@ -436,9 +437,9 @@ def test_monitor_state_trend_and_reset() -> None:
 
 def test_observations_from_flat_metrics() -> None:
     flat = {"trust.alignment.refusal-rate": 0.8, "trust.alignment.refusal-rate.stderr": 0.02,
-            "trust.alignment.refusal-rate.n": 300, "trust.alignment.refusal-rate.noise-std": 0.1,
+            "trust.alignment.refusal-rate.n": 300, "trust.alignment.refusal-rate.noise": 0.1,
             "trust.fairness.local-loss": 2.1, "trust.suite-hash": 123, "train_loss": 1.0,
-            "trust.bias.stereotype-pref": "junk"}
+            "trust.bias.stereotype-pref": "junk", "trust.privacy.epsilon": 1.0}
     obs = observations_from_metrics(flat, noise_std=0.05)
     assert obs["alignment"]["refusal-rate"] == Observation(0.8, 0.02, 300, 0.1)
     assert obs["fairness"]["local-loss"] == Observation(2.1, 0.0, 0, 0.05)
@@ -462,5 +463,5 @@ def test_registry_and_directions_agree_with_the_scorers() -> None:
             if metric in scorer:
                 assert spec.worse == scorer[metric], f"{mode}.{metric}"
             else:  # private metrics, measured by the client mod on local data
-                assert metric in {"local-loss", "loss-gap"}
+                assert metric in {"local-loss", "loss-gap", "local-canary-exposure"}
     assert len(tolerance_keys()) == sum(len(m.WATCH) for m in DETECTORS.values())

@@ -134,7 +134,7 @@ class DetectorConfig:
                                  "Give the largest harmless degradation, in metric units.")
             tols[key] = float(tol)
         if self.trend_window < 2:
-            raise TrustError(f"trend_window must be >= 2, got {self.trend_window}.", "Use 5.")
+            raise TrustError(f"trend_window must be >= 2, got {self.trend_window}.", "Use 4.")
         if not 0.0 <= self.trend_rho <= 1.0:
             raise TrustError(f"trend_rho must be in [0, 1], got {self.trend_rho}.", "Use 0.")
         if len(self.split) != 3 or min(self.split) <= 0 or sum(self.split) > 1 + 1e-9:
@@ -250,8 +250,9 @@ class ClientStats:
 
     def outlier_z(self, sign: float, margin: float) -> list[float]:
         """Per client: (signed excess over the median - margin) / sqrt(spread^2 + noise^2 +
-        median_se^2). With margin >= 0 the null "at most `margin` worse than the median" leaves
-        client heterogeneity out of the question, so the normal reference holds (see docs)."""
+        median_se^2). The null "at most `margin` worse than the median" makes heterogeneity
+        part of the question: only noise is left, which the denominator bounds, so the normal
+        reference holds without knowing how much honest clients differ (docs/detection.md)."""
         base = self.spread**2 + self.median_se**2
         return [(sign * (x - self.median) - margin) / math.sqrt(base + k * k)
                 for x, k in zip(self.x, self.noise, strict=True)]
@@ -361,25 +362,29 @@ class BehaviorMonitor:
 
 def observations_from_metrics(flat: Mapping[str, Any], noise_std: float = 0.0
                               ) -> dict[str, dict[str, Observation]]:
-    """A client's flat `trust.<mode>.<metric>[.stderr|.n|.noise-std]` metrics as Observations.
+    """A client's flat `trust.<mode>.<metric>[.stderr|.n|.noise]` metrics as Observations.
 
-    noise_std is used where a metric carries no `.noise-std` key (e.g. from the DP config sent to
-    the client). Non-numeric values are skipped.
+    `.noise` is the std of the Gaussian DP noise added to the value (docs/protocol.md);
+    `noise_std` is used where a metric carries none. Non-numeric values are skipped; other
+    `trust.*` keys (suite hash, privacy, deltas) come out under modes no detector watches.
     """
     out: dict[str, dict[str, Observation]] = {}
     for key, value in flat.items():
-        if not key.startswith("trust.") or key.endswith((".stderr", ".n", ".noise-std")):
+        if not key.startswith("trust.") or key.endswith(_SUFFIXES):
             continue
         mode, _, metric = key[len("trust."):].partition(".")
         try:
             obs = Observation(float(value), float(flat.get(f"{key}.stderr", 0.0)),
                               int(flat.get(f"{key}.n", 0)),
-                              float(flat.get(f"{key}.noise-std", noise_std)))
+                              float(flat.get(f"{key}.noise", noise_std)))
         except (TypeError, ValueError):
             continue
         if metric:
             out.setdefault(mode, {})[metric] = obs
     return out
+
+
+_SUFFIXES = (".stderr", ".n", ".noise")
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ context). Requests are sorted by length and packed into batches under a token bu
 with explicit position ids (so a request scores the same whatever it is batched with), and only
 the last K positions' logits are computed (`logits_to_keep`), which skips most of the vocabulary
 projection, the largest single cost of a small model with a big vocabulary.
+
+Requests that share a context (the choices of one multiple-choice item, the refusal and the
+compliance reply to one chat prompt) are scored with the context run once: its key/value cache is
+copied to one row per continuation, and only the continuations are run on top of it. This is the
+same computation (to float rounding) with far fewer tokens; `share_prefix=False` turns it off.
 """
 
 from __future__ import annotations
@@ -64,11 +69,26 @@ def _autocast(precision: Precision, device: torch.device) -> Any:
     raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
 
 
-@torch.inference_mode()
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
                    max_batch_tokens: int = 8192, max_length: int = 2048,
-                   precision: Precision = "bf16") -> Scores:
+                   precision: Precision = "bf16", share_prefix: bool = True) -> Scores:
     """Score every request with batched forward passes; returns arrays in request order."""
+    _autocast(precision, torch.device("cpu"))  # validates `precision` before any work
+    for r in requests:
+        if not r.context or not r.continuation:
+            raise ValueError("every request needs a non-empty context and continuation")
+    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
+                               for r in requests):
+        return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
+                           max_length=max_length, precision=precision)
+    return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
+                         precision=precision)
+
+
+@torch.inference_mode()
+def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
+                max_batch_tokens: int, max_length: int, precision: Precision) -> Scores:
+    """Each request as one sequence: context + continuation."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
     n_tokens = np.zeros(n, dtype=np.int64)
@@ -105,3 +125,84 @@ def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
             logprob[i] = float(picked[row])
             n_tokens[i] = int(valid[row].sum())
     return Scores(logprob, n_tokens)
+
+
+@torch.inference_mode()
+def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
+                  max_batch_tokens: int, precision: Precision) -> Scores:
+    """Run each distinct context once, then all its continuations on a copy of its cache."""
+    n = len(requests)
+    logprob = np.zeros(n, dtype=np.float64)
+    n_tokens = np.zeros(n, dtype=np.int64)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(r.context, []).append(i)
+    contexts = list(groups)
+    # Cost of a context group ~ its context once plus its continuation rows over the context.
+    cost = [len(c) + len(groups[c]) * (len(c) + max(len(requests[i].continuation)
+                                                    for i in groups[c])) for c in contexts]
+    device = next(model.parameters()).device
+    for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens):
+        ctxs = [contexts[b] for b in batch]
+        width = max(len(c) for c in ctxs)
+        ids = torch.full((len(ctxs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ctxs), width), dtype=torch.long)
+        for row, c in enumerate(ctxs):
+            ids[row, width - len(c):] = torch.tensor(c)
+            mask[row, width - len(c):] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with _autocast(precision, device):
+            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                        position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+        # One row per (context, continuation): first token from the context's last logits.
+        rows = [(row, i) for row, c in enumerate(ctxs) for i in groups[c]]
+        for row, i in rows:
+            logprob[i] = float(first_logp[row, requests[i].continuation[0]])
+            n_tokens[i] = len(requests[i].continuation)
+        rest = [(row, i) for row, i in rows if len(requests[i].continuation) > 1]
+        if not rest:
+            continue
+        cache = out.past_key_values
+        cache.reorder_cache(torch.tensor([row for row, _ in rest], device=device))
+        cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
+        cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
+        cont_mask = torch.zeros((len(rest), cont_width), dtype=torch.long)
+        targets = torch.full((len(rest), cont_width), -1, dtype=torch.long)
+        for k, (_, i) in enumerate(rest):
+            cont = requests[i].continuation
+            cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
+            cont_mask[k, :len(cont) - 1] = 1
+            targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
+        ctx_rows = torch.tensor([row for row, _ in rest])
+        full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
+        start = mask[ctx_rows].sum(dim=1, keepdim=True)
+        cont_pos = start + torch.arange(cont_width)[None, :]
+        with _autocast(precision, device):
+            out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
+                         position_ids=cont_pos.to(device), past_key_values=cache,
+                         use_cache=True)
+        logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
+        valid = targets >= 0
+        picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        picked = (picked * valid).sum(dim=1)
+        for k, (_, i) in enumerate(rest):
+            logprob[i] += float(picked[k])
+    return Scores(logprob, n_tokens)
+
+
+def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Group items, longest first, so that the summed cost of a batch stays within budget."""
+    order = sorted(range(len(cost)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in order:
+        if current and total + cost[i] > budget:
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += cost[i]
+    if current:
+        batches.append(current)
+    return batches
