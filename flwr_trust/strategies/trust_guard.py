@@ -27,7 +27,12 @@ from flwr_trust.detect.behavior import BehaviorMonitor, DetectorConfig, observat
 from flwr_trust.detect.update import check_updates, flatten_update
 from flwr_trust.errors import TrustError
 from flwr_trust.guard.gate import ACTION_CODE, GateDecision, TrustHalt, check_gate
-from flwr_trust.guard.validation import Screened, screen_replies, weighted_key_of
+from flwr_trust.guard.validation import (
+    Screened,
+    decode_array,
+    screen_replies,
+    weighted_key_of,
+)
 from flwr_trust.probes.defaults import load_suites
 from flwr_trust.probes.suite import MODES, ProbeSuite
 from flwr_trust.report.recorder import RunRecorder
@@ -103,6 +108,7 @@ class TrustGuard(Strategy):
         self.reference = reference
         self._monitors: dict[str, BehaviorMonitor] = {}
         self._global: ArrayRecord | None = None
+        self._global_np: dict[str, np.ndarray] | None = None  # _global decoded, once a round
         self.alarms: list[Alarm] = []
         self.history: list[dict[str, Any]] = []
 
@@ -116,7 +122,7 @@ class TrustGuard(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self._start(arrays)
-        self._global = arrays
+        self._global, self._global_np = arrays, None
         self._add_trust_config(config, server_round)
         return self.inner.configure_train(server_round, arrays, config, grid)
 
@@ -132,7 +138,7 @@ class TrustGuard(Strategy):
         # (Krum, Bulyan) consume the replies' ArrayRecords while aggregating.
         screened = self._screen(replies, expect_arrays=True)
         reports = _take_trust_metrics(screened.valid)
-        update_result = self._update_checks(server_round, screened.valid)
+        update_result = self._update_checks(server_round, screened)
         integrity = self._integrity_audit(server_round, screened.valid, reports)
         from_reports = self._monitor("reports").observe(server_round, None,
                                                         _observations(reports))
@@ -270,15 +276,21 @@ class TrustGuard(Strategy):
 
         return profile_arrays(bridge, arrays, self.suites, precision=self.precision)
 
-    def _update_checks(self, server_round: int, replies: list[Message]) -> Any:
+    def _update_checks(self, server_round: int, screened: Screened) -> Any:
+        """Update checks on the arrays the screen already decoded, against the global model
+        decoded once (not once per client)."""
         updates: dict[int, dict[str, np.ndarray]] = {}
         if not self.secure_aggregation and self._global is not None:
-            for msg in replies:
-                arrays = next(iter(msg.content.array_records.values()))
+            if self._global_np is None:
+                self._global_np = {k: decode_array(v) for k, v in self._global.items()}
+            for msg in screened.valid:
+                node = msg.metadata.src_node_id
+                arrays = screened.arrays.get(node) \
+                    or next(iter(msg.content.array_records.values()))
                 try:
-                    updates[msg.metadata.src_node_id] = flatten_update(arrays, self._global)
+                    updates[node] = flatten_update(arrays, self._global_np)
                 except TrustError:
-                    updates[msg.metadata.src_node_id] = {}
+                    updates[node] = {}
         return check_updates(updates, round=server_round, alpha=self.update_alpha)
 
     def _integrity_audit(self, server_round: int, replies: list[Message],
@@ -338,8 +350,8 @@ class TrustGuard(Strategy):
                             decision: GateDecision | None) -> MetricRecord:
         out = MetricRecord(dict(metrics.items())) if metrics is not None else MetricRecord()
         out["trust.replies-valid"] = len(screened.valid)
-        out["trust.replies-refused"] = len(screened.refused)
-        out["trust.replies-failed"] = len(screened.errors)
+        out["trust.replies-refused"] = screened.n_refused
+        out["trust.replies-failed"] = screened.n_failed
         out["trust.alarms"] = sum(a.severity == "alarm" for a in alarms)
         out["trust.warnings"] = sum(a.severity == "warning" for a in alarms)
         if decision is not None:
@@ -459,9 +471,12 @@ def _alarmed(alarms: list[Alarm]) -> bool:
 def _merge_population(from_reports: dict[str, Any], from_server: dict[str, Any]
                       ) -> dict[str, Any]:
     """Server-probe rows win where both exist; client-median rows fill the rest."""
-    out = {mode: dict(rows) for mode, rows in from_reports.items()}
+    out = {mode: {m: dict(row) for m, row in rows.items()} for mode, rows in from_reports.items()}
     for mode, rows in from_server.items():
-        out.setdefault(mode, {}).update(rows)
+        for metric, row in rows.items():
+            merged = out.setdefault(mode, {}).setdefault(metric, {})
+            # Keep the clients' median and spread when the server row has none of its own.
+            merged.update({k: v for k, v in row.items() if v is not None or k not in merged})
     return out
 
 

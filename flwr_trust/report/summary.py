@@ -1,0 +1,269 @@
+"""The machine-readable verdict of a run: per failure mode a status, first alarm round, the
+gate's action and the clients blamed, plus the run header, system health, refused replies and
+privacy spend. The HTML report renders this same summary, so the page and the JSON agree.
+
+Statuses:
+- ALARM: at least one alarm (the severity gates act on) was raised for the mode;
+- WARNING: warnings only (significant at an unadjusted 5 %, below the gating threshold);
+- OK: measured in the verified rounds, with neither;
+- NO DATA: never measured in the verified rounds. Without data the report cannot call a mode OK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from flwr_trust.errors import AuditLogError
+from flwr_trust.report.runlog import (
+    PHASES,
+    RunLog,
+    as_dict,
+    as_list,
+    load_run,
+    node_key,
+    num,
+)
+
+FORMAT = "flwr-trust-summary/1"
+STATUSES = ("ALARM", "WARNING", "OK", "NO DATA")
+SIGNALS = ("update", "integrity")  # server-side checks beside the six behavioral modes
+SYSTEM_KEYS = ("loss", "update-norm-median", "update-norm-max")
+
+
+def summarize(run_dir: str | Path) -> dict[str, Any]:
+    """Summary of the run folder (or audit log) `run_dir`; see `build_summary`.
+
+    Raises AuditLogError for a missing or empty log, or an intact log without round records.
+    """
+    return build_summary(load_run(run_dir))
+
+
+def build_summary(run: RunLog) -> dict[str, Any]:
+    """JSON-ready summary of a loaded run. An intact log needs at least one round record. A
+    broken log is summarized as far as it verified, with `verification.ok` false."""
+    if run.verification.ok and not run.rounds:
+        raise AuditLogError(
+            f"Audit log {run.path} verifies but has no round records: the run stopped before "
+            "its first aggregation, so there is nothing to report.",
+            fix="Report a run that completed at least one round; the server log says why this "
+            "one stopped.")
+    v = run.verification
+    return {
+        "format": FORMAT,
+        "run_dir": str(run.run_dir),
+        "audit_log": str(run.path),
+        "verification": {"ok": v.ok, "records": v.records, "first_bad": v.first_bad,
+                         "reason": v.reason, "head": v.head},
+        "run": run_header(run),
+        "modes": {mode: mode_summary(run, mode) for mode in report_modes(run)},
+        "system": system_summary(run),
+        "timeline": timeline(run),
+        "replies": replies(run),
+        "privacy": privacy_summary(run),
+        "alarms": sum(a.get("severity") == "alarm" for _, a in run.alarms()),
+        "warnings": sum(a.get("severity") == "warning" for _, a in run.alarms()),
+    }
+
+
+def run_header(run: RunLog) -> dict[str, Any]:
+    """Strategy, gate, model, suites, detection settings, when it ran and how it ended."""
+    start, end = run.start, run.end
+    if end is not None:
+        status = str(end.get("status", "unknown"))
+    elif not run.verification.ok:
+        status = "unknown: the log breaks before the run-end record"
+    else:
+        status = "incomplete: no run-end record (still running, or the server stopped)"
+    return {
+        "strategy": start.get("strategy"), "gate": start.get("gate"),
+        "model": start.get("model"), "modes": run.modes,
+        "suite_hash": start.get("suite_hash"), "server_suites": as_dict(start.get("server_suites")),
+        "alpha": num(start.get("alpha")), "update_alpha": num(start.get("update_alpha")),
+        "audit_fraction": num(start.get("audit_fraction")),
+        "secure_aggregation": start.get("secure_aggregation"),
+        "started": run.time_of("run-start"), "ended": run.time_of("run-end"),
+        "status": status, "rounds": max(run.round_numbers, default=0),
+    }
+
+
+def report_modes(run: RunLog) -> list[str]:
+    """The modes the report covers: the run's behavioral modes, then `update` (when the server
+    checked updates), `integrity` (when it audited clients), then any other mode that alarmed,
+    so that no alarm is left out of the summary."""
+    modes = list(run.modes)
+    alarmed = [a["mode"] for _, a in run.alarms()]
+    if any(as_dict(p.get("update_stats")) for p in run.rounds) or "update" in alarmed:
+        modes.append("update")
+    if (num(run.start.get("audit_fraction")) or 0) > 0 or "integrity" in alarmed:
+        modes.append("integrity")
+    for mode in alarmed:
+        if mode not in modes:
+            modes.append(mode)
+    return modes
+
+
+def has_data(run: RunLog, mode: str) -> bool:
+    """Whether the verified rounds measured `mode` at all."""
+    if mode == "update":
+        return any(as_dict(p.get("update_stats")) for p in run.rounds)
+    if mode == "integrity":
+        return (num(run.start.get("audit_fraction")) or 0) > 0 and bool(run.phase("train"))
+    return bool(run.metrics_of(mode)) or any(a["mode"] == mode for _, a in run.alarms())
+
+
+def mode_summary(run: RunLog, mode: str) -> dict[str, Any]:
+    """Status, first alarm/warning round, counts, the gate's action and culprits of one mode."""
+    alarms = [a for _, a in run.alarms() if a["mode"] == mode and a.get("severity") == "alarm"]
+    warnings = [a for _, a in run.alarms() if a["mode"] == mode and a.get("severity") != "alarm"]
+    if alarms:
+        status = "ALARM"
+    elif warnings:
+        status = "WARNING"
+    else:
+        status = "OK" if has_data(run, mode) else "NO DATA"
+    alarm_rounds = sorted({a["round"] for a in alarms})
+    gates = {p["round"]: as_dict(p.get("gate")) for p in run.phase("train")}
+    actions = [{"round": r, "action": str(gates.get(r, {}).get("action", "accept"))}
+               for r in alarm_rounds]
+    culprits = {str(c) for a in alarms for c in as_list(a.get("clients"))}
+    for r in alarm_rounds:
+        if gates.get(r, {}).get("action") == "rollback":
+            culprits.update(str(c) for c in as_list(gates[r].get("culprits")))
+    return {
+        "status": status,
+        "first_alarm_round": alarm_rounds[0] if alarm_rounds else None,
+        "first_warning_round": min((w["round"] for w in warnings), default=None),
+        "alarms": len(alarms), "warnings": len(warnings),
+        "alarm_level": alarm_level(alarms),
+        "alarm_rounds": alarm_rounds,
+        "actions": actions,
+        "action": describe_actions(actions, run.start.get("gate")),
+        "culprits": sorted(culprits, key=node_key),
+        "alarmed_metrics": sorted({str(a.get("metric")) for a in alarms}),
+        "metrics": {m: metric_summary(run, mode, m) for m in run.metrics_of(mode)},
+    }
+
+
+def alarm_level(alarms: list[dict[str, Any]]) -> str | None:
+    """"client" when every alarm names clients, "population" when none does, else "both"."""
+    named = {bool(as_list(a.get("clients"))) for a in alarms}
+    if not named:
+        return None
+    return "both" if len(named) == 2 else ("client" if True in named else "population")
+
+
+def metric_summary(run: RunLog, mode: str, metric: str) -> dict[str, Any]:
+    """Reference, tolerance, the latest value and the largest degradation of one metric."""
+    points = [p for phase in PHASES for p in run.metric_series(mode, metric, phase)]
+    latest = run.metric_series(mode, metric, "train") or points
+    last = latest[-1] if latest else None
+    degraded = [p for p in points if p.degradation is not None]
+    worst = max(degraded, key=lambda p: p.degradation or 0.0) if degraded else None
+    return {
+        "reference": next((p.reference for p in points if p.reference is not None), None),
+        "tolerance": next((p.tolerance for p in points if p.tolerance is not None), None),
+        "last_round": last.round if last else None,
+        "last_value": last.value if last else None,
+        "last_stderr": last.stderr if last else None,
+        "source": last.source if last else None,
+        "worst_round": worst.round if worst else None,
+        "worst_degradation": worst.degradation if worst else None,
+    }
+
+
+def describe_actions(actions: list[dict[str, Any]], gate: Any) -> str:
+    """One phrase for what the gate did in the rounds a mode alarmed, e.g.
+    "quarantine in rounds 2-4"."""
+    if not actions:
+        return "none needed"
+    if gate == "off":
+        return "none (gate off)"
+    by_action: dict[str, list[int]] = {}
+    for a in actions:
+        by_action.setdefault(a["action"], []).append(a["round"])
+    parts = []
+    for action, rounds in by_action.items():
+        name = "accepted" if action == "accept" else action
+        parts.append(f"{name} in {round_ranges(rounds)}")
+    return "; ".join(parts)
+
+
+def round_ranges(rounds: Iterable[int]) -> str:
+    """"round 3" or "rounds 2-4, 7" for a set of round numbers."""
+    values = sorted(set(rounds))
+    spans: list[list[int]] = []
+    for r in values:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"round {text}" if len(values) == 1 else f"rounds {text}"
+
+
+def system_summary(run: RunLog) -> dict[str, Any]:
+    """First, last, min and max of each system metric over the train rounds."""
+    out: dict[str, Any] = {}
+    for key in SYSTEM_KEYS:
+        values = [(p["round"], num(as_dict(p.get("system")).get(key)))
+                  for p in run.phase("train")]
+        series = [(r, v) for r, v in values if v is not None]
+        if series:
+            ys = [v for _, v in series]
+            out[key] = {"first": ys[0], "last": ys[-1], "min": min(ys), "max": max(ys),
+                        "rounds": len(ys)}
+    return out
+
+
+def timeline(run: RunLog) -> list[dict[str, Any]]:
+    """Per round and phase: the gate's decision, alarm counts, replies and the training loss."""
+    out = []
+    for p in run.rounds:
+        gate, clients = as_dict(p.get("gate")), as_dict(p.get("clients"))
+        alarms = [as_dict(a) for a in as_list(p.get("alarms"))]
+        out.append({
+            "round": p["round"], "phase": p.get("phase"),
+            "action": gate.get("action", "accept"),
+            "excluded": [str(c) for c in as_list(gate.get("excluded"))],
+            "culprits": [str(c) for c in as_list(gate.get("culprits"))],
+            "alarms": sum(a.get("severity") == "alarm" for a in alarms),
+            "warnings": sum(a.get("severity") == "warning" for a in alarms),
+            "valid": len(as_list(clients.get("valid"))),
+            "refused": len(as_dict(clients.get("refused"))),
+            "failed": len(as_dict(clients.get("failed"))),
+            "loss": num(as_dict(p.get("system")).get("loss")),
+        })
+    return out
+
+
+def replies(run: RunLog) -> dict[str, list[dict[str, Any]]]:
+    """Refused replies (failed validation) and failed ones (error messages), with reasons."""
+    out: dict[str, list[dict[str, Any]]] = {"refused": [], "failed": []}
+    for p in run.rounds:
+        clients = as_dict(p.get("clients"))
+        for kind in out:
+            for node, reason in sorted(as_dict(clients.get(kind)).items(),
+                                       key=lambda kv: node_key(kv[0])):
+                out[kind].append({"round": p["round"], "phase": p.get("phase"),
+                                  "node": str(node), "reason": str(reason)})
+    return out
+
+
+def privacy_summary(run: RunLog) -> dict[str, dict[str, Any]]:
+    """Per client: the latest reported epsilon spent, releases and whether the budget ran out."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in run.rounds:
+        for node, flat in as_dict(p.get("privacy")).items():
+            flat = as_dict(flat)
+            eps = num(flat.get("trust.privacy.epsilon"))
+            if eps is None:
+                continue
+            entry = out.setdefault(str(node), {"exhausted": False})
+            entry.update({"epsilon": eps, "round": p["round"],
+                          "delta": num(flat.get("trust.privacy.delta")),
+                          "releases": num(flat.get("trust.privacy.releases"))})
+            entry["exhausted"] = entry["exhausted"] or bool(
+                num(flat.get("trust.privacy.exhausted")))
+    return dict(sorted(out.items(), key=lambda kv: node_key(kv[0])))
