@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,9 @@ class TrustGuard(Strategy):
         self.secure_aggregation = secure_aggregation
         self.on_alarm = on_alarm
         self._rng = random.Random(seed)  # own RNG: never touches the inner's sampling
-        self.run_dir = Path(run_dir) if run_dir else Path("runs") / "trust-guard"
+        # A fresh folder per run by default: an existing audit log would be continued.
+        self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime(
+            "trust-guard-%Y%m%d-%H%M%S")
         self._tensorboard = tensorboard
         self._recorder: RunRecorder | None = None
         self._bridge: Any = None
