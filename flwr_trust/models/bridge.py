@@ -121,8 +121,13 @@ class ModelBridge:
             yield
 
 
-def get_bridge(model: str = "default", peft_config: Any | None = None) -> ModelBridge:
-    """The process-wide bridge for (base model, adapter config): created once, then reused."""
+def get_bridge(model: str = "default", peft_config: Any | None = None, *,
+               activate: bool = True) -> ModelBridge:
+    """The process-wide bridge for (base model, adapter config): created once, then reused.
+
+    activate=False leaves the shared base model's active adapter as it is (the client mod
+    activates its own only while probing, then gives the app's back).
+    """
     slot = "full" if peft_config is None else str(peft_config.peft_type)
     base = load_base_model(model, slot=slot)
     key = (f"{id(base)}", _config_key(peft_config))
@@ -130,7 +135,8 @@ def get_bridge(model: str = "default", peft_config: Any | None = None) -> ModelB
         if key not in _BRIDGES:
             _BRIDGES[key] = ModelBridge(base, peft_config)
         bridge = _BRIDGES[key]
-    bridge.activate()
+    if activate:
+        bridge.activate()
     return bridge
 
 

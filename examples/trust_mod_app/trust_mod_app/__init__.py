@@ -1,0 +1,1 @@
+"""trust-mod-app: a minimal FlowerTune-style LoRA app with flwr-trust's client mod."""
