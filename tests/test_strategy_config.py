@@ -1,4 +1,4 @@
-"""strategy_from_config: the inner strategy, its options, DP wrappers and guard keys from run config."""
+"""strategy_from_config: inner strategy, its options, DP wrappers and guard keys from config."""
 
 from __future__ import annotations
 
