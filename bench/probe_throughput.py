@@ -8,7 +8,7 @@ in one process, alternating, so machine noise hits both. Printed:
   the scorer shares each context's forward pass across its continuations, so it can exceed 1;
 - the scorer without prefix sharing vs forward with `logits_to_keep` over the same batches: the
   per-token overhead of the scorer's own Python (batching, gathering), 1.0 = none;
-- wall time of one default-suite pass (all six modes) in bf16 and fp32.
+- wall time of one default-suite pass (all six modes) through `profile_model`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from flwr_trust.models import load_base_model  # noqa: E402
-from flwr_trust.probes import default_suites  # noqa: E402
+from flwr_trust.probes import MODES, default_suites  # noqa: E402
 from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
 from flwr_trust.scoring.engine import _autocast, plan_batches, score_requests  # noqa: E402
 from flwr_trust.scoring.runner import SCORERS, profile_model  # noqa: E402
@@ -59,10 +59,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--max-batch-tokens", type=int, default=8192)
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated suites to score (default: all six)")
     args = parser.parse_args()
     torch.manual_seed(0)
     lm = load_base_model(args.model)
-    suites = default_suites()
+    suites = default_suites(tuple(m for m in args.modes.split(",") if m))
     requests = [r for mode, s in suites.items()
                 for r in cached_requests(s, lm.tokenizer, SCORERS[mode].requests)]
     pad = lm.tokenizer.pad_token_id
@@ -88,11 +90,10 @@ def main() -> int:
           "  (goal >= 0.9)")
     print("RATIO unshared scorer / raw forward (kept logits): "
           f"{med['raw-kept-logits'] / med['scorer-unshared']:.2f}  (1.0 = no per-token overhead)")
-    for precision in ("bf16", "fp32"):
-        start = time.perf_counter()
-        profile_model(lm.model, lm.tokenizer, suites, precision=precision)
-        print(f"WALL one default-suite pass (6 modes, {precision}): "
-              f"{time.perf_counter() - start:.1f} s")
+    start = time.perf_counter()
+    profile_model(lm.model, lm.tokenizer, suites, precision=args.precision)
+    print(f"WALL one pass over {args.modes} ({args.precision}, tokenization cached): "
+          f"{time.perf_counter() - start:.1f} s")
     return 0
 
 
