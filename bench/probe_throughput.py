@@ -57,7 +57,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="fp32")
     parser.add_argument("--max-batch-tokens", type=int, default=8192)
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated suites to score (default: all six)")

@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="'default', a suite .json file, or a folder of suite files")
     probe.add_argument("--modes", default=",".join(MODES),
                        help=f"comma-separated modes to score (default: all of {','.join(MODES)})")
-    probe.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                       help="bf16 autocast (default, ~2.5x faster on CPU) or exact fp32")
+    probe.add_argument("--precision", choices=("bf16", "fp32"), default="fp32",
+                       help="fp32 (default) or bf16 autocast (fast only with native bf16)")
     probe.add_argument("--generate", action="store_true",
                        help="also greedy-generate alignment replies and judge refusals (slower)")
     probe.add_argument("--json", type=Path, help="write the profile as JSON to this file")

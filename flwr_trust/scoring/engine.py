@@ -71,7 +71,7 @@ def _autocast(precision: Precision, device: torch.device) -> Any:
 
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
                    max_batch_tokens: int = 8192, max_length: int = 2048,
-                   precision: Precision = "bf16", share_prefix: bool = True) -> Scores:
+                   precision: Precision = "fp32", share_prefix: bool = True) -> Scores:
     """Score every request with batched forward passes; returns arrays in request order."""
     _autocast(precision, torch.device("cpu"))  # validates `precision` before any work
     for r in requests:

@@ -39,7 +39,7 @@ def _as_mapping(suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite]) -> dict
 
 def profile_model(model: Any, tokenizer: Any,
                   suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite], *,
-                  name: str = "", precision: Precision = "bf16",
+                  name: str = "", precision: Precision = "fp32",
                   max_batch_tokens: int = 8192) -> BehaviorProfile:
     """Score `model` on every suite with one batched pass over all their requests."""
     by_mode = _as_mapping(suites)
@@ -73,7 +73,7 @@ def profile_model(model: Any, tokenizer: Any,
 
 def profile_arrays(bridge: Any, arrays: Any,
                    suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite], *,
-                   name: str = "", precision: Precision = "bf16") -> BehaviorProfile:
+                   name: str = "", precision: Precision = "fp32") -> BehaviorProfile:
     """Load `arrays` (an ArrayRecord or state dict) into the bridge's model and profile it."""
     bridge.load_arrays(arrays)
     return profile_model(bridge.model, bridge.tokenizer, suites, name=name or bridge.base.name,

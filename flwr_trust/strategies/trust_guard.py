@@ -71,7 +71,7 @@ class TrustGuard(Strategy):
                  peft_config: Any | None = None, suites: str | Path = "default",
                  modes: tuple[str, ...] = MODES, server_probe_items: int = 0,
                  client_probe_budget: int = 0,
-                 precision: str = "bf16", detector: DetectorConfig | None = None,
+                 precision: str = "fp32", detector: DetectorConfig | None = None,
                  update_alpha: float = 0.01, audit_fraction: float = 0.0,
                  secure_aggregation: bool = False, run_dir: str | Path | None = None,
                  tensorboard: bool = True, on_alarm: Callable[[Alarm], None] | None = None,
