@@ -219,7 +219,7 @@ def bench_probe(model: str, items: int) -> None:
     probed = sum(len(s.items) for s in guard.suites.values())
     total = sum(len(s.items) for s in guard.client_suites.values())
     line = (f"server reference probe, model={model} ({n_params:,} parameters), default suites, "
-            f"bf16: {seconds:.2f} s for {probed} of {total} items")
+            f"{guard.precision}: {seconds:.2f} s for {probed} of {total} items")
     if probed < total:
         line += f", ~{seconds * total / probed:.0f} s for all (extrapolated by items)"
     print(line + "; once per run, independent of N", flush=True)
