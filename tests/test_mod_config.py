@@ -68,6 +68,7 @@ def test_strings_for_numbers_and_booleans_are_accepted():
     ("trust.local-data.groups", "a,A", "trust.local-data.groups"),
     ("trust.client.enabled", "perhaps", "trust.client.enabled"),
     ("trust.policy.rules", "alignment.refusal-rate ~ 0.8", "trust.policy.rules"),
+    ("trust.policy.rules", "alignment.refusal_rate >= 0.8", "trust.policy.rules"),
     ("trust.privacy.epsilonn", 3.0, "Unknown config key trust.privacy.epsilonn"),
 ])
 def test_malformed_values_name_the_key(key, value, words):

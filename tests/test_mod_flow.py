@@ -334,3 +334,10 @@ def test_server_trust_config_in_any_config_record_is_read():
     msg2 = Message(content=content, metadata=msg.metadata)
     m = metrics_of(_mod()(msg2, context(), echo_train()))
     assert m["trust.round"] == 9
+
+
+def test_unknown_canary_ids_are_an_error_that_does_not_name_them():
+    reply = _mod()(message("evaluate"), context(),
+                   _with_data(_evaluate, canaries=["m-1", "secret-canary-77"]))
+    reason = _expect_error(reply, "1 declared canary ids")
+    assert "secret-canary-77" not in reason

@@ -46,7 +46,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "trust.modes": ("all", "comma-separated modes to probe, or 'all'"),
     "trust.probe-budget": (32, "probe items per mode per round (0 = whole suite); the "
                                "server's trust.probe-budget wins when it sends one"),
-    "trust.precision": ("bf16", "probe scoring precision: 'bf16' or 'fp32'"),
+    "trust.precision": ("fp32", "probe scoring precision: 'fp32', or 'bf16' (faster only on "
+                                "CPUs with native bf16, e.g. AVX512-BF16/AMX)"),
     "trust.probe-incoming": (False, "also probe the incoming global model on train messages and "
                                     "report trust.delta.* (outgoing minus incoming)"),
     "trust.personalized.state-key": ("", "name of an ArrayRecord in context.state holding "
@@ -101,7 +102,7 @@ class TrustConfig:
     suites: str = "default"
     modes: tuple[str, ...] = MODES
     probe_budget: int = 32
-    precision: str = "bf16"
+    precision: str = "fp32"
     probe_incoming: bool = False
     personal_key: str = ""
     outgoing: str = "auto"
@@ -233,6 +234,15 @@ def parse_trust_config(run_config: Mapping[str, Any],
     except PolicyError as exc:
         raise TrustConfigError(f"Config key trust.policy.rules: {exc.problem}", exc.fix) \
             from exc
+    from flwr_trust.scoring.runner import SCORERS
+
+    unknown_metrics = [str(r) for r in policy
+                       if r.metric.split("/", 1)[0] not in SCORERS[r.mode].METRICS]
+    if unknown_metrics:
+        raise TrustConfigError(f"trust.policy.rules names metrics no scorer reports: "
+                               f"{unknown_metrics}.",
+                               "Metric names: " + "; ".join(f"{m}: {', '.join(s.METRICS)}"
+                                                             for m, s in SCORERS.items()) + ".")
     missing = sorted({r.mode for r in policy} - set(modes))
     if missing:
         raise TrustConfigError(f"trust.policy.rules checks modes {missing} that trust.modes "

@@ -208,9 +208,10 @@ def _add_canaries(out: PrivateSet, model: Any, tokenizer: Any, ids: Sequence[str
     index: Mapping[str, int] = {item.id: i for i, item in enumerate(suite.items)}
     unknown = [c for c in ids if c not in index]
     if unknown:
-        raise LocalDataError(f"Canary ids {unknown[:3]} are not in the memorization suite "
-                             f"{suite.name}.", "Declare ids of items you planted with "
-                                               "canary_text(item).")
+        # The reason travels to the server in the error reply: count, do not name, the ids.
+        raise LocalDataError(f"{len(unknown)} declared canary ids are not in the memorization "
+                             f"suite {suite.name}.", "Declare ids of items you planted with "
+                                                     "canary_text(item).")
     from flwr_trust.scoring.runner import profile_model
 
     planted = suite.subset(sorted({index[c] for c in ids}), name_suffix="@planted")

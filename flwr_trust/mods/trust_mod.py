@@ -93,6 +93,7 @@ class _Job:
     incoming_profile: BehaviorProfile | None = None
     outgoing_profile: BehaviorProfile | None = None
     hidden: bool = False  # the outgoing model is hidden from the server: release it privately
+    hidden_keys: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     seconds: float = 0.0
     probe_seconds: float = 0.0
@@ -190,81 +191,91 @@ class TrustMod:
 
     # -- after the app returns ----------------------------------------------------------------
     def _after(self, job: _Job, reply: Message) -> dict[str, Number]:
+        """probe -> score -> privatize -> report, for the model(s) of this message."""
         cfg = job.cfg
         out: dict[str, Number] = {"trust.suite-hash": hash_to_int(job.suite_hash),
                                   "trust.round": job.server.round,
                                   "trust.probe-budget": job.budget_used}
         private = PrivateSet()
-        hidden_keys: list[str] = []
-        public_clear = 1
         if job.kind == "evaluate":
             if job.incoming_profile is not None:
-                out |= clear_metrics(job.incoming_profile)
-            job.status.setdefault("outgoing", "not-configured")
+                out |= clear_metrics(job.incoming_profile)  # the server's own model
             model_for_private = job.incoming
         else:
-            outgoing = _model_arrays(reply)
-            model_for_private = outgoing
-            job.hidden = cfg.outgoing == "private" or (cfg.outgoing == "auto" and job.secagg)
-            if outgoing is None:
-                job.status["outgoing"] = "model-unavailable"
-            else:
-                if job.target is None:
-                    job.target = self._target(job)
-                profile, secs = probe(job.target, outgoing, job.sample,
-                                      precision=cfg.precision, name="outgoing")
-                job.probe_seconds += secs
-                job.status["outgoing"] = "ok"
-                job.outgoing_profile = profile
-                if job.hidden:
-                    public_clear = 0
-                    metrics, stats = hidden_statistics(profile, job.sample)
-                    private.metrics += metrics
-                    private.statistics += stats
-                    hidden_keys = [f"{m}.{n}" for m, n in metric_names(profile)]
-                else:
-                    out |= clear_metrics(profile)
-            personal = self._personal_stats(job, reply, outgoing)
-            private.metrics += personal[0]
-            private.statistics += personal[1]
+            model_for_private = _model_arrays(reply)
+            out |= self._outgoing(job, model_for_private, private)
+            self._add(private, self._personal_stats(job, reply, model_for_private))
         data = self._local_data(job)
         private_on = job.kind in cfg.private_messages
         local = self._private_stats(job, data, model_for_private) if private_on \
             else PrivateSet()
-        private.metrics += local.metrics
-        private.statistics += local.statistics
+        self._add(private, (local.metrics, local.statistics))
         shift_stat, shift_n = self._shift_stat(job, data)
-        statistics = private.statistics + ([shift_stat] if shift_stat else [])
-        outcome = release_within_budget(statistics, noise_multiplier=cfg.noise_multiplier,
-                                        budget=cfg.budget, state=job.context.state, rng=self.rng)
+        outcome = release_within_budget(
+            private.statistics + ([shift_stat] if shift_stat else []),
+            noise_multiplier=cfg.noise_multiplier, budget=cfg.budget, state=job.context.state,
+            rng=self.rng)
         released = outcome.released
-        if hidden_keys:
-            out |= private_metrics(hidden_keys, private.metrics, released)
+        if job.hidden:
+            out |= private_metrics(job.hidden_keys, private.metrics, released)
         if cfg.probe_incoming and job.kind == "train":
             out |= self._delta(job, out)
         if cfg.personal_key or self.personal is not None:
             out |= private_metrics(_personal_keys(job), private.metrics, released)
         if private_on:
             out |= private_metrics(expected_keys(cfg.groups), private.metrics, released)
-            why = "; ".join(f"{k}: {v}" for k, v in sorted(local.absent.items()))
-            if why and not outcome.refused and why not in self._logged:
-                self._logged.add(why)  # once per process and reason, not every round
-                LOGGER.info("trust_mod: private metrics absent (trust.status.private): %s", why)
+            self._log_absent(local, outcome.refused)
         if job.kind == "train" and cfg.shift:
             out |= self._shift_metrics(job, released, shift_n)
         self._set_statuses(job, private_on, outcome.refused, bool(local.metrics), shift_stat)
-        spent, releases, exhausted = privacy_spent(job.context.state, cfg.budget)
-        out |= {"trust.public-post-processing": public_clear,
-                "trust.privacy.epsilon": float(spent),
-                "trust.privacy.delta": float(cfg.budget.delta),
-                "trust.privacy.exhausted": int(exhausted),
-                "trust.privacy.noise-multiplier": float(cfg.noise_multiplier),
-                "trust.privacy.releases": int(releases),
-                "trust.veto": int(bool(job.violations)),
-                "trust.veto.rules": len(job.violations)}
-        out |= {f"trust.status.{part}": STATUS[job.status.get(part, "not-configured")]
-                for part in ("incoming", "outgoing", "personal", "private", "shift")}
-        return out
+        return out | self._flags(job)
+
+    def _outgoing(self, job: _Job, arrays: ArrayRecord | None, private: PrivateSet
+                  ) -> dict[str, Number]:
+        """Probe the model the client sends: clear metrics, or private statistics if hidden."""
+        cfg = job.cfg
+        job.hidden = cfg.outgoing == "private" or (cfg.outgoing == "auto" and job.secagg)
+        if arrays is None:
+            job.status["outgoing"] = "model-unavailable"
+            job.hidden = False
+            return {}
+        job.target = job.target or self._target(job)
+        profile, secs = probe(job.target, arrays, job.sample, precision=cfg.precision,
+                              name="outgoing")
+        job.probe_seconds += secs
+        job.status["outgoing"] = "ok"
+        job.outgoing_profile = profile
+        if not job.hidden:
+            return clear_metrics(profile)
+        self._add(private, hidden_statistics(profile, job.sample))
+        job.hidden_keys = [f"{m}.{n}" for m, n in metric_names(profile)]
+        return {}
+
+    @staticmethod
+    def _add(private: PrivateSet, part: tuple[list[PrivateMetric], list[Statistic]]) -> None:
+        private.metrics += part[0]
+        private.statistics += part[1]
+
+    def _log_absent(self, local: PrivateSet, refused: bool) -> None:
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(local.absent.items()))
+        if why and not refused and why not in self._logged:
+            self._logged.add(why)  # once per process and reason, not every round
+            LOGGER.info("trust_mod: private metrics absent (trust.status.private): %s", why)
+
+    def _flags(self, job: _Job) -> dict[str, Number]:
+        """Privacy spend, post-processing flag, veto and status codes (every reply has them)."""
+        spent, releases, exhausted = privacy_spent(job.context.state, job.cfg.budget)
+        out: dict[str, Number] = {
+            "trust.public-post-processing": int(not job.hidden),
+            "trust.privacy.epsilon": float(spent),
+            "trust.privacy.delta": float(job.cfg.budget.delta),
+            "trust.privacy.exhausted": int(exhausted),
+            "trust.privacy.noise-multiplier": float(job.cfg.noise_multiplier),
+            "trust.privacy.releases": int(releases),
+            "trust.veto": int(bool(job.violations)),
+            "trust.veto.rules": len(job.violations)}
+        return out | {f"trust.status.{part}": STATUS[job.status.get(part, "not-configured")]
+                      for part in ("incoming", "outgoing", "personal", "private", "shift")}
 
     def _personal_stats(self, job: _Job, reply: Message, outgoing: ArrayRecord | None
                         ) -> tuple[list[PrivateMetric], list[Statistic]]:
@@ -277,7 +288,7 @@ class TrustMod:
         if local is None or outgoing is None:
             job.status["personal"] = "model-unavailable"
             return [], []
-        assert job.target is not None
+        job.target = job.target or self._target(job)
         profile, secs = probe(job.target, merge_arrays(outgoing, local), job.sample,
                               precision=job.cfg.precision, name="personal")
         job.probe_seconds += secs

@@ -64,7 +64,7 @@ def train_steps(model, tokenizer, texts: list[str], steps: int, lr: float) -> fl
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return sum(losses) / max(len(losses), 1)
 

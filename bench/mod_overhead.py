@@ -1,0 +1,178 @@
+"""Mod overhead: one local training round with and without `trust_mod`, in one process.
+
+Run: `python bench/mod_overhead.py` (defaults: SmolLM2-135M with LoRA r=8 on q/v, 10 AdamW
+steps of batch 8 x 64 tokens in fp32, the mod's default probe budget of 32 items per mode
+over all six default suites, the mod's default probe precision). Options: --steps --batch --seq
+--budget --repeats --threads.
+
+Both variants run the same app function on the same cached model (the mod shares the app's
+bridge: base loaded once, adapter swapped in place); they alternate, round after round, so
+machine noise hits both alike. Printed: the median time of each, the ratio (goal <= 1.05),
+where the mod's time goes (probe forward passes vs the rest), and the per-mode probe budget
+that would meet the goal at this training budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from flwr.app import (  # noqa: E402
+    DEFAULT_TTL,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
+
+from flwr_trust.models import get_bridge  # noqa: E402
+from flwr_trust.mods import (  # noqa: E402
+    make_trust_mod,
+    parse_trust_config,
+    provide_local_data,
+    sample_suites,
+)
+from flwr_trust.probes import load_suites  # noqa: E402
+from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
+from flwr_trust.scoring.runner import SCORERS  # noqa: E402
+
+print = functools.partial(print, flush=True)  # noqa: A001 - progress shows while it runs
+
+TOPICS = ["tide pools", "sourdough", "bike repair", "bird song", "tax forms", "chess openings",
+          "rain gardens", "night trains"]
+
+
+def local_texts(n: int) -> list[str]:
+    """A client's local data: plain English sentences, long enough for 64-token batches."""
+    out = []
+    for i in range(n):
+        t = TOPICS[i % len(TOPICS)]
+        out.append(f"Note {i}: today I learned more about {t}. The main idea is simple, but "
+                   f"the details about {t} take practice, patience and a good teacher who "
+                   f"explains each step of {t} slowly and clearly, with examples number {i}.")
+    return out
+
+
+def computed_tokens(requests) -> int:
+    """Tokens the scorer runs: each distinct prompt once (prefix sharing), plus every choice."""
+    return sum(len(c) for c in {r.context for r in requests}) + sum(
+        len(r.continuation) for r in requests)
+
+
+def make_app(bridge, texts: list[str], steps: int, batch: int, seq: int):
+    """A FlowerTune-style train function on the shared bridge (what the user already has)."""
+    params = None
+
+    def train(msg: Message, context: Context) -> Message:
+        nonlocal params
+        bridge.activate()
+        bridge.load_arrays(msg.content["arrays"])
+        model, tok = bridge.model, bridge.tokenizer
+        params = params or [p for n, p in model.named_parameters() if "lora_" in n]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=1e-4)
+        model.train()
+        for step in range(steps):
+            chunk = [texts[(step * batch + j) % len(texts)] for j in range(batch)]
+            enc = tok(chunk, return_tensors="pt", padding="max_length", truncation=True,
+                      max_length=seq)
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
+        provide_local_data(context, train=texts[:64], heldout=texts[64:96])
+        content = RecordDict({"arrays": bridge.to_array_record(),
+                              "metrics": MetricRecord({"train_loss": float(loss.detach()),
+                                                       "num-examples": steps * batch})})
+        return Message(content, reply_to=msg)
+
+    return train
+
+
+def message(arrays: ArrayRecord, rnd: int) -> Message:
+    meta = Metadata(run_id=1, message_id=f"m{rnd}", src_node_id=0, dst_node_id=1,
+                    reply_to_message_id="", group_id=str(rnd), created_at=time.time(),
+                    ttl=DEFAULT_TTL, message_type="train")
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": rnd})})
+    return Message(content=content, metadata=meta)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--budget", type=int, default=None, help="probe items per mode (default: "
+                    "the mod's default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    trust_cfg = {"trust.model": "default", "trust.lora.r": 8, "trust.lora.alpha": 16,
+                 "trust.lora.target-modules": "q_proj,v_proj"}
+    if args.budget is not None:
+        trust_cfg["trust.probe-budget"] = args.budget
+    cfg = parse_trust_config(trust_cfg)
+    bridge = get_bridge("default", cfg.lora_config())  # the app's model; the mod shares it
+    suites = load_suites("default")
+    train = make_app(bridge, local_texts(96), args.steps, args.batch, args.seq)
+    mod = make_trust_mod(suites=suites, defaults=trust_cfg)
+    ctx_plain = Context(1, 1, {}, RecordDict(), {})
+    ctx_mod = Context(1, 1, {}, RecordDict(), {})
+    arrays = bridge.to_array_record()
+
+    print(f"model {bridge.base.name}, LoRA r={cfg.lora_r} on {','.join(cfg.lora_target_modules)}"
+          f"; training {args.steps} steps x batch {args.batch} x {args.seq} tokens (fp32); "
+          f"probe budget {cfg.probe_budget}/mode x {len(cfg.modes)} modes ({cfg.precision}); "
+          f"{torch.get_num_threads()} threads")
+    train(message(arrays, 0), ctx_plain)  # warm-up: allocator, tokenizer, caches
+    mod(message(arrays, 0), ctx_mod, train)  # warm-up: suites, opacus import, shift reference
+    plain, with_mod, probe, mod_total = [], [], [], []
+    for r in range(1, args.repeats + 1):
+        t = time.perf_counter()
+        train(message(arrays, r), ctx_plain)
+        plain.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        reply = mod(message(arrays, r), ctx_mod, train)
+        with_mod.append(time.perf_counter() - t)
+        m = dict(next(iter(reply.content.metric_records.values())))
+        probe.append(m["trust.probe-seconds"])
+        mod_total.append(m["trust.mod-seconds"])
+        print(f"  round {r}: without {plain[-1]:6.2f} s   with {with_mod[-1]:6.2f} s   "
+              f"(mod {mod_total[-1]:.2f} s, of which probe forward passes {probe[-1]:.2f} s)")
+    p, w = statistics.median(plain), statistics.median(with_mod)
+    pr, mt = statistics.median(probe), statistics.median(mod_total)
+    sample = sample_suites({m: suites[m] for m in cfg.modes}, 1, cfg.probe_budget)
+    tokens = {m: computed_tokens(cached_requests(s, bridge.tokenizer, SCORERS[m].requests))
+              for m, s in sample.items()}
+    print(f"median local round: without mod {p:.2f} s, with mod {w:.2f} s")
+    print(f"ratio with/without: {w / p:.3f}   (goal <= 1.05)")
+    print(f"the mod's {mt:.2f} s: probe forward passes {pr:.2f} s ({100 * pr / max(mt, 1e-9):.0f}%)"
+          f", other (arrays, shift sketch, bookkeeping) {mt - pr:.2f} s; training "
+          f"{p / args.steps:.2f} s/step")
+    print("probe tokens per round (shared prompt once per item + every choice), per mode: "
+          + ", ".join(f"{m} {n}" for m, n in tokens.items())
+          + f" (total {sum(tokens.values())}, {sum(tokens.values()) / max(pr, 1e-9):.0f} tok/s)")
+    per_item = pr / max(cfg.probe_budget * len(cfg.modes), 1)
+    fit = int(0.05 * p / per_item / len(cfg.modes)) if per_item > 0 else 0
+    print(f"at this training budget, ratio <= 1.05 needs <= {fit} probe items per mode "
+          f"(~{per_item * 1000:.0f} ms per item)")
+
+
+if __name__ == "__main__":
+    main()
