@@ -163,7 +163,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         rest = [(row, i) for row, i in rows if len(requests[i].continuation) > 1]
         if not rest:
             continue
-        cache = out.past_key_values
+        cache = _returned_cache(out)
         cache.reorder_cache(torch.tensor([row for row, _ in rest], device=device))
         cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
         cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
@@ -180,8 +180,8 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         cont_pos = start + torch.arange(cont_width)[None, :]
         with _autocast(precision, device):
             out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
-                         position_ids=cont_pos.to(device), past_key_values=cache,
-                         use_cache=True)
+                         position_ids=cont_pos.to(device), use_cache=True,
+                         **{_cache_argument(model): cache})
         logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
         valid = targets >= 0
         picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -189,6 +189,22 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         for k, (_, i) in enumerate(rest):
             logprob[i] += float(picked[k])
     return Scores(logprob, n_tokens)
+
+
+def _returned_cache(out: Any) -> Any:
+    """The KV cache of a forward pass: `cache` since transformers 5.2x, `past_key_values`
+    before (the old name still works there but warns on every call)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _cache_argument(model: Any) -> str:
+    """The forward() keyword that takes a KV cache in this transformers version."""
+    import inspect
+
+    base = getattr(model, "get_base_model", lambda: model)()
+    return "cache" if "cache" in inspect.signature(base.forward).parameters \
+        else "past_key_values"
 
 
 def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:

@@ -23,13 +23,20 @@ def mean_metric(values: np.ndarray, worse: Direction) -> MetricValue:
 
 
 def proportion_metric(hits: np.ndarray, worse: Direction) -> MetricValue:
-    """Share of true values with the binomial standard error sqrt(p(1-p)/n)."""
+    """Share of true values with the Agresti-Coull standard error sqrt(q(1-q)/(n+4)),
+    q = (hits+2)/(n+4).
+
+    The plain binomial sqrt(p(1-p)/n) is 0 at p = 0 or 1, which small groups often reach
+    (6 of 6 pairs): a detector dividing a one-item change by it would see z in the billions.
+    The adjusted error equals the binomial one for large n and stays honest for small n.
+    """
     hits = np.asarray(hits, dtype=np.float64)
     n = int(hits.size)
     if n == 0:
         return MetricValue(math.nan, math.nan, 0, worse)
     p = float(hits.mean())
-    return MetricValue(p, math.sqrt(p * (1 - p) / n), n, worse)
+    q = (float(hits.sum()) + 2.0) / (n + 4.0)
+    return MetricValue(p, math.sqrt(q * (1 - q) / (n + 4.0)), n, worse)
 
 
 def bootstrap_metric(statistic: Callable[[np.ndarray], float], n: int, worse: Direction,
