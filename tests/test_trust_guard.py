@@ -19,6 +19,7 @@ from flwr.serverapp.strategy import (
     MultiKrum,
 )
 
+from flwr_trust.detect.update import check_updates
 from flwr_trust.errors import TrustError
 from flwr_trust.report.audit import read_log, verify_log
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
@@ -107,17 +108,37 @@ def _marker_client(bad: int):
 
 
 def test_rollback_keeps_previous_model_and_names_culprit(tmp_path, monkeypatch):
+    """A bad update that no report or update check flags: only the candidate probe sees it;
+    the previous model is kept and leave-one-out names the client."""
     bad = 104
     guard = _guard(FedAvg(), tmp_path, gate="rollback", model="tiny")
     _fake_probe(guard, bad, monkeypatch)
+    monkeypatch.setattr(guard, "_update_checks",
+                        lambda rnd, _screened: check_updates({}, round=rnd))  # flags no one
     guard.reference = _profile(0.9)
 
     history = run_rounds(guard, n_rounds=1, client=_marker_client(bad))
     gate = guard.history[-1]["gate"]
-    assert gate["action"] == "rollback"
+    assert gate["action"] == "rollback" and gate["excluded"] == []
     assert same_arrays(history[-1], _initial())
     assert any(a.mode == "alignment" and a.severity == "alarm" for a in guard.alarms)
     assert gate["culprits"] == [bad]
+
+
+def test_rollback_leaves_flagged_clients_out_first(tmp_path, monkeypatch):
+    """A client flagged by the update check never enters the candidate (rollback includes
+    quarantine), so the candidate passes and the round is not lost."""
+    bad = 104
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", model="tiny")
+    _fake_probe(guard, bad, monkeypatch)
+    guard.reference = _profile(0.9)
+    guarded = run_rounds(guard, n_rounds=1, client=_marker_client(bad))
+    without = run_rounds(FedAvg(), n_rounds=1, client=lambda m, n, r, a: (
+        _marker_client(bad)(m, n, r, a) if n != bad else None))
+    gate = guard.history[-1]["gate"]
+    assert gate["action"] == "quarantine" and gate["excluded"] == [bad]
+    assert same_arrays(guarded[-1], without[-1])
+    assert not any(a.mode == "alignment" for a in guard.alarms)
 
 
 def _initial() -> ArrayRecord:

@@ -2,8 +2,9 @@
 
 - ``off``:        record alarms, change nothing;
 - ``quarantine``: leave the flagged clients' replies out of this round's aggregation;
-- ``rollback``:   probe the aggregated candidate; if a population alarm fires, keep the previous
-                  global model and search the culprits by leave-one-out over the flagged clients;
+- ``rollback``:   leave the flagged clients out (as quarantine), then probe the aggregated
+                  candidate; if a population alarm fires, keep the previous global model and
+                  name culprits by leave-one-out over the aggregated clients (up to 8);
 - ``halt``:       stop the run with a clear error once any alarm fires.
 """
 

@@ -42,6 +42,8 @@ from flwr_trust.scoring.profile import PREFIX, BehaviorProfile, hash_to_int
 log = logging.getLogger("flwr_trust")
 
 # Metric keys that describe system health, shown beside behavior ("loss fine, behavior failing").
+LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
+
 SYSTEM_LOSS_KEYS = ("train_loss", "train-loss", "loss")
 
 
@@ -151,16 +153,20 @@ class TrustGuard(Strategy):
             flagged = []  # only sums are visible: no client can be singled out
         decision = GateDecision()
         to_aggregate = screened.valid
-        if self.gate == "quarantine" and flagged:
+        if self.gate in ("quarantine", "rollback") and flagged:
+            # rollback includes quarantine: a client flagged by its own report or update never
+            # enters the candidate (else one attacker in n, diluted below the candidate's
+            # tolerance, would be averaged in round after round).
             to_aggregate = [m for m in screened.valid if m.metadata.src_node_id not in flagged]
             decision = GateDecision("quarantine", excluded=flagged,
                                     reason="flagged clients left out of this round")
         snapshot = spare = None
         if self.gate == "rollback":
             # The inner's state (FedOpt moments) must be restorable if the candidate is refused,
-            # and leave-one-out needs intact copies of the replies.
+            # and leave-one-out needs intact copies of the replies (small federations only).
             snapshot = copy.deepcopy(self.inner)
-            spare = copy.deepcopy(screened.valid) if flagged else None
+            if 1 < len(to_aggregate) <= LOO_MAX_CLIENTS:
+                spare = copy.deepcopy(to_aggregate)
         arrays, metrics = self._inner_aggregate(server_round, to_aggregate)
         candidate = self._probe(arrays) if arrays is not None else None
         on_candidate = self._monitor("candidate").observe(server_round, candidate, None) \
@@ -168,11 +174,14 @@ class TrustGuard(Strategy):
         candidate_alarms = on_candidate.alarms if on_candidate is not None else []
         alarms = update_result.alarms + integrity + from_reports.alarms + candidate_alarms
         if self.gate == "rollback" and _alarmed(candidate_alarms) and snapshot is not None:
-            culprits = self._leave_one_out(server_round, snapshot, spare or [], flagged)
+            culprits = self._leave_one_out(server_round, snapshot, spare or [])
             self.inner = snapshot
             arrays = self._global
-            decision = GateDecision("rollback", culprits=culprits,
-                                    reason="candidate failed its probe; previous model kept")
+            reason = "candidate failed its probe; previous model kept"
+            if spare is None:
+                reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients)"
+            decision = GateDecision("rollback", excluded=flagged, culprits=culprits,
+                                    reason=reason)
             self._monitor("candidate").reset_trend()
         elif self.gate == "halt" and _alarmed(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
@@ -319,11 +328,15 @@ class TrustGuard(Strategy):
                                        alpha=self.update_alpha))
         return alarms
 
-    def _leave_one_out(self, server_round: int, snapshot: Strategy, replies: list[Message],
-                       flagged: list[int]) -> list[int]:
-        """Culprits: flagged clients whose removal alone makes the candidate pass its probe."""
+    def _leave_one_out(self, server_round: int, snapshot: Strategy, replies: list[Message]
+                       ) -> list[int]:
+        """Culprits: aggregated clients whose removal alone makes the candidate pass its probe.
+
+        One aggregation and one server probe per client, so only for federations of at most
+        LOO_MAX_CLIENTS clients per round; flagged clients were already left out.
+        """
         culprits = []
-        for node in flagged:
+        for node in sorted({m.metadata.src_node_id for m in replies}):
             keep = [copy.deepcopy(m) for m in replies if m.metadata.src_node_id != node]
             if not keep:
                 continue
