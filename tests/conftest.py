@@ -23,3 +23,15 @@ def tiny():
     from flwr_trust.models.tiny import build_tiny_model, build_tiny_tokenizer
 
     return LoadedModel(build_tiny_model(seed=1), build_tiny_tokenizer(), "tiny")
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models gain nothing from threads, and on a busy
+    2-core machine OpenMP oversubscription makes them much slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

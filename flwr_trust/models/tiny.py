@@ -35,7 +35,11 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
-def build_tiny_model(seed: int = 0, *, hidden: int = 64, layers: int = 2) -> LlamaForCausalLM:
+TINY_LAYERS = 2
+
+
+def build_tiny_model(seed: int = 0, *, hidden: int = 64,
+                     layers: int = TINY_LAYERS) -> LlamaForCausalLM:
     """A random-init Llama sized for tests (about 60k parameters), seeded for reproducibility."""
     tok_size = len(build_tiny_tokenizer())
     config = LlamaConfig(
