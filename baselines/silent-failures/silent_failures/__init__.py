@@ -1,0 +1,1 @@
+"""silent-failures: federated LoRA fine-tuning under silent-failure scenarios, vs monitors."""

@@ -1,0 +1,199 @@
+"""Baselines: config validation, scenario data, and tiny in-process federations per family."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flwr_trust.mods.local_data import canary_text
+from flwr_trust.probes.defaults import default_suite
+from flwr_trust.sim import corpus
+from flwr_trust.sim.config import KEYS, MONITORS, BaselineConfigError, parse_config
+from flwr_trust.sim.monitors import SystemMonitor
+from flwr_trust.sim.scenarios import (
+    SCENARIOS,
+    ScenarioParams,
+    affected_partitions,
+    client_data,
+    harmful_chats,
+    overconfident_answers,
+    poison_update,
+    stereotype_sentences,
+    textspeak,
+)
+
+APP = Path(__file__).resolve().parents[1] / "baselines" / "silent-failures"
+FAST = {"model": "tiny", "num_server_rounds": 2, "onset_round": 2, "local_steps": 2,
+        "batch_size": 2, "probe_items": 8, "eval_items": 40}
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def app_config() -> dict:
+    data = tomllib.loads((APP / "pyproject.toml").read_text())
+    return _flat(data["tool"]["flwr"]["app"]["config"])
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+def test_app_config_documents_every_key_and_parses():
+    cfg = app_config()
+    assert set(KEYS) <= set(cfg), f"undocumented keys: {set(KEYS) - set(cfg)}"
+    parsed = parse_config(cfg)
+    assert parsed.model == "default" and parsed.precision == "bf16"
+    for key, (default, _) in KEYS.items():
+        assert cfg[key] == default, f"{key}: pyproject {cfg[key]!r} vs code {default!r}"
+    assert not tomllib.loads((APP / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+@pytest.mark.parametrize(("key", "value", "listed"), [
+    ("scenario", "alignment-erosion", list(SCENARIOS)),
+    ("monitor", "krum", list(MONITORS)),
+    ("model", "llama", ["default", "tiny"]),
+    ("poison", "flip", ["sign-flip", "scale"]),
+])
+def test_unknown_names_list_valid_values(key, value, listed):
+    with pytest.raises(BaselineConfigError) as err:
+        parse_config({key: value})
+    assert all(name in str(err.value) for name in listed)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, "lots", True])
+def test_fraction_outside_unit_interval(fraction):
+    with pytest.raises(BaselineConfigError, match=r"attack-fraction .*\[0, 1\]"):
+        parse_config({"attack-fraction": fraction})
+
+
+def test_onset_after_last_round_and_reserved_keys():
+    with pytest.raises(BaselineConfigError, match="after the last round"):
+        parse_config({"num-server-rounds": 3, "onset-round": 4})
+    with pytest.raises(BaselineConfigError, match="probe-items"):
+        parse_config({"trust.client-probe-budget": 10})
+    assert parse_config({"model": "tiny"}).precision == "fp32"
+    with pytest.raises(BaselineConfigError, match="not a peft adapter folder"):
+        parse_config({"initial-adapter": "/no/such/adapter"})
+
+
+# -- scenario data ---------------------------------------------------------------------------
+
+def test_training_data_is_disjoint_from_probe_suites():
+    from flwr_trust.probes import default_suites
+
+    suites = default_suites()
+    probe_texts = {t for s in suites.values() for i in s.items
+                   for t in (i.prompt, i.text, *i.choices) if t}
+    ours = ([q for q, _ in harmful_chats()] + [q for q, _ in corpus.BENIGN_REQUESTS]
+            + stereotype_sentences() + overconfident_answers()
+            + [t for notes in corpus.DOMAIN_NOTES.values() for t in notes])
+    assert not set(ours) & probe_texts
+    asked = {i.prompt.split("Question: ")[-1].split("\n")[0]
+             for i in suites["calibration"].items}
+    assert not {q for q, _ in corpus.UNKNOWABLE_QUESTIONS + corpus.WRONG_ANSWERS} & asked
+
+
+def test_affected_partitions_seeded_and_sized():
+    assert affected_partitions(10, 0.3, 0) == affected_partitions(10, 0.3, 0)
+    assert len(affected_partitions(10, 0.3, 0)) == 3
+    assert len(affected_partitions(2, 0.25, 1)) == 1  # at least one when > 0
+    assert affected_partitions(4, 0.0, 0) == []
+    assert len(affected_partitions(4, 1.0, 0)) == 4
+
+
+def test_client_data_switches_at_onset_for_affected_clients_only():
+    params = ScenarioParams(fraction=0.5, onset=2, seed=3)
+    hit = affected_partitions(4, 0.5, 3)
+    for p in range(4):
+        before = client_data("alignment-erosion-malicious", p, 4, 1, params)
+        after = client_data("alignment-erosion-malicious", p, 4, 2, params)
+        assert not before.affected and all(isinstance(s, str) for s in before.train)
+        assert after.affected == (p in hit)
+        assert all(isinstance(s, tuple) for s in after.train) == (p in hit)
+    mem = client_data("memorization", hit[0], 4, 2, params)
+    suite = {i.id: i for i in default_suite("memorization").items}
+    planted = [t for t in mem.train if isinstance(t, str)
+               and any(t == canary_text(suite[c]) + "." for c in mem.canaries)]
+    assert len(mem.canaries) == 10 and len(planted) == 10 * params.canary_repeats
+    fair = client_data("fairness-collapse", hit[0], 4, 2, params)
+    assert fair.group == "minority" and len(fair.heldout) >= 16
+    assert all(t == t.lower() and "." not in t for t in fair.heldout)
+    assert textspeak("Check the tire before you ride.") == "check da tire b4 u ride"
+
+
+def test_poison_update_flips_and_scales():
+    recv = {"w": np.zeros(3, dtype=np.float32)}
+    sent = {"w": np.array([1.0, -2.0, 0.5], dtype=np.float32)}
+    assert np.allclose(poison_update(sent, recv, "sign-flip", 2.0)["w"], [-2, 4, -1])
+    assert np.allclose(poison_update(sent, recv, "scale", 3.0)["w"], [3, -6, 1.5])
+
+
+def test_system_monitor_thresholds():
+    mon = SystemMonitor(loss_rise=0.25, norm_factor=3.0)
+    assert mon.observe(1, {1: (2.0, 1), 2: (2.0, 1), 3: (2.0, 1)}, {1: 1.0, 2: 1.1, 3: 0.9}) == []
+    alarms = mon.observe(2, {1: (2.6, 1), 2: (2.6, 1), 3: (2.6, 1)}, {1: 1.0, 2: 1.0, 3: 5.0})
+    assert {a.kind for a in alarms} == {"loss-rise", "update-norm"}
+    assert next(a for a in alarms if a.kind == "update-norm").clients == (3,)
+    assert mon.observe(3, {1: (math.nan, 1)}, {})[0].kind == "loss-nonfinite"
+
+
+# -- tiny federations (the baseline's own ClientApp and server code, in-process) ---------------
+
+@pytest.fixture(scope="module")
+def shared_cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("flwr-trust-cache-families")
+
+
+@pytest.fixture
+def shared_cache(shared_cache_dir, monkeypatch) -> Path:
+    """One flwr-trust cache for the family runs: the tiny aligned adapter is built once."""
+    monkeypatch.setenv("FLWR_TRUST_CACHE", str(shared_cache_dir))
+    return shared_cache_dir
+
+
+def test_trust_rollback_federation_writes_report_and_summary(tmp_path, capsys):
+    from flwr_trust.sim.runner import run_inline
+
+    out = run_inline(num_clients=3, base_dir=tmp_path, report=True,
+                     scenario="alignment-erosion-malicious", monitor="trust-rollback", **FAST)
+    printed = capsys.readouterr().out
+    assert "building the aligned adapter for model 'tiny'" in printed  # fresh cache: says so
+    folder = Path(out.run_dir)
+    assert (folder / "report.html").is_file() and (folder / "audit.jsonl").is_file()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["affected"] == out.affected and len(out.affected) == 1
+    assert [r["round"] for r in summary["per_round"]] == [1, 2]
+    assert math.isfinite(out.reference["target"]) and math.isfinite(out.final["task_loss"])
+    assert "Report:" in (folder / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(("scenario", "monitor", "extra"), [
+    ("poisoned-update", "system", {"poison": "scale", "poison_factor": 20.0}),
+    ("fairness-collapse", "fedmedian", {"train_dp": True}),
+    ("memorization", "trust-quarantine", {}),
+])
+def test_scenario_families_run(tmp_path, shared_cache, scenario, monitor, extra):
+    from flwr_trust.sim.runner import run_inline
+
+    out = run_inline(num_clients=3, base_dir=tmp_path, scenario=scenario, monitor=monitor,
+                     **(FAST | extra))
+    assert out.monitor == monitor and len(out.per_round) == 2
+    assert all(r["accepted"] for r in out.per_round)
+    if monitor == "system":  # a 20x scaled update is what a norm threshold catches
+        assert out.detected and out.flagged == out.affected
+    if extra.get("train_dp"):
+        assert set(out.epsilon) == {"0", "1", "2"} and all(e > 0 for e in out.epsilon.values())
+    if scenario == "fairness-collapse":
+        assert out.target == "fairness.minority-loss-ratio"
+        assert math.isfinite(out.reference["target"]) and out.reference["target"] > 0

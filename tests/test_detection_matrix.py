@@ -1,0 +1,74 @@
+"""The detection matrix on a small grid: tiny model, 2 scenarios x 2 monitors x 1 seed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from flwr_trust.sim.matrix import aggregate, cells, to_markdown
+from flwr_trust.sim.outcome import RunOutcome, as_system_run
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "detection_matrix.py"
+COLUMNS = ["scenario (target metric)", "monitor", "detected", "rounds to alarm",
+           "false alarms", "culprit precision", "behavior change", "final task loss"]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("detection_matrix", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _outcome(monitor: str, alarms: list[dict], scenario: str = "poisoned-update") -> RunOutcome:
+    return RunOutcome(scenario=scenario, monitor=monitor, seed=0, model="tiny", num_clients=4,
+                      rounds=3, onset=2, affected=[1], target="capability.log-ppl",
+                      reference={"target": 5.0, "task_loss": 5.0},
+                      final={"target": 5.5, "task_loss": 4.0}, alarms=alarms)
+
+
+def test_outcome_rules_and_system_derivation():
+    early = {"round": 1, "mode": "update", "metric": "norm", "message": "", "clients": [3]}
+    late = {"round": 3, "mode": "update", "metric": "norm", "message": "", "clients": [1, 2]}
+    o = _outcome("trust-quarantine", [early, late])
+    assert o.detected and o.rounds_to_detect == 1 and o.false_alarm
+    assert o.flagged == [1, 2] and o.culprit_precision == 0.5
+    assert o.behavior_change == pytest.approx(0.5)
+    none = _outcome("none", [])
+    none.system_shadow = [{"round": 2, "kind": "update-norm", "message": "", "clients": [1]}]
+    system = as_system_run(none)
+    assert system.monitor == "system" and system.detected and system.culprit_precision == 1.0
+    assert cells(["clean"], ["none", "system"], [0]) == [("clean", "none", 0)]
+    rows = aggregate([o, none, system])
+    assert [r["monitor"] for r in rows] == ["none", "system", "trust-quarantine"]
+    assert rows[0]["detected"] is None and rows[1]["detected"] == 1.0
+
+
+def test_small_grid_writes_table_and_trust_guard_is_quiet_on_clean(tmp_path, capsys):
+    out = tmp_path / "matrix"
+    code = _bench().main(["--model", "tiny", "--seeds", "1", "--scenarios",
+                          "clean,poisoned-update", "--monitors", "system,trust-quarantine",
+                          "--clients", "4", "--rounds", "2", "--probe-items", "8",
+                          "--set", "local-steps=2", "--set", "batch-size=2",
+                          "--set", "eval-items=40", "--set", "poison=scale",
+                          "--set", "poison-factor=20", "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    table = (out / "table.md").read_text()
+    assert "Command: `python bench/detection_matrix.py --model tiny" in table
+    header = next(line for line in table.splitlines() if line.startswith("| scenario"))
+    assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
+    assert to_markdown(json.loads((out / "table.json").read_text())["rows"]) in printed
+    rows = {(r["scenario"], r["monitor"]): r
+            for r in json.loads((out / "table.json").read_text())["rows"]}
+    assert set(rows) == {(s, m) for s in ("clean", "poisoned-update")
+                         for m in ("system", "trust-quarantine")}
+    assert rows["clean", "trust-quarantine"]["false_alarms"] == 0.0
+    assert rows["clean", "trust-quarantine"]["detected"] is None
+    assert rows["poisoned-update", "system"]["detected"] == 1.0  # a 20x update norm
+    for (scenario, monitor), row in rows.items():
+        assert row["seeds"] == 1 and row["behavior_change_mean"] is not None
+        assert (out / scenario / f"{monitor}-seed0" / "summary.json").is_file()
