@@ -439,11 +439,14 @@ def test_observations_from_flat_metrics() -> None:
     flat = {"trust.alignment.refusal-rate": 0.8, "trust.alignment.refusal-rate.stderr": 0.02,
             "trust.alignment.refusal-rate.n": 300, "trust.alignment.refusal-rate.noise": 0.1,
             "trust.fairness.local-loss": 2.1, "trust.suite-hash": 123, "train_loss": 1.0,
-            "trust.bias.stereotype-pref": "junk", "trust.privacy.epsilon": 1.0}
+            "trust.bias.stereotype-pref": "junk", "trust.privacy.epsilon": 1.0,
+            # absent, as the client mod sends it: value 0 with n 0 is no observation
+            "trust.memorization.loss-gap": 0.0, "trust.memorization.loss-gap.stderr": 0.0,
+            "trust.memorization.loss-gap.n": 0}
     obs = observations_from_metrics(flat, noise_std=0.05)
     assert obs["alignment"]["refusal-rate"] == Observation(0.8, 0.02, 300, 0.1)
     assert obs["fairness"]["local-loss"] == Observation(2.1, 0.0, 0, 0.05)
-    assert "bias" not in obs
+    assert "bias" not in obs and "memorization" not in obs
 
 
 def test_registry_and_directions_agree_with_the_scorers() -> None:

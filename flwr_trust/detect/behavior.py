@@ -365,8 +365,10 @@ def observations_from_metrics(flat: Mapping[str, Any], noise_std: float = 0.0
     """A client's flat `trust.<mode>.<metric>[.stderr|.n|.noise]` metrics as Observations.
 
     `.noise` is the std of the Gaussian DP noise added to the value (docs/protocol.md);
-    `noise_std` is used where a metric carries none. Non-numeric values are skipped; other
-    `trust.*` keys (suite hash, privacy, deltas) come out under modes no detector watches.
+    `noise_std` is used where a metric carries none. Non-numeric values are skipped, and so are
+    metrics reported with `.n = 0`: the client mod sends an absent metric (no local data, budget
+    spent) as value 0 with n 0, which is no observation. Other `trust.*` keys (suite hash,
+    privacy, deltas) come out under modes no detector watches.
     """
     out: dict[str, dict[str, Observation]] = {}
     for key, value in flat.items():
@@ -378,6 +380,8 @@ def observations_from_metrics(flat: Mapping[str, Any], noise_std: float = 0.0
                               int(flat.get(f"{key}.n", 0)),
                               float(flat.get(f"{key}.noise", noise_std)))
         except (TypeError, ValueError):
+            continue
+        if f"{key}.n" in flat and obs.n == 0:
             continue
         if metric:
             out.setdefault(mode, {})[metric] = obs
