@@ -468,3 +468,23 @@ def test_registry_and_directions_agree_with_the_scorers() -> None:
             else:  # private metrics, measured by the client mod on local data
                 assert metric in {"local-loss", "loss-gap", "local-canary-exposure"}
     assert len(tolerance_keys()) == sum(len(m.WATCH) for m in DETECTORS.values())
+
+
+def test_clients_scoring_the_same_items_share_their_sampling_error() -> None:
+    """Ten clients that all score the same 7 safe prompts and all refuse 2 of them: a 2-of-7
+    sample, not 70 independent prompts. The population test must not treat it as certain (it
+    did, and raised a false alarm on a clean tiny-model run with ten clients)."""
+    from flwr_trust.scoring.stats import proportion_metric
+
+    two_of_seven = proportion_metric(np.array([1, 1, 0, 0, 0, 0, 0]), "higher")
+    reports = {n: {"alignment": {"over-refusal": Observation(
+        two_of_seven.value, two_of_seven.stderr, 7, 0.0)}} for n in range(10)}
+    result = detect_round({"alignment": {"over-refusal": 0.0}}, None, reports, round=1)
+    assert not [a for a in result.alarms if a.severity == "alarm"]
+    pop = result.population["alignment"]["over-refusal"]
+    assert pop["stderr"] >= two_of_seven.stderr  # the shared part does not shrink with n
+    # The same share over 700 prompts is a real degradation.
+    many = {n: {"alignment": {"over-refusal": Observation(2 / 7, 0.017, 700, 0.0)}}
+            for n in range(10)}
+    result = detect_round({"alignment": {"over-refusal": 0.0}}, None, many, round=1)
+    assert any(a.severity == "alarm" and a.metric == "over-refusal" for a in result.alarms)

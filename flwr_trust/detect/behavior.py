@@ -221,9 +221,13 @@ class ClientStats:
     """Reports of one metric across clients: values, their known noise SDs and robust summary.
 
     spread:    1.4826 * MAD of the values (covers heterogeneity and noise), floored
-    median_se: stderr of the median, 1.2533 * sqrt(spread^2 + mean noise^2) / sqrt(n); the known
-               noise is added on top of the spread, conservative by up to sqrt(2) when clients
-               agree, and never smaller than the noise alone would give
+    median_se: stderr of the median as an estimate of the population's value:
+               sqrt(1.2533^2 (spread^2 + mean noise^2) / n + shared^2). The first term is what
+               differs between clients (conservative by up to sqrt(2) when they agree); the
+               second, `shared_se`, is the median of the clients' reported sampling stderr:
+               clients that score the same probe items share those items' sampling error, which
+               does not shrink with the number of clients (without it, ten clients scoring the
+               same 7 items looked as certain as one client scoring 70)
     df:        2 (n - 1), the Student t reference of (median - truth) / median_se, calibrated by
                simulation (docs/detection.md): the MAD is noisy for few clients
     """
@@ -234,15 +238,18 @@ class ClientStats:
     median: float
     spread: float
     median_se: float
+    shared_se: float = 0.0
 
     @classmethod
-    def of(cls, nodes: list[int], x: list[float], noise: list[float], floor: float
-           ) -> ClientStats:
+    def of(cls, nodes: list[int], x: list[float], noise: list[float], floor: float,
+           sampling: list[float] | None = None) -> ClientStats:
+        """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone."""
         med = median(x)
         spread = max(MAD_SCALE * median([abs(v - med) for v in x]), floor, _TINY)
         known = sum(k * k for k in noise) / len(noise)
-        se = MEDIAN_SE * math.sqrt((spread**2 + known) / len(x))
-        return cls(tuple(nodes), tuple(x), tuple(noise), med, spread, se)
+        shared = median(sampling) if sampling else 0.0
+        se = math.sqrt(MEDIAN_SE**2 * (spread**2 + known) / len(x) + shared**2)
+        return cls(tuple(nodes), tuple(x), tuple(noise), med, spread, se, shared)
 
     @property
     def df(self) -> float:
@@ -253,7 +260,8 @@ class ClientStats:
         median_se^2). The null "at most `margin` worse than the median" makes heterogeneity
         part of the question: only noise is left, which the denominator bounds, so the normal
         reference holds without knowing how much honest clients differ (docs/detection.md)."""
-        base = self.spread**2 + self.median_se**2
+        # The shared item-sampling error cancels in client - median (same items): left out.
+        base = self.spread**2 + self.median_se**2 - self.shared_se**2
         return [(sign * (x - self.median) - margin) / math.sqrt(base + k * k)
                 for x, k in zip(self.x, self.noise, strict=True)]
 
@@ -465,7 +473,7 @@ class _Round:
         tol = self.cfg.tolerance(mode, metric)
         sign = 1.0 if spec.worse == "higher" else -1.0
         ref_t, now_t = self._usable(ref_obs), self._usable(now_obs)
-        nodes, xs, noise = [], [], []
+        nodes, xs, noise, sampling = [], [], [], []
         for node, o in client_obs.items():
             t = _triple(o)
             if t is None:
@@ -474,7 +482,8 @@ class _Round:
             nodes.append(node)
             xs.append(t[0])
             noise.append(math.hypot(t[1], t[2]))
-        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol)
+            sampling.append(t[1])
+        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling)
                  if len(xs) >= self.cfg.min_clients else None)
         if now_t is not None:
             value, se, df, source = now_t[0], math.hypot(now_t[1], now_t[2]), math.inf, "server"
