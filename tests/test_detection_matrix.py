@@ -59,6 +59,8 @@ def test_small_grid_writes_table_and_trust_guard_is_quiet_on_clean(tmp_path, cap
     printed = capsys.readouterr().out
     table = (out / "table.md").read_text()
     assert "Command: `python bench/detection_matrix.py --model tiny" in table
+    # The cells run with the baseline app's own trust.* settings, as `flwr run` would.
+    assert "trust.local-data.messages=train" in table
     header = next(line for line in table.splitlines() if line.startswith("| scenario"))
     assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
     assert to_markdown(json.loads((out / "table.json").read_text())["rows"]) in printed
