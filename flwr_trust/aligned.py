@@ -59,11 +59,11 @@ def num_layers(model_spec: str) -> int:
 def aligned_lora(model_spec: str = "default") -> LoraConfig:
     """The LoRA shape of the aligned adapter (and of the baselines' clients) for a model.
 
-    Rank 16 on every linear layer of the upper half of the decoder (from layer n/2 - 1): an
-    attention-only r=8 adapter could not move SmolLM2's refusal decision (refusal 0.27 after
-    tuning), and adapting the lower layers too cost more general capability for the same
-    refusal gain (measured while choosing the recipe; numbers in docs/baselines.md). A fresh
-    object each call: peft writes into the config it attaches.
+    Rank 16 on every linear layer of the upper half of the decoder (from layer n/2 - 1): in
+    the exploratory runs that chose the recipe, an attention-only r=8 adapter barely moved
+    SmolLM2's refusal decision, and adapting the lower layers too cost more general capability
+    for the same refusal gain. A fresh object each call: peft writes into the config it
+    attaches.
     """
     layers = num_layers(model_spec)
     return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=list(LINEAR_MODULES),
