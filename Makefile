@@ -33,7 +33,7 @@ demo: setup
 
 # Stop the local SuperLink that `make demo` started (it keeps running to serve the next run).
 demo-stop:
-	-pkill -f "flower-superlink.*$(CURDIR)/runs/flwr-home" || true
+	-pkill -f "[f]lower-superlink.*$(CURDIR)/runs/flwr-home" || true
 
 probe: setup
 	$(BIN)/flwr-trust probe --model default --json runs/probe-default.json
