@@ -167,6 +167,13 @@ def preferred_precision() -> Precision:
     return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "fp32"
 
 
+def _trainable_params(model: Any) -> list[Any]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (attach a LoRA adapter first)")
+    return params
+
+
 def _pad_id(tokenizer: Any) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return int(pad)
@@ -210,9 +217,7 @@ def train_lora(model: Any, tokenizer: Any, examples: Sequence[Example], *, steps
     if not examples:
         raise ValueError("no training examples")
     rows = _encode_all(tokenizer, examples, max_length)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (attach a LoRA adapter first)")
+    params = _trainable_params(model)
     pad_id = _pad_id(tokenizer)
     was_training = model.training
     start = time.perf_counter()
@@ -315,9 +320,7 @@ def train_preference(model: Any, tokenizer: Any, pairs: Sequence[PreferencePair]
     chosen = _encode_all(tokenizer, [ChatExample(p.prompt, p.chosen) for p in pairs], max_length)
     rejected = _encode_all(tokenizer, [ChatExample(p.prompt, p.rejected) for p in pairs],
                            max_length)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters (attach a LoRA adapter first)")
+    params = _trainable_params(model)
     pad_id = _pad_id(tokenizer)
     was_training = model.training
     start = time.perf_counter()
