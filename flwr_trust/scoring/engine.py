@@ -14,6 +14,7 @@ same computation (to float rounding) with far fewer tokens; `share_prefix=False`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -200,10 +201,16 @@ def _returned_cache(out: Any) -> Any:
 
 def _cache_argument(model: Any) -> str:
     """The forward() keyword that takes a KV cache in this transformers version."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    return _cache_keyword(type(base))
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    """Looked up once per model class: this runs for every continuation batch."""
     import inspect
 
-    base = getattr(model, "get_base_model", lambda: model)()
-    return "cache" if "cache" in inspect.signature(base.forward).parameters \
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters \
         else "past_key_values"
 
 
