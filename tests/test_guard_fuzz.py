@@ -53,7 +53,7 @@ from flwr.serverapp.strategy import FedAvg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flwr_trust.detect.update import _median_rows
+from flwr_trust.detect.update_stats import _median_rows
 from flwr_trust.guard.validation import MAX_ABS_TRUST_VALUE, decode_array
 from flwr_trust.scoring.profile import hash_to_int
 from flwr_trust.strategies import TrustGuard

@@ -238,3 +238,78 @@ def test_never_crashes_and_always_flags_non_finite(
     assert set(result.flagged) <= set(updates)
     assert bad & set(updates) <= set(result.flagged)
     assert all(a.mode == "update" and a.clients for a in result.alarms)
+
+
+# ---------------------------------------------------------------- sampled centre (many clients)
+# Above CENTRE_SAMPLE clients the centre is the median of a seeded sample, split in two halves
+# so that no client is scored against a centre it is part of; above CENTRE_COORDS coordinates
+# it covers a random share of each layer. Small values of both put small rounds in that regime.
+SAMPLED = {"centre_sample": 16, "centre_coords": 4096}
+
+
+def test_sampled_centre_false_alarm_rate_on_clean_rounds() -> None:
+    """The regime the guard runs at N >= 100: without the split, the clients outside the centre
+    were all flagged (their cosines are lower by ~ sigma^2 d / k, many robust SDs)."""
+    trials, alpha = 150, 0.05
+    flagged = [check_updates(make_round(seed, n=40, shapes=SMALL), alpha=alpha, seed=seed,
+                             **SAMPLED).flagged for seed in range(trials)]
+    assert sum(bool(f) for f in flagged) / trials <= 2 * alpha
+    result = check_updates(make_round(0, n=40, shapes=SMALL), **SAMPLED)
+    assert "median of 32" in result.reason
+
+
+@pytest.mark.parametrize("attacker", [100, 101, 120, 139])  # in either half or in the rest
+def test_sampled_centre_flags_a_sign_flip_wherever_the_attacker_sits(attacker: int) -> None:
+    updates = make_round(11, n=40, shapes=SMALL)
+    updates[attacker] = {k: -v for k, v in updates[attacker].items()}
+    result = check_updates(updates, **SAMPLED)
+    assert result.flagged == (attacker,)
+    assert "update-cosine" in metrics_for(result, attacker)
+
+
+def test_sampled_centre_resists_a_colluding_minority() -> None:
+    """30% of clients send sign-flipped updates: the sample's median still follows the honest
+    majority, so each colluder's cosine is the outlier."""
+    updates = make_round(12, n=60, shapes=SMALL)
+    colluders = set(range(100, 118))
+    for node in colluders:
+        updates[node] = {k: -v for k, v in updates[node].items()}
+    assert set(check_updates(updates, **SAMPLED).flagged) == colluders
+
+
+def test_sampled_centre_flags_non_finite_in_and_outside_the_sample() -> None:
+    updates = make_round(13, n=40, shapes=SMALL)
+    for node in (100, 139):
+        poisoned = dict(updates[node])
+        poisoned["b.lora_B"] = np.full_like(poisoned["b.lora_B"], np.inf)
+        updates[node] = poisoned
+    result = check_updates(updates, **SAMPLED)
+    assert result.flagged == (100, 139)
+    assert all(metrics_for(result, n) == {"malformed"} for n in (100, 139))
+    assert "b.lora_B" in result.stats[139]["malformed"]
+
+
+def test_sampled_centre_is_seeded() -> None:
+    """Same seed and round, same numbers; the sample changes with the round, so clients
+    cannot count on staying out of (or in) the centre."""
+    updates = make_round(14, n=40, shapes=SMALL)
+    one = check_updates(updates, round=1, seed=5, **SAMPLED)
+    assert one.stats == check_updates(updates, round=1, seed=5, **SAMPLED).stats
+    other = check_updates(updates, round=2, seed=5, **SAMPLED)
+    assert one.stats[100]["cosine"] != other.stats[100]["cosine"]
+    assert one.stats[100]["norm"] == other.stats[100]["norm"]  # norms use every coordinate
+
+
+def test_clients_arrays_with_base_equal_precomputed_updates() -> None:
+    """check_updates(clients, base=global) computes client - global itself, layer by layer."""
+    updates = make_round(15, n=12)
+    rng = np.random.default_rng(1)
+    base = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in updates[100].items()}
+    clients = {n: {k: base[k] + v for k, v in layers.items()} for n, layers in updates.items()}
+    direct = check_updates({n: flatten_update(c, base) for n, c in clients.items()})
+    with_base = check_updates(clients, base=base)
+    for node in updates:
+        for key in ("norm", "cosine", "z_norm", "max_layer_z"):
+            assert with_base.stats[node][key] == pytest.approx(direct.stats[node][key], rel=1e-5)
+    clients[105] = {k: v for k, v in clients[105].items() if k != "head.bias"}
+    assert "global model" in check_updates(clients, base=base).stats[105]["malformed"]

@@ -1,24 +1,27 @@
 """Server-side `update` mode: robust outlier checks on the model updates of one round.
 
 Each client's update (its arrays minus the current global arrays) is compared with a robust
-centre, the coordinate-wise median of all well-formed updates. Per client we compute the global
-L2 norm, the cosine similarity to the centre and the per-layer norms, turn each statistic into a
-robust z-score across clients (median and MAD) and flag clients whose z-score crosses a
-Bonferroni threshold. Cost is O(n*d) time and memory: nothing is ever compared pairwise (unlike
-Krum, O(n^2*d)), and the (n, d_layer) matrix is built one layer at a time.
+centre, the coordinate-wise median of a seeded random sample of clients (all of them up to
+CENTRE_SAMPLE; above, two halves, so that nobody is scored against a centre it is part of).
+Per client we compute the global L2 norm and the per-layer norms (every coordinate) and the
+cosine similarity to the centre (on a seeded random share of CENTRE_COORDS coordinates), turn
+each statistic into a robust z-score across all clients (median and MAD) and flag clients whose
+z-score crosses a Bonferroni threshold. `update_stats.py` computes the numbers in one streaming
+pass, O(n*d) time, nothing pairwise (unlike Krum, O(n^2*d)); why the centre is sampled is
+explained there, what it costs in power in docs/detection.md.
 
 False alarms: with m = n_clients * n_statistics one-sided tests per round, the threshold is the
 quantile at 1 - alpha / (2m), so by Bonferroni P(any false flag in a round) <= alpha / 2, leaving
 a factor 2 of slack for non-normal statistics. Because z-scores divide by a MAD estimated from n
 clients they have t-like tails (df ~ 0.4 n), so the quantile is Student-t, not normal; it tends
 to NormalDist().inv_cdf(1 - alpha / (2m)) for many clients. The reported p-value is
-min(1, 2m * P(T > z)), so an alarm is raised exactly when p <= alpha.
+min(1, 2m * P(T > z)), so an alarm is raised exactly when p <= alpha. The sampled centre only
+enters the cosine, and its sampling noise is common to all clients scored against it.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -27,6 +30,15 @@ from typing import Any
 import numpy as np
 
 from flwr_trust.detect.alarm import Alarm
+from flwr_trust.detect.update_stats import (
+    RoundStats,
+    Rows,
+    Update,
+    as_numpy,
+    check_layout,
+    coordinate_picks,
+    round_statistics,
+)
 from flwr_trust.errors import ArraysMismatchError
 
 MODE = "update"
@@ -37,10 +49,11 @@ MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviat
 NORM_MAD_FLOOR = 1e-3  # relative to the median norm: spreads below 0.1% of it are noise
 COSINE_MAD_FLOOR = 1e-3  # absolute, cosines live in [-1, 1]
 DF_PER_CLIENT = 0.4  # t degrees of freedom of a MAD-based z-score per client (simulated)
+CENTRE_SAMPLE = 64  # clients whose coordinate-wise median is the robust centre
+CENTRE_COORDS = 1 << 17  # coordinates it covers (a random share of each layer)
 _TINY = 1e-12  # absolute last resort when the median norm itself is 0 (all-zero updates)
 _MAX_LISTED_LAYERS = 10
 
-Update = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ def flatten_update(
         )
     out: dict[str, np.ndarray] = {}
     for name, g in global_arrays.items():
-        c, g = _as_numpy(client_arrays[name]), _as_numpy(g)
+        c, g = as_numpy(client_arrays[name]), as_numpy(g)
         if c.shape != g.shape:
             raise ArraysMismatchError(
                 f"Array '{name}' has shape {c.shape} from the client but {g.shape} globally.",
@@ -95,39 +108,60 @@ def check_updates(
     updates: Mapping[int, Update],
     weights: Mapping[int, float] | None = None,
     *,
+    base: Update | None = None,
     round: int = 0,
     alpha: float = 0.01,
     min_clients: int = MIN_CLIENTS,
+    centre_sample: int = CENTRE_SAMPLE,
+    centre_coords: int = CENTRE_COORDS,
+    seed: int = 0,
 ) -> UpdateCheckResult:
     """Flag clients whose update is an outlier in norm, direction or a single layer's norm.
 
-    updates: node id -> layer name -> update array (client minus global), any float shapes.
+    updates: node id -> layer name -> update array (client minus global), any float shapes; or,
+             with `base`, the clients' arrays themselves (the update is computed per layer).
     weights: node id -> num examples. Only reported in `stats`, deliberately not used for the
              centre or the thresholds: counts are self-reported and a liar could steer them.
+    base:    the global arrays the updates are relative to (None: `updates` are updates).
     alpha:   per-round false-alarm budget over all clients and statistics (Bonferroni).
-    Updates with NaN/Inf or with a layer layout (names, shapes) that differs from the majority
-    are flagged "malformed" and excluded from the centre; that check needs no minimum count.
+    centre_sample: clients whose median is the robust centre (a seeded sample, by `seed` and
+             `round`, of the well-formed clients; all of them when there are no more).
+    centre_coords: coordinates the centre and the cosines cover (a seeded uniform sample; all
+             of them in models up to that size). Norms always cover every coordinate.
+    Updates with NaN/Inf, non-numeric values or a layer layout (names, shapes) that differs from
+    the global model's (or, without `base`, the majority's) are flagged "malformed" and excluded
+    from the centre; that check needs no minimum count.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if centre_sample < 1 or centre_coords < 1:
+        raise ValueError(f"centre_sample and centre_coords must be >= 1, got {centre_sample} "
+                         f"and {centre_coords}")
     if not updates:
         return UpdateCheckResult(reason="no updates received")
 
-    problems, layout = _find_malformed(updates)
+    problems, layout, sizes = check_layout(updates, base)
+    candidates = [n for n in sorted(updates) if n not in problems]
+    ev, valid = None, []
+    if layout and candidates:
+        rng = np.random.default_rng([seed, round])
+        order = [candidates[i] for i in rng.permutation(len(candidates))]
+        numbers = round_statistics(Rows(updates, base, layout, sizes), order, centre_sample,
+                                   coordinate_picks(sizes, centre_coords, rng), problems)
+        if numbers is not None:
+            ev, valid = _evidence(numbers, layout), numbers.nodes
     stats: dict[int, dict[str, float | str]] = {n: {"malformed": p} for n, p in problems.items()}
     alarms = [_malformed_alarm(n, p, round) for n, p in sorted(problems.items())]
-    valid = [n for n in sorted(updates) if n not in problems]
 
     if not layout:
         reason = "updates contain no parameters; nothing to compare"
-    elif len(valid) < min_clients:
+    elif len(valid) < min_clients or ev is None:
         reason = (
             f"only {len(valid)} well-formed update(s); robust statistics need at least "
             f"{min_clients} clients, so no statistical check ran"
         )
     else:
         threshold, n_tests, df = _threshold(len(valid), len(layout), alpha)
-        ev = _evidence(updates, valid, layout)
         for i, node in enumerate(valid):
             stats[node] = ev.client_stats(i)
             if weights is not None and node in weights:
@@ -135,8 +169,9 @@ def check_updates(
             alarms += ev.alarms(i, node, (threshold, n_tests, df, alpha), round)
         flagged = tuple(sorted({n for a in alarms for n in a.clients}))
         reason = (
-            f"checked {len(valid)} well-formed update(s), {n_tests} Bonferroni tests at "
-            f"alpha={alpha}; {len(flagged)} client(s) flagged"
+            f"checked {len(valid)} well-formed update(s) against the median of "
+            f"{ev.centre_size}, {n_tests} Bonferroni tests at alpha={alpha}; "
+            f"{len(flagged)} client(s) flagged"
         )
         return UpdateCheckResult(flagged, stats, alarms, threshold, reason)
 
@@ -145,55 +180,6 @@ def check_updates(
 
 # --------------------------------------------------------------------------------------------
 # internals
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-
-
-def _find_malformed(updates: Mapping[int, Update]) -> tuple[dict[int, str], list[str]]:
-    """Return node -> problem for untrustworthy updates, and the majority layer names.
-
-    The reference layout is the most common (name, shape) signature among non-empty updates;
-    ties go to the lowest node id holding one of the tied layouts. Each layer is read once
-    (updates may be computed when read), for its shape and its values together.
-    """
-    nodes = sorted(updates)
-    sigs: dict[int, tuple[tuple[str, tuple[int, ...]], ...]] = {}
-    bad_values: dict[int, str] = {}
-    for n in nodes:
-        sig = []
-        for name, arr in updates[n].items():
-            sig.append((str(name), np.shape(arr)))
-            if n not in bad_values:
-                problem = _value_problem(name, arr)
-                if problem:
-                    bad_values[n] = problem
-        sigs[n] = tuple(sorted(sig))
-    counts = Counter(s for s in sigs.values() if s)
-    if not counts:
-        return {}, []
-    ref_sig = counts.most_common(1)[0][0]
-    ref_node = next(n for n in nodes if sigs[n] == ref_sig)
-    layout = list(updates[ref_node].keys())
-
-    problems: dict[int, str] = {}
-    for n in nodes:
-        if sigs[n] != ref_sig:
-            problems[n] = "layer names or shapes differ from the majority of clients"
-        elif n in bad_values:
-            problems[n] = bad_values[n]
-    return problems, layout
-
-
-def _value_problem(name: str, arr: Any) -> str:
-    """Why a layer's values cannot be trusted ("" if they can)."""
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = bool(np.isfinite(np.asarray(arr, dtype=np.float32)).all())
-    except (TypeError, ValueError):
-        return f"layer '{name}' is not numeric"
-    return "" if finite else f"layer '{name}' contains NaN/Inf (or overflows float32)"
 
 
 def _threshold(n_clients: int, n_layers: int, alpha: float) -> tuple[float, int, int]:
@@ -262,40 +248,6 @@ def _robust_z(x: np.ndarray, floor: np.ndarray | float) -> tuple[np.ndarray, Any
     return (x - med) / scale, med, scale
 
 
-_MEDIAN_CHUNK = 1024  # coordinates per selection step in _median_rows
-_TRANSPOSE_TILE = 8  # client rows per copy: small tiles transpose several times faster
-_SORT_MAX_ROWS = 128  # sorting short rows beats partition + max; selection wins beyond
-
-
-def _median_rows(block: np.ndarray) -> np.ndarray:
-    """Coordinate-wise median over clients (axis 0) of an (n, d) block, in O(n * d).
-
-    Chunks of coordinates are transposed (tile by tile) so that each coordinate's n values are
-    contiguous, then sorted (up to _SORT_MAX_ROWS clients) or partitioned by numpy's SIMD
-    selection around the upper middle value (for even n the lower one is then the largest value
-    left of it). The same numbers as np.sort along axis 0, 5-7x faster for 100-1,000 clients,
-    with O(n * chunk) extra memory.
-    """
-    n, d = block.shape
-    lo, hi = (n - 1) // 2, n // 2
-    out = np.empty(d, dtype=block.dtype)
-    cols = np.empty((min(d, _MEDIAN_CHUNK), n), dtype=block.dtype)
-    for start in range(0, d, _MEDIAN_CHUNK):
-        src = block[:, start:start + _MEDIAN_CHUNK]
-        part = cols[:src.shape[1]]
-        for row in range(0, n, _TRANSPOSE_TILE):
-            part[:, row:row + _TRANSPOSE_TILE] = src[row:row + _TRANSPOSE_TILE].T
-        if n <= _SORT_MAX_ROWS:
-            part.sort(axis=1)
-            lower, upper = part[:, lo], part[:, hi]
-        else:
-            part.partition(hi, axis=1)
-            upper = part[:, hi]
-            lower = part[:, :hi].max(axis=1) if lo < hi else upper
-        out[start:start + src.shape[1]] = 0.5 * lower + 0.5 * upper  # halves: no overflow
-    return out
-
-
 def _cos(dot: np.ndarray, a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     """dot / (a * b), defined as 0 where either vector is zero."""
     den = a * b
@@ -311,6 +263,7 @@ class _Evidence:
     cosine: np.ndarray  # (n,)
     layer_norm: np.ndarray  # (n, L)
     layer_cosine: np.ndarray  # (n, L)
+    centre_size: int  # clients whose median is the centre
     # robust z-scores with the median and scale they were computed from, set in __post_init__
     z_norm: np.ndarray = field(init=False)
     med_norm: float = field(init=False)
@@ -411,32 +364,14 @@ class _Evidence:
         return out
 
 
-def _evidence(updates: Mapping[int, Update], valid: list[int], layers: list[str]) -> _Evidence:
-    """One pass over the layers: stack (n, d_layer), take the median, accumulate dots/norms.
-
-    The (n, d_layer) blocks share one buffer: fresh memory for every layer (n * d floats in
-    all) costs more in page faults than the arithmetic on it.
-    """
-    n, n_layers = len(valid), len(layers)
-    sq = np.zeros((n, n_layers))
-    dot = np.zeros((n, n_layers))
-    centre_sq = np.zeros(n_layers)
-    sizes = [int(np.prod(np.shape(updates[valid[0]][name]))) for name in layers]
-    buffer = np.empty(n * max(sizes, default=0), dtype=np.float32)
-    for j, (name, size) in enumerate(zip(layers, sizes, strict=True)):
-        block = buffer[:n * size].reshape(n, size)
-        for i, node in enumerate(valid):
-            block[i] = np.ravel(updates[node][name])
-        centre = _median_rows(block)
-        sq[:, j] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
-        dot[:, j] = np.einsum("ij,j->i", block, centre, dtype=np.float64)
-        centre_sq[j] = np.dot(centre.astype(np.float64), centre.astype(np.float64))
-    del buffer
-    norm = np.sqrt(sq.sum(axis=1))
-    cosine = _cos(dot.sum(axis=1), norm, math.sqrt(centre_sq.sum()))
-    layer_norm = np.sqrt(sq)
-    layer_cosine = _cos(dot, layer_norm, np.sqrt(centre_sq)[None, :])
-    return _Evidence(layers, norm, cosine, layer_norm, layer_cosine)
+def _evidence(stats: RoundStats, layers: list[str]) -> _Evidence:
+    """Norms over every coordinate; cosines on the centre's coordinates, each client against
+    its own centre."""
+    norm = np.sqrt(stats.sq.sum(axis=1))
+    cosine = _cos(stats.dot.sum(axis=1), np.sqrt(stats.sq_picked.sum(axis=1)),
+                  np.sqrt(stats.centre_sq.sum(axis=1)))
+    layer_cosine = _cos(stats.dot, np.sqrt(stats.sq_picked), np.sqrt(stats.centre_sq))
+    return _Evidence(layers, norm, cosine, np.sqrt(stats.sq), layer_cosine, stats.centre_size)
 
 
 def _alarm(metric: str, rnd: int, node: int, evidence: dict[str, Any], msg: str) -> Alarm:

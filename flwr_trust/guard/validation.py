@@ -2,7 +2,8 @@
 
 A reply is kept only if it has no error, comes from a node that replied once this round, carries
 exactly the records aggregation needs, its arrays have the global model's names, shapes and
-dtypes and are finite, its weight is a finite positive number, its `trust.*` numbers are finite
+dtypes and are finite (checked here, or, in TrustGuard, by the update checks that read
+every value anyway), its weight is a finite positive number, its `trust.*` numbers are finite
 and plausible, and (when it states one) its suite hash is the server's. Everything else is
 refused with a logged reason; nothing in a refused reply is ever aggregated.
 """
@@ -46,6 +47,12 @@ class Screened:
         self.refused[node] = _loggable(reason)
         self.n_refused += 1
 
+    def refuse_valid(self, node: int, reason: str) -> None:
+        """Refuse a reply that passed the screen (a later check found it untrustworthy)."""
+        self.valid = [m for m in self.valid if _node(m) != node]
+        self.arrays.pop(node, None)
+        self.refuse(node, reason)
+
     def fail(self, node: int, reason: str) -> None:
         self.errors[node] = _loggable(reason)
         self.n_failed += 1
@@ -70,8 +77,13 @@ def _node(msg: Message) -> int:
 
 def screen_replies(replies: Iterable[Message], *, global_arrays: ArrayRecord | None,
                    weighted_by_key: str | None, suite_hash_int: int | None,
-                   expect_arrays: bool) -> Screened:
-    """Split replies into valid ones and refused ones (with one-line reasons)."""
+                   expect_arrays: bool, check_finite: bool = True) -> Screened:
+    """Split replies into valid ones and refused ones (with one-line reasons).
+
+    check_finite=False skips the NaN/Inf scan of float arrays, for a caller that reads every
+    value anyway and refuses non-finite replies itself before aggregating (TrustGuard's update
+    checks): the scan is the screen's only full pass over the data, the first (memory-bound)
+    touch of every byte."""
     out = Screened()
     replies = list(replies)
     counts = Counter(_node(m) for m in replies)
@@ -89,7 +101,7 @@ def screen_replies(replies: Iterable[Message], *, global_arrays: ArrayRecord | N
             out.refuse(node, f"node {node} replied {counts[node]} times this round")
             continue
         reason, decoded = _problem(msg, expected, weighted_by_key, suite_hash_int,
-                                   expect_arrays)
+                                   expect_arrays, check_finite)
         if reason:
             out.refuse(node, reason)
         else:
@@ -147,7 +159,8 @@ def _array_layout(arrays: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]
 
 def _problem(msg: Message, expected: dict[str, tuple[tuple[int, ...], str]] | None,
              weighted_by_key: str | None, suite_hash_int: int | None,
-             expect_arrays: bool) -> tuple[str, dict[str, np.ndarray]]:
+             expect_arrays: bool, check_finite: bool = True
+             ) -> tuple[str, dict[str, np.ndarray]]:
     """The reason to refuse the reply ("" if none) and its decoded arrays (if expected)."""
     content = msg.content
     n_arrays, n_metrics = len(content.array_records), len(content.metric_records)
@@ -160,7 +173,7 @@ def _problem(msg: Message, expected: dict[str, tuple[tuple[int, ...], str]] | No
     if reason or not expect_arrays:
         return reason, {}
     arrays = next(iter(content.array_records.values()))
-    return _arrays_problem(arrays, expected)
+    return _arrays_problem(arrays, expected, check_finite)
 
 
 def _metric_problem(metrics: MetricRecord, weighted_by_key: str | None,
@@ -202,8 +215,8 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _arrays_problem(arrays: ArrayRecord, expected: dict[str, tuple[tuple[int, ...], str]] | None
-                    ) -> tuple[str, dict[str, np.ndarray]]:
+def _arrays_problem(arrays: ArrayRecord, expected: dict[str, tuple[tuple[int, ...], str]] | None,
+                    check_finite: bool = True) -> tuple[str, dict[str, np.ndarray]]:
     if expected is not None:
         keys = list(arrays.keys())
         if set(keys) != set(expected):
@@ -225,7 +238,7 @@ def _arrays_problem(arrays: ArrayRecord, expected: dict[str, tuple[tuple[int, ..
             return f"array {key} data does not match its declared shape", {}
         if values.dtype != declared:
             return f"array {key} data is {values.dtype}, not its declared {dtype}", {}
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        if check_finite and values.dtype.kind == "f" and not np.isfinite(values).all():
             return f"array {key} contains NaN or Inf", {}
         if expected is not None and _overflows(values, expected[key][1]):
             return f"array {key} overflows the global model's {expected[key][1]}", {}

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from flwr.serverapp.strategy import Result, Strategy
 
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.behavior import BehaviorMonitor, DetectorConfig, observations_from_metrics
-from flwr_trust.detect.update import check_updates, flatten_update
+from flwr_trust.detect.update import UpdateCheckResult, check_updates
 from flwr_trust.errors import TrustError
 from flwr_trust.guard.gate import ACTION_CODE, GateDecision, TrustHalt, check_gate
 from flwr_trust.guard.validation import (
@@ -103,6 +103,7 @@ class TrustGuard(Strategy):
         self.audit_fraction = audit_fraction
         self.secure_aggregation = secure_aggregation
         self.on_alarm = on_alarm
+        self.seed = seed
         self._rng = random.Random(seed)  # own RNG: never touches the inner's sampling
         # A fresh folder per run by default: an existing audit log would be continued.
         self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime(
@@ -141,9 +142,10 @@ class TrustGuard(Strategy):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         # Everything that reads client arrays runs before the inner strategy: some strategies
         # (Krum, Bulyan) consume the replies' ArrayRecords while aggregating.
-        screened = self._screen(replies, expect_arrays=True)
-        reports = _take_trust_metrics(screened.valid)
+        checks_values = not self.secure_aggregation and self._global is not None
+        screened = self._screen(replies, expect_arrays=True, check_finite=not checks_values)
         update_result = self._update_checks(server_round, screened)
+        reports = _take_trust_metrics(screened.valid)
         integrity = self._integrity_audit(server_round, screened.valid, reports)
         from_reports = self._monitor("reports").observe(server_round, None,
                                                         _observations(reports))
@@ -252,11 +254,13 @@ class TrustGuard(Strategy):
         config["trust.round"] = server_round
         config["trust.probe-budget"] = self.client_probe_budget
 
-    def _screen(self, replies: Iterable[Message], *, expect_arrays: bool) -> Screened:
+    def _screen(self, replies: Iterable[Message], *, expect_arrays: bool,
+                check_finite: bool = True) -> Screened:
         screened = screen_replies(
             replies, global_arrays=self._global if expect_arrays else None,
             weighted_by_key=weighted_key_of(self.inner),
-            suite_hash_int=hash_to_int(self.client_suite_hash), expect_arrays=expect_arrays)
+            suite_hash_int=hash_to_int(self.client_suite_hash), expect_arrays=expect_arrays,
+            check_finite=check_finite)
         for node, reason in screened.refused.items():
             log.warning("TrustGuard: refused reply from node %s: %s", node, reason)
         return screened
@@ -288,25 +292,35 @@ class TrustGuard(Strategy):
 
         return profile_arrays(bridge, arrays, self.suites, precision=self.precision)
 
-    def _update_checks(self, server_round: int, screened: Screened) -> Any:
+    def _update_checks(self, server_round: int, screened: Screened) -> UpdateCheckResult:
         """Update checks on the arrays the screen already decoded, against the global model
-        decoded once per round, with each update computed layer by layer when read."""
-        updates: dict[int, Mapping[str, np.ndarray]] = {}
-        if not self.secure_aggregation and self._global is not None:
-            if self._global_np is None:
-                self._global_np = {k: decode_array(v).astype(np.float32, copy=False)
-                                   for k, v in self._global.items()}
-            for msg in screened.valid:
-                node = msg.metadata.src_node_id
-                if node in screened.arrays:  # names and shapes already match the global's
-                    updates[node] = _LazyUpdate(screened.arrays[node], self._global_np)
-                    continue
-                try:
-                    arrays = next(iter(msg.content.array_records.values()))
-                    updates[node] = flatten_update(arrays, self._global_np)
-                except TrustError:
-                    updates[node] = {}
-        return check_updates(updates, round=server_round, alpha=self.update_alpha)
+        decoded once per round (the checks compute each update layer by layer).
+
+        The screen left the NaN/Inf scan to these checks (they read every value anyway): a
+        reply whose update is malformed is refused here, as the screen would have refused it,
+        and leaves no alarm behind."""
+        if self.secure_aggregation or self._global is None:
+            return check_updates({})
+        if self._global_np is None:
+            self._global_np = {k: decode_array(v) for k, v in self._global.items()}
+        clients: dict[int, Mapping[str, Any]] = {}
+        for msg in screened.valid:
+            node = msg.metadata.src_node_id
+            # The screen decodes every valid reply's arrays; a reply it could not decode is
+            # compared as an empty layout, i.e. flagged malformed.
+            clients[node] = screened.arrays.get(node, {})
+        result = check_updates(clients, base=self._global_np, round=server_round,
+                               alpha=self.update_alpha, seed=self.seed)
+        malformed = {n: s["malformed"] for n, s in result.stats.items() if "malformed" in s}
+        if not malformed:
+            return result
+        for node, problem in malformed.items():
+            screened.refuse_valid(node, str(problem))
+            log.warning("TrustGuard: refused reply from node %s: %s", node, problem)
+        return dataclasses.replace(
+            result, flagged=tuple(n for n in result.flagged if n not in malformed),
+            stats={n: s for n, s in result.stats.items() if n not in malformed},
+            alarms=[a for a in result.alarms if not set(a.clients) & set(malformed)])
 
     def _integrity_audit(self, server_round: int, replies: list[Message],
                          reports: dict[int, dict[str, float]]) -> list[Alarm]:
@@ -465,25 +479,6 @@ def _server_suites(suites: dict[str, ProbeSuite], items: int, seed: int
         idx = sorted(rng.sample(range(len(suite.items)), items))
         out[mode] = suite.subset(idx, name_suffix=f"@server{items}")
     return out
-
-
-class _LazyUpdate(Mapping[str, np.ndarray]):
-    """One client's update, `flatten_update`'s float32 client - global, computed per layer
-    when read. The update checks read each layer a few times but never hold all N updates at
-    once (4 GB at N = 1,000 x 1M parameters, more in fresh pages than in subtractions)."""
-
-    def __init__(self, client: Mapping[str, np.ndarray], global32: Mapping[str, np.ndarray]
-                 ) -> None:
-        self._client, self._global = client, global32
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self._client[name].astype(np.float32, copy=False) - self._global[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._global)
-
-    def __len__(self) -> int:
-        return len(self._global)
 
 
 def _take_trust_metrics(replies: list[Message]) -> dict[int, dict[str, float]]:
