@@ -6,7 +6,8 @@ Each client's reply carries a synthetic LoRA update (rank-16 A/B matrices for q_
 v_proj in 4 blocks; ~1M float32 parameters by default) as a real Flower Message. Every strategy
 gets the same replies, rebuilt fresh before each timed call (strategies may consume the
 ArrayRecords); construction is not timed. Printed per N: seconds for FedAvg, TrustGuard(FedAvg)
-(gate off, model=None: screening + update checks + records + the inner FedAvg) and MultiKrum,
+(gate off, model=None: screening + update checks + records + the inner FedAvg; with
+`--exact-centre` the update checks' exact all-client, all-coordinate median) and MultiKrum,
 the ratios guard/FedAvg (goal <= 2) and MultiKrum/guard (goal >= 10 at N = 1000), and where
 the guard's time goes.
 
@@ -164,8 +165,8 @@ def stage_timer(guard: TrustGuard, into: dict[str, float]) -> Iterator[None]:
             delattr(guard, name)
 
 
-def bench_n(work: Workload, n: int, repeats: int, multikrum: bool, run_dir: Path
-            ) -> dict[str, Any]:
+def bench_n(work: Workload, n: int, repeats: int, multikrum: bool, run_dir: Path,
+            centre: dict[str, int]) -> dict[str, Any]:
     fedavg = FedAvg()
     instructions = instructions_for(fedavg, work, n)
     fed_times: list[float] = []
@@ -175,7 +176,8 @@ def bench_n(work: Workload, n: int, repeats: int, multikrum: bool, run_dir: Path
     for r in range(max(1, repeats)):  # alternate so drift in machine load hits both
         seconds, fed_arrays = timed_aggregate(fedavg, work, instructions)
         fed_times.append(seconds)
-        guard = TrustGuard(FedAvg(), model=None, tensorboard=False, run_dir=run_dir / f"{n}-{r}")
+        guard = TrustGuard(FedAvg(), model=None, tensorboard=False, run_dir=run_dir / f"{n}-{r}",
+                           **centre)
         guard_instr = instructions_for(guard, work, n)
         run_stages: dict[str, float] = {}
         with stage_timer(guard, run_stages):
@@ -241,6 +243,9 @@ def main() -> int:
     parser.add_argument("--probe-items", type=int, default=0,
                         help="probe this many items per mode and extrapolate (0 = all)")
     parser.add_argument("--no-probe", action="store_true", help="skip the probe timing")
+    parser.add_argument("--exact-centre", action="store_true",
+                        help="the update checks' exact centre (all clients, all coordinates) "
+                             "instead of the default sampled one")
     args = parser.parse_args()
     logging.getLogger("flwr").setLevel(logging.WARNING)  # per-round INFO lines
     logging.getLogger("flwr_trust").setLevel(logging.ERROR)
@@ -248,11 +253,15 @@ def main() -> int:
     work = Workload(params)
     print(f"updates: {len(work.layout)} LoRA arrays, {work.params:,} float32 parameters "
           f"({work.params * 4 / 2**20:.1f} MiB) per client; numpy {np.__version__}, "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores; update-check centre: "
+          + ("exact" if args.exact_centre else "sampled (default)"))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for n in (int(x) for x in args.clients.split(",") if x.strip()):
-            row = bench_n(work, n, args.repeats, n <= args.multikrum_max_n, Path(folder))
+            centre = ({"update_centre_clients": 0, "update_centre_coords": 0}
+                      if args.exact_centre else {})
+            row = bench_n(work, n, args.repeats, n <= args.multikrum_max_n, Path(folder),
+                          centre)
             rows.append(row)
             _print_row(row)
     if rows:

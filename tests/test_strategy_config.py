@@ -39,6 +39,16 @@ def test_inner_options_and_guard_keys(tmp_path):
     assert guard.detector.tolerance("alignment", "refusal-rate") == 0.1
 
 
+def test_update_centre_keys_choose_the_sampled_or_exact_centre(tmp_path):
+    exact = strategy_from_config(_cfg(tmp_path, **{"trust.update-centre-clients": 0,
+                                                   "trust.update-centre-coords": 0}))
+    assert exact.update_centre == (2**62, 2**62)
+    sampled = strategy_from_config(_cfg(tmp_path, **{"trust.update-centre-clients": 16}))
+    assert sampled.update_centre == (16, 131072)
+    with pytest.raises(TrustError, match="update_centre_clients must be an integer >= 0"):
+        strategy_from_config(_cfg(tmp_path, **{"trust.update-centre-clients": -1}))
+
+
 def test_every_named_strategy_builds(tmp_path):
     required = {"qfedavg": {"trust.qfedavg.client-learning-rate": 0.1}}
     for name in STRATEGIES:

@@ -58,6 +58,22 @@ def test_no_alarm_means_bit_identical_arrays(name, gate, tmp_path):
         assert same_arrays(a, b), f"{name}: round {rnd} differs"
 
 
+def test_update_checks_use_the_configured_centre(tmp_path):
+    """The guard's update statistics are check_updates' on (client, global) with the guard's
+    seed and centre size: a sampled centre gives other cosines than the exact one, the same
+    norms."""
+    stats = {}
+    for name, clients in (("sampled", 2), ("exact", 0)):
+        guard = _guard(FedAvg(), tmp_path / name, update_centre_clients=clients,
+                       update_centre_coords=clients)
+        run_rounds(guard, n_rounds=1, n_nodes=7)
+        stats[name] = guard.history[-1]["update_stats"]
+    assert stats["sampled"].keys() == stats["exact"].keys()
+    assert all(stats["sampled"][n]["norm"] == stats["exact"][n]["norm"] for n in stats["exact"])
+    assert any(stats["sampled"][n]["cosine"] != stats["exact"][n]["cosine"]
+               for n in stats["exact"])
+
+
 def _poisoner(bad: int, factor: float = 50.0):
     def client(msg, node, rnd, arrays):
         if node != bad:

@@ -47,6 +47,8 @@ GUARD_KEYS: dict[str, tuple[str, type]] = {
     "trust.client-probe-budget": ("client_probe_budget", int),
     "trust.precision": ("precision", str),
     "trust.update-alpha": ("update_alpha", float),
+    "trust.update-centre-clients": ("update_centre_clients", int),
+    "trust.update-centre-coords": ("update_centre_coords", int),
     "trust.audit-fraction": ("audit_fraction", float),
     "trust.secure-aggregation": ("secure_aggregation", bool),
     "trust.run-dir": ("run_dir", str),

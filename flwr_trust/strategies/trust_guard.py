@@ -25,7 +25,12 @@ from flwr.serverapp.strategy import Result, Strategy
 
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.behavior import BehaviorMonitor, DetectorConfig, observations_from_metrics
-from flwr_trust.detect.update import UpdateCheckResult, check_updates
+from flwr_trust.detect.update import (
+    CENTRE_COORDS,
+    CENTRE_SAMPLE,
+    UpdateCheckResult,
+    check_updates,
+)
 from flwr_trust.errors import TrustError
 from flwr_trust.guard.gate import ACTION_CODE, GateDecision, TrustHalt, check_gate
 from flwr_trust.guard.validation import (
@@ -63,6 +68,10 @@ class TrustGuard(Strategy):
     detector:       DetectorConfig (alpha, tolerances, modes); alpha is the per-run false-alarm
                     budget, split between train-phase and evaluate-phase monitoring
     update_alpha:   per-round false-alarm budget of the update checks
+    update_centre_clients, update_centre_coords: the update checks' robust centre is the
+                    median of this many sampled clients (two such halves in larger rounds) on
+                    this many sampled coordinates; 0 = all (exact, slower at scale: see
+                    docs/benchmarks.md, and docs/detection.md for the power it buys)
     audit_fraction: share of clients whose reported metrics the server re-measures each round
     secure_aggregation: only sums are visible: population-level detection, no attribution
     run_dir:        where the audit log and TensorBoard scalars go
@@ -74,7 +83,8 @@ class TrustGuard(Strategy):
                  modes: tuple[str, ...] = MODES, server_probe_items: int = 0,
                  client_probe_budget: int = 0,
                  precision: str = "fp32", detector: DetectorConfig | None = None,
-                 update_alpha: float = 0.01, audit_fraction: float = 0.0,
+                 update_alpha: float = 0.01, update_centre_clients: int = CENTRE_SAMPLE,
+                 update_centre_coords: int = CENTRE_COORDS, audit_fraction: float = 0.0,
                  secure_aggregation: bool = False, run_dir: str | Path | None = None,
                  tensorboard: bool = True, on_alarm: Callable[[Alarm], None] | None = None,
                  seed: int = 0, reference: BehaviorProfile | None = None) -> None:
@@ -100,6 +110,13 @@ class TrustGuard(Strategy):
         self.detector = detector or DetectorConfig(modes=self.modes)
         self._detector_share = dataclasses.replace(self.detector, alpha=self.detector.alpha / 3)
         self.update_alpha = update_alpha
+        for name, value in (("update_centre_clients", update_centre_clients),
+                            ("update_centre_coords", update_centre_coords)):
+            if not isinstance(value, int) or value < 0:
+                raise TrustError(f"{name} must be an integer >= 0, got {value!r}.",
+                                 "Use 0 for all (exact) or a sample size, e.g. 64.")
+        # 0 means all: a bound no round reaches
+        self.update_centre = (update_centre_clients or 2**62, update_centre_coords or 2**62)
         self.audit_fraction = audit_fraction
         self.secure_aggregation = secure_aggregation
         self.on_alarm = on_alarm
@@ -310,7 +327,9 @@ class TrustGuard(Strategy):
             # compared as an empty layout, i.e. flagged malformed.
             clients[node] = screened.arrays.get(node, {})
         result = check_updates(clients, base=self._global_np, round=server_round,
-                               alpha=self.update_alpha, seed=self.seed)
+                               alpha=self.update_alpha, seed=self.seed,
+                               centre_sample=self.update_centre[0],
+                               centre_coords=self.update_centre[1])
         malformed = {n: s["malformed"] for n, s in result.stats.items() if "malformed" in s}
         if not malformed:
             return result
