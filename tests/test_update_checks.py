@@ -238,6 +238,13 @@ def test_never_crashes_and_always_flags_non_finite(
     assert set(result.flagged) <= set(updates)
     assert bad & set(updates) <= set(result.flagged)
     assert all(a.mode == "update" and a.clients for a in result.alarms)
+    # the same clients as arrays around a global model, with a tiny sampled centre
+    base = {f"l{j}": rng.standard_normal(s).astype(np.float32) for j, s in enumerate(shapes)}
+    clients = {i: {k: base[k] + v for k, v in layers.items()} for i, layers in updates.items()}
+    sampled = check_updates(clients, base=base, centre_sample=2, centre_coords=3, seed=seed)
+    assert bad & set(updates) <= set(sampled.flagged) <= set(updates)
+    assert all(math.isfinite(v) for s in sampled.stats.values() for v in s.values()
+               if isinstance(v, float))
 
 
 # ---------------------------------------------------------------- sampled centre (many clients)
