@@ -169,8 +169,10 @@ def check_updates(
             alarms += ev.alarms(i, node, (threshold, n_tests, df, alpha), round)
         flagged = tuple(sorted({n for a in alarms for n in a.clients}))
         reason = (
-            f"checked {len(valid)} well-formed update(s) against the median of "
-            f"{ev.centre_size}, {n_tests} Bonferroni tests at alpha={alpha}; "
+            f"checked {len(valid)} well-formed update(s) against "
+            + ("the median of " if len(ev.centre_sizes) == 1 else "the medians of ")
+            + " + ".join(map(str, ev.centre_sizes))
+            + f" clients, {n_tests} Bonferroni tests at alpha={alpha}; "
             f"{len(flagged)} client(s) flagged"
         )
         return UpdateCheckResult(flagged, stats, alarms, threshold, reason)
@@ -263,7 +265,7 @@ class _Evidence:
     cosine: np.ndarray  # (n,)
     layer_norm: np.ndarray  # (n, L)
     layer_cosine: np.ndarray  # (n, L)
-    centre_size: int  # clients whose median is the centre
+    centre_sizes: tuple[int, ...]  # clients in each median (one, or two disjoint halves)
     # robust z-scores with the median and scale they were computed from, set in __post_init__
     z_norm: np.ndarray = field(init=False)
     med_norm: float = field(init=False)
@@ -371,7 +373,7 @@ def _evidence(stats: RoundStats, layers: list[str]) -> _Evidence:
     cosine = _cos(stats.dot.sum(axis=1), np.sqrt(stats.sq_picked.sum(axis=1)),
                   np.sqrt(stats.centre_sq.sum(axis=1)))
     layer_cosine = _cos(stats.dot, np.sqrt(stats.sq_picked), np.sqrt(stats.centre_sq))
-    return _Evidence(layers, norm, cosine, np.sqrt(stats.sq), layer_cosine, stats.centre_size)
+    return _Evidence(layers, norm, cosine, np.sqrt(stats.sq), layer_cosine, stats.centre_sizes)
 
 
 def _alarm(metric: str, rnd: int, node: int, evidence: dict[str, Any], msg: str) -> Alarm:

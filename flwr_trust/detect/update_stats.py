@@ -37,7 +37,7 @@ class RoundStats:
     sq_picked: np.ndarray  # (n, L) squared layer norms on the centre's coordinates
     dot: np.ndarray  # (n, L) dot products with the client's centre, per layer
     centre_sq: np.ndarray  # (n, L) squared layer norms of the client's centre
-    centre_size: int  # clients whose median is the centre
+    centre_sizes: tuple[int, ...]  # clients in each median (one, or two disjoint halves)
 
 
 class Malformed(Exception):
@@ -217,7 +217,7 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
     rows_in_order = np.array([index[node] for node in sorted(keep_nodes)])
     return RoundStats(
         sorted(keep_nodes), sq[rows_in_order], sq_picked[rows_in_order], dot[rows_in_order],
-        centre_sq[which[rows_in_order]], sum(node not in problems for node in sampled))
+        centre_sq[which[rows_in_order]], tuple(len(m) for m in members))
 
 
 _MEDIAN_CHUNK = 1024  # coordinates per selection step in _median_rows

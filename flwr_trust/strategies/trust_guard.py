@@ -159,8 +159,8 @@ class TrustGuard(Strategy):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         # Everything that reads client arrays runs before the inner strategy: some strategies
         # (Krum, Bulyan) consume the replies' ArrayRecords while aggregating.
-        checks_values = not self.secure_aggregation and self._global is not None
-        screened = self._screen(replies, expect_arrays=True, check_finite=not checks_values)
+        screened = self._screen(replies, expect_arrays=True,
+                                check_finite=not self._sees_updates())
         update_result = self._update_checks(server_round, screened)
         reports = _take_trust_metrics(screened.valid)
         integrity = self._integrity_audit(server_round, screened.valid, reports)
@@ -309,6 +309,11 @@ class TrustGuard(Strategy):
 
         return profile_arrays(bridge, arrays, self.suites, precision=self.precision)
 
+    def _sees_updates(self) -> bool:
+        """Individual updates are visible (no secure aggregation) and there is a global model
+        to take them relative to."""
+        return not self.secure_aggregation and self._global is not None
+
     def _update_checks(self, server_round: int, screened: Screened) -> UpdateCheckResult:
         """Update checks on the arrays the screen already decoded, against the global model
         decoded once per round (the checks compute each update layer by layer).
@@ -316,7 +321,7 @@ class TrustGuard(Strategy):
         The screen left the NaN/Inf scan to these checks (they read every value anyway): a
         reply whose update is malformed is refused here, as the screen would have refused it,
         and leaves no alarm behind."""
-        if self.secure_aggregation or self._global is None:
+        if not self._sees_updates():
             return check_updates({})
         if self._global_np is None:
             self._global_np = {k: decode_array(v) for k, v in self._global.items()}
