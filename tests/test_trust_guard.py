@@ -102,15 +102,24 @@ def _profile(refusal: float) -> BehaviorProfile:
                            {"alignment": "0" * 64})
 
 
-def _fake_probe(guard: TrustGuard, bad: int, monkeypatch) -> None:
+def _fake_probe(guard: TrustGuard, bad: int, monkeypatch) -> list:
     """Server probe stand-in: the model's refusal rate falls with the bad client's weight in
-    the average (the bad client's arrays carry a marker value in layer.b[0])."""
-    def probe(arrays):
+    the average (the bad client's arrays carry a marker value in layer.b[0]). Returns the list
+    of the modes each call asked for (None: all)."""
+    calls: list = []
+
+    def probe(arrays, modes=None):
+        calls.append(None if modes is None else set(modes))
         if arrays is None:
             return None
         marker = float(np.asarray(arrays["layer.b"].numpy())[0])
-        return _profile(0.9 - max(0.0, marker))
+        profile = _profile(0.9 - max(0.0, marker))
+        profile.metrics["capability"] = {"accuracy": MetricValue(0.6, 0.02, 400, "higher")}
+        if modes is not None:
+            profile.metrics = {m: v for m, v in profile.metrics.items() if m in modes}
+        return profile
     monkeypatch.setattr(guard, "_probe", probe)
+    return calls
 
 
 def _marker_client(bad: int):
@@ -128,7 +137,7 @@ def test_rollback_keeps_previous_model_and_names_culprit(tmp_path, monkeypatch):
     the previous model is kept and leave-one-out names the client."""
     bad = 104
     guard = _guard(FedAvg(), tmp_path, gate="rollback", model="tiny")
-    _fake_probe(guard, bad, monkeypatch)
+    calls = _fake_probe(guard, bad, monkeypatch)
     monkeypatch.setattr(guard, "_update_checks",
                         lambda rnd, _screened: check_updates({}, round=rnd))  # flags no one
     guard.reference = _profile(0.9)
@@ -139,6 +148,8 @@ def test_rollback_keeps_previous_model_and_names_culprit(tmp_path, monkeypatch):
     assert same_arrays(history[-1], _initial())
     assert any(a.mode == "alignment" and a.severity == "alarm" for a in guard.alarms)
     assert gate["culprits"] == [bad]
+    # the candidate is probed on every mode, each leave-one-out trial only on the failing one
+    assert calls == [None] + [{"alignment"}] * 7
 
 
 def test_rollback_leaves_flagged_clients_out_first(tmp_path, monkeypatch):
