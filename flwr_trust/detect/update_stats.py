@@ -199,7 +199,7 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
     which = np.zeros(n, dtype=int)  # which centre each client is scored against
     for node in groups[0] if split else []:
         which[index[node]] = 1
-    picked = np.empty_like(buf)
+    picked = np.empty(max(widths, default=0), dtype=np.float32)  # at most the coordinate budget
     for node in order[len(sampled):]:
         i = index[node]
         try:
