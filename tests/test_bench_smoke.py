@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end on small inputs and print what the docs quote.
+
+No speed is asserted here (speed targets live in the benchmarks' own output); these only keep
+the scripts from rotting. bench/mod_overhead.py needs the embedded SmolLM2 and is left out.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> str:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_guard_cost_prints_both_ratios_and_the_probe_time() -> None:
+    out = _run("bench/guard_cost.py", "--params", "8192", "--clients", "5,30", "--repeats", "1")
+    assert "N=30: FedAvg" in out and "0 update alarms" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("5 ", "30 "))]
+    assert [r[0] for r in rows] == ["5", "30"] and all(len(r) == 6 for r in rows)
+    assert "server reference probe, model=tiny" in out and "1468 of 1468 items" in out
+
+
+def test_guard_cost_exact_centre_option() -> None:
+    out = _run("bench/guard_cost.py", "--params", "8192", "--clients", "70", "--repeats", "1",
+               "--multikrum-max-n", "0", "--no-probe", "--exact-centre")
+    assert "update-check centre: exact" in out and "N=70: FedAvg" in out
+
+
+def test_update_checks_power_quick() -> None:
+    out = _run("bench/update_checks_power.py", "--quick")
+    assert out.count("rounds with a flag") == 2
+    assert out.count("exact (all clients, all coordinates)") == 3  # 1 false-alarm + 2 power rows
+
+
+def test_probe_throughput_on_the_tiny_model() -> None:
+    out = _run("bench/probe_throughput.py", "--model", "tiny", "--repeats", "1", "--modes", "bias")
+    assert "RATIO scorer / raw forward (full logits):" in out and "WALL one pass" in out
