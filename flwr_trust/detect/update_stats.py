@@ -196,9 +196,8 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
             for i, node in enumerate(members[g]):
                 dot[index[node], j] = np.dot(block[i], other)
                 sq_picked[index[node], j] = np.dot(block[i], block[i])
-    which = np.zeros(n, dtype=int)  # which centre each client is scored against
-    for node in groups[0] if split else []:
-        which[index[node]] = 1
+    which = np.zeros(n, dtype=int)  # which centre each client is scored against: B's take A's
+    which[[index[node] for node in (groups[0] if split else [])]] = 1
     picked = np.empty(max(widths, default=0), dtype=np.float32)  # at most the coordinate budget
     for node in order[len(sampled):]:
         i = index[node]
@@ -210,14 +209,12 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
                 dot[i, j] = np.dot(v, medians[0][j])
         except Malformed as exc:
             problems[node] = str(exc)
-    keep = sorted(i for node, i in index.items() if node not in problems)
-    if not keep:
+    kept = sorted(node for node in order if node not in problems)
+    if not kept:
         return None
-    keep_nodes = [order[i] for i in keep]
-    rows_in_order = np.array([index[node] for node in sorted(keep_nodes)])
-    return RoundStats(
-        sorted(keep_nodes), sq[rows_in_order], sq_picked[rows_in_order], dot[rows_in_order],
-        centre_sq[which[rows_in_order]], tuple(len(m) for m in members))
+    at = np.array([index[node] for node in kept])
+    return RoundStats(kept, sq[at], sq_picked[at], dot[at], centre_sq[which[at]],
+                      tuple(len(m) for m in members))
 
 
 _MEDIAN_CHUNK = 1024  # coordinates per selection step in _median_rows
