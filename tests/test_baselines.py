@@ -178,6 +178,27 @@ def test_trust_rollback_federation_writes_report_and_summary(tmp_path, capsys):
     assert "Report:" in (folder / "summary.md").read_text()
 
 
+def test_memorization_client_is_aggregated_under_the_trust_mod(tmp_path, shared_cache):
+    """The memorizing client declares to the mod only the planted canaries of its probe set.
+    Declaring the others made the mod answer with an error reply every round, so the client
+    was never aggregated and trust monitors looked as if they resisted memorization."""
+    from flwr_trust.sim.client import declarable_canaries
+    from flwr_trust.sim.probeset import probe_set
+    from flwr_trust.sim.runner import run_inline
+
+    probe_ids = {i.id for i in probe_set(FAST["probe_items"])["memorization"].items}
+    planted = [i.id for i in default_suite("memorization").items]
+    assert set(declarable_canaries(planted, FAST["probe_items"])) == probe_ids
+    runs = {m: run_inline(num_clients=3, base_dir=tmp_path / m, scenario="memorization",
+                          monitor=m, **FAST) for m in ("none", "trust-off")}
+    assert not runs["trust-off"].alarms
+    log = Path(runs["trust-off"].run_dir) / "audit.jsonl"
+    rounds = [r["payload"] for r in map(json.loads, log.read_text().splitlines())
+              if r["kind"] == "round" and r["payload"]["phase"] == "train"]
+    assert rounds and all(not r["clients"]["failed"] for r in rounds)
+    assert runs["trust-off"].final == runs["none"].final  # no alarm: the same federation
+
+
 @pytest.mark.parametrize(("scenario", "monitor", "extra"), [
     ("poisoned-update", "system", {"poison": "scale", "poison_factor": 20.0}),
     ("fairness-collapse", "fedmedian", {"train_dp": True}),

@@ -102,7 +102,8 @@ def train(msg: Message, context: Context) -> Message:
     if cfg.scenario == "poisoned-update" and data.affected:
         sent = _poisoned(sent, received, cfg)
     provide_local_data(context, train=as_texts(data.train, bridge.tokenizer),
-                       heldout=data.heldout, canaries=data.canaries)
+                       heldout=data.heldout,
+                       canaries=declarable_canaries(data.canaries, cfg.probe_items))
     metrics: dict[str, float | int] = {"train_loss": float(stats.mean_loss),
                                        "num-examples": len(data.train),
                                        "sim.partition-id": partition}
@@ -127,7 +128,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     losses = mean_loss(bridge.model, bridge.tokenizer, data.heldout, max_length=cfg.max_length,
                        precision=cfg.precision)
     provide_local_data(context, train=as_texts(data.train, bridge.tokenizer),
-                       heldout=data.heldout, canaries=data.canaries)
+                       heldout=data.heldout,
+                       canaries=declarable_canaries(data.canaries, cfg.probe_items))
     metrics = {"eval_loss": float(np.mean(losses)), "num-examples": len(data.heldout),
                "sim.partition-id": partition}
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
@@ -179,6 +181,21 @@ def _trust_mod(probe_items: int, precision: str) -> Any:
             model_loader=lambda ctx: bridge_for(parse_config(ctx.run_config).model),
             suites=probe_set(probe_items), defaults={"trust.precision": precision})
     return _MODS[key]
+
+
+def declarable_canaries(planted: list[str], probe_items: int) -> list[str]:
+    """The planted canaries the trust mod can score: those in the probe set it was given.
+
+    The memorization scenario plants canaries drawn from the whole memorization suite (the
+    monitors are not told which), so a probe set holds only some of them. The mod answers
+    canary ids it does not know with an error reply, which would drop the client from the
+    round: the trust monitors would then "resist" memorization only because the memorizing
+    client never got aggregated.
+    """
+    from flwr_trust.sim.probeset import probe_set
+
+    known = {item.id for item in probe_set(probe_items)["memorization"].items}
+    return [c for c in planted if c in known]
 
 
 def make_client_app() -> ClientApp:
