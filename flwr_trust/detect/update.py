@@ -55,7 +55,6 @@ _TINY = 1e-12  # absolute last resort when the median norm itself is 0 (all-zero
 _MAX_LISTED_LAYERS = 10
 
 
-
 @dataclass(frozen=True)
 class UpdateCheckResult:
     """Outcome of `check_updates` for one round.

@@ -195,7 +195,8 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
             other = medians[1 - g if split else 0][j]
             for i, node in enumerate(members[g]):
                 dot[index[node], j] = np.dot(block[i], other)
-                sq_picked[index[node], j] = np.dot(block[i], block[i])
+                sq_picked[index[node], j] = (sq[index[node], j] if picks[j] is None
+                                             else np.dot(block[i], block[i]))
     which = np.zeros(n, dtype=int)  # which centre each client is scored against: B's take A's
     which[[index[node] for node in (groups[0] if split else [])]] = 1
     picked = np.empty(max(widths, default=0), dtype=np.float32)  # at most the coordinate budget
