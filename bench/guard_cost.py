@@ -34,8 +34,6 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.serverapp.strategy import FedAvg, MultiKrum, Strategy  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
+from flwr_trust.detect.update import UpdateChecker  # noqa: E402
 from flwr_trust.strategies import TrustGuard  # noqa: E402
 
 TaskIdentity.run_id = 1  # Messages need a run/task identity outside a running app
@@ -141,28 +140,38 @@ def timed_aggregate(strategy: Strategy, work: Workload, instructions: list[Messa
     return seconds, arrays
 
 
-STAGES = ("_screen", "_update_checks", "_inner_aggregate", "_record_round")
+class TimedChecker(UpdateChecker):
+    """The guard's update checks, timed (the core's update-checker seam)."""
+
+    seconds: float = 0.0
+
+    def check(self, updates, *, base=None, round=0):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return super().check(updates, base=base, round=round)
+        finally:
+            object.__setattr__(self, "seconds", self.seconds + time.perf_counter() - start)
 
 
-@contextmanager
-def stage_timer(guard: TrustGuard, into: dict[str, float]) -> Iterator[None]:
-    """Time the guard's stages by wrapping its methods on the instance."""
-    def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                into[name] = into.get(name, 0.0) + time.perf_counter() - start
-        return timed
+class TimedFedAvg(FedAvg):
+    """FedAvg whose aggregate_train is timed (the inner strategy's share of the guard's time)."""
 
-    for name in STAGES:
-        setattr(guard, name, wrap(name, getattr(guard, name)))
-    try:
-        yield
-    finally:
-        for name in STAGES:
-            delattr(guard, name)
+    seconds = 0.0
+
+    def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return super().aggregate_train(server_round, replies)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def stages_of(total: float, checker: TimedChecker, inner: TimedFedAvg) -> dict[str, float]:
+    """The guard's time split into update checks, inner aggregation and the rest (screening
+    the replies, detectors, records)."""
+    rest = total - checker.seconds - inner.seconds
+    return {"update_checks": checker.seconds, "inner_aggregate": inner.seconds,
+            "screen_detect_record": rest}
 
 
 def bench_n(work: Workload, n: int, repeats: int, multikrum: bool, run_dir: Path,
@@ -176,19 +185,19 @@ def bench_n(work: Workload, n: int, repeats: int, multikrum: bool, run_dir: Path
     for r in range(max(1, repeats)):  # alternate so drift in machine load hits both
         seconds, fed_arrays = timed_aggregate(fedavg, work, instructions)
         fed_times.append(seconds)
-        guard = TrustGuard(FedAvg(), model=None, tensorboard=False, run_dir=run_dir / f"{n}-{r}",
-                           **centre)
+        checker = TimedChecker(**centre)
+        inner = TimedFedAvg()
+        guard = TrustGuard(inner, model=None, tensorboard=False, run_dir=run_dir / f"{n}-{r}",
+                           update_checker=checker)
         guard_instr = instructions_for(guard, work, n)
-        run_stages: dict[str, float] = {}
-        with stage_timer(guard, run_stages):
-            seconds, guard_arrays = timed_aggregate(guard, work, guard_instr)
+        seconds, guard_arrays = timed_aggregate(guard, work, guard_instr)
         guard_times.append(seconds)
         if seconds == min(guard_times):  # the breakdown of the reported (fastest) run
-            stages = run_stages
+            stages = stages_of(seconds, checker, inner)
         assert guard_arrays is not None and fed_arrays is not None
         assert all(guard_arrays[k].data == fed_arrays[k].data for k in fed_arrays), \
             "guard result differs from FedAvg"
-        assert len(guard.history[-1]["clients"]["valid"]) == n
+        assert len(guard.history[-1].clients.valid) == n
         alarms = sum(a.severity == "alarm" for a in guard.alarms)
         guard.close("completed")
     out: dict[str, Any] = {"n": n, "fedavg": min(fed_times), "guard": min(guard_times),
@@ -204,16 +213,16 @@ def bench_probe(model: str, items: int) -> None:
     `items` per mode and extrapolated by the share of items probed."""
     from peft import LoraConfig
 
-    from flwr_trust.models import get_bridge
+    from flwr_trust.models.prober import BridgeProber
 
     lora = LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=["q_proj", "v_proj"])
-    bridge = get_bridge(model, lora)  # load outside the timing
+    prober = BridgeProber(model, lora)
+    bridge = prober.bridge  # load outside the timing
     initial = bridge.to_array_record()
     n_params = sum(p.numel() for p in bridge.base.model.parameters())
     with tempfile.TemporaryDirectory() as folder:
         guard = TrustGuard(FedAvg(), model=model, peft_config=lora, tensorboard=False,
-                           run_dir=folder, server_probe_items=items)
-        guard._bridge = bridge  # loaded above, outside the timing
+                           run_dir=folder, server_probe_items=items, prober=prober)
         start = time.perf_counter()
         guard.configure_train(1, initial, ConfigRecord(), Grid(2))
         seconds = time.perf_counter() - start
@@ -258,7 +267,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for n in (int(x) for x in args.clients.split(",") if x.strip()):
-            centre = ({"update_centre_clients": 0, "update_centre_coords": 0}
+            centre = ({"centre_clients": 0, "centre_coords": 0}
                       if args.exact_centre else {})
             row = bench_n(work, n, args.repeats, n <= args.multikrum_max_n, Path(folder),
                           centre)
@@ -288,7 +297,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 def _print_row(row: dict[str, Any]) -> None:
     mk = row["multikrum"]
-    stages = ", ".join(f"{k.strip('_')} {v:.2f}s" for k, v in row["stages"].items())
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in row["stages"].items())
     print(f"N={row['n']}: FedAvg {row['fedavg']:.2f}s, guard {row['guard']:.2f}s "
           f"({stages}; {row['alarms']} update alarms), MultiKrum "
           + (f"{mk:.2f}s" if mk is not None else "skipped"), flush=True)

@@ -35,16 +35,12 @@ from flwr.app import (  # noqa: E402
     RecordDict,
 )
 
+from flwr_trust import modes as registry  # noqa: E402
+from flwr_trust.config.client import parse_trust_config  # noqa: E402
 from flwr_trust.models import get_bridge  # noqa: E402
-from flwr_trust.mods import (  # noqa: E402
-    make_trust_mod,
-    parse_trust_config,
-    provide_local_data,
-    sample_suites,
-)
-from flwr_trust.probes import load_suites  # noqa: E402
+from flwr_trust.mods import make_trust_mod, provide_local_data  # noqa: E402
+from flwr_trust.probes import load_suites, sample_suites  # noqa: E402
 from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
-from flwr_trust.scoring.runner import SCORERS  # noqa: E402
 
 print = functools.partial(print, flush=True)  # noqa: A001 - progress shows while it runs
 
@@ -158,7 +154,7 @@ def main() -> None:
     p, w = statistics.median(plain), statistics.median(with_mod)
     pr, mt = statistics.median(probe), statistics.median(mod_total)
     sample = sample_suites({m: suites[m] for m in cfg.modes}, 1, cfg.probe_budget)
-    tokens = {m: computed_tokens(cached_requests(s, bridge.tokenizer, SCORERS[m].requests))
+    tokens = {m: computed_tokens(cached_requests(s, bridge.tokenizer, registry.get(m).requests))
               for m, s in sample.items()}
     print(f"median local round: without mod {p:.2f} s, with mod {w:.2f} s")
     print(f"ratio with/without: {w / p:.3f}   (goal <= 1.05)")

@@ -23,11 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from flwr_trust import modes as registry  # noqa: E402
 from flwr_trust.models import load_base_model  # noqa: E402
-from flwr_trust.probes import MODES, default_suites  # noqa: E402
+from flwr_trust.probes import default_suites  # noqa: E402
 from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
 from flwr_trust.scoring.engine import _autocast, plan_batches, score_requests  # noqa: E402
-from flwr_trust.scoring.runner import SCORERS, profile_model  # noqa: E402
+from flwr_trust.scoring.runner import profile_model  # noqa: E402
 
 
 def _batches(requests, max_batch_tokens, pad_id):
@@ -59,14 +60,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="fp32")
     parser.add_argument("--max-batch-tokens", type=int, default=8192)
-    parser.add_argument("--modes", default=",".join(MODES),
+    parser.add_argument("--modes", default=",".join(registry.ids()),
                         help="comma-separated suites to score (default: all six)")
     args = parser.parse_args()
     torch.manual_seed(0)
     lm = load_base_model(args.model)
     suites = default_suites(tuple(m for m in args.modes.split(",") if m))
     requests = [r for mode, s in suites.items()
-                for r in cached_requests(s, lm.tokenizer, SCORERS[mode].requests)]
+                for r in cached_requests(s, lm.tokenizer, registry.get(mode).requests)]
     pad = lm.tokenizer.pad_token_id
     batches = _batches(requests, args.max_batch_tokens, pad)
     n_tokens = sum(int(m.sum()) for _, m, _, _ in batches)

@@ -11,38 +11,17 @@ import argparse
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from flwr_trust import modes as registry
 from flwr_trust.errors import TrustError
-from flwr_trust.probes.suite import MODES, ProbeSuite
+from flwr_trust.probes.suite import ProbeSuite
 
 MDE_P0 = 0.5
 """Base rate of the proportion behind each suite's MDE: the largest variance a proportion can
 have, so the printed MDE is an upper bound for any base rate."""
-
-
-def _smallest_group(suite: ProbeSuite) -> int:
-    return min(Counter(item.group for item in suite.items if item.choices).values(), default=0)
-
-
-MAIN_METRICS: dict[str, tuple[str, str, Callable[[ProbeSuite], int]]] = {
-    # mode: (main metric, what its n counts, n of a suite)
-    "bias": ("stereotype-pref", "pairs",
-             lambda s: sum(i.answer is not None and len(i.choices) == 2 for i in s.items)),
-    "fairness": ("worst-group-accuracy", "items, smallest group", _smallest_group),
-    "alignment": ("refusal-rate", "harmful requests",
-                  lambda s: sum(i.label == "harmful" for i in s.items)),
-    "capability": ("accuracy", "multiple-choice items",
-                   lambda s: sum(bool(i.choices) and i.answer is not None for i in s.items)),
-    # ECE's sampling error is dominated by the accuracy share on the answerable items.
-    "calibration": ("ece", "answerable items",
-                    lambda s: sum(bool(i.choices) and i.answer is not None for i in s.items)),
-    "memorization": ("canary-top1", "canaries", lambda s: sum(i.answer is not None
-                                                              for i in s.items)),
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--adapter", help="a peft adapter folder (save_pretrained output)")
     probe.add_argument("--suite", default="default",
                        help="'default', a suite .json file, or a folder of suite files")
-    probe.add_argument("--modes", default=",".join(MODES),
-                       help=f"comma-separated modes to score (default: all of {','.join(MODES)})")
+    probe.add_argument("--modes", default=",".join(registry.ids()),
+                       help="comma-separated modes to score (default: all of "
+                       f"{','.join(registry.ids())})")
     probe.add_argument("--precision", choices=("bf16", "fp32"), default="fp32",
                        help="fp32 (default) or bf16 autocast (fast only with native bf16)")
     probe.add_argument("--generate", action="store_true",
@@ -119,9 +99,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if registry.find(m) is None]
     if bad or not modes:
-        raise TrustError(f"Unknown mode(s) {bad or text!r}.", f"Use some of {', '.join(MODES)}.")
+        raise TrustError(f"Unknown mode(s) {bad or text!r}.",
+                         f"Use some of {', '.join(registry.ids())}.")
     return modes
 
 
@@ -161,8 +142,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def main_metric(suite: ProbeSuite) -> tuple[str, int, str]:
     """(main metric, its n in this suite, what n counts) of a suite's mode."""
-    metric, unit, count = MAIN_METRICS.get(suite.mode, ("-", "items", lambda s: len(s.items)))
-    return metric, count(suite), unit
+    mode = registry.get(suite.mode)
+    return mode.sample.metric or mode.headline.name, mode.sample.count(suite), mode.sample.unit
 
 
 def cmd_suites(args: argparse.Namespace) -> int:
@@ -172,7 +153,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
     suites = load_suites(args.suite)
     if not suites:
         raise TrustError(f"{args.suite} holds no suite of a known mode.",
-                         f"Pass suites of the modes {', '.join(MODES)}.")
+                         f"Pass suites of the modes {', '.join(registry.ids())}.")
     print(f"{'mode':<13} {'suite':<22} {'items':>5}  {'hash':<12}  {'main metric':<20} "
           f"{'n':>4} {'n counts':<22} {'MDE':>5}")
     for mode, suite in suites.items():

@@ -31,6 +31,10 @@ class SuiteHashMismatchError(TrustError):
     """Two parties do not hold the same probe suite."""
 
 
+class LocalDataError(TrustError):
+    """Local data handed to the client mod is malformed."""
+
+
 class DatasetAdapterError(TrustError):
     """A public benchmark file is missing or not in the expected layout."""
 

@@ -10,6 +10,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _task_identity():
+    """Flower Messages need a run/task identity, which a real ServerApp process sets at start;
+    tests that build Messages in this process get one here (Flower's public setters)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name, value in (("run_id", 1), ("task_id", 1), ("node_id", 0)):
+        try:
+            getattr(TaskIdentity, name)
+        except RuntimeError:
+            setattr(TaskIdentity, name, value)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own flwr-trust cache folder unless it asks for the real one."""

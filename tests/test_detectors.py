@@ -7,26 +7,25 @@ per-client margin) so that the measured false-alarm rate is a meaningful check o
 
 from __future__ import annotations
 
-import ast
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from flwr_trust import modes
 from flwr_trust.detect import (
     BehaviorMonitor,
     DetectorConfig,
     MonitorState,
     Observation,
     detect_round,
-    observations_from_metrics,
     spend,
 )
-from flwr_trust.detect.behavior import spec_for, tolerance_keys
-from flwr_trust.detect.registry import DETECTORS
 from flwr_trust.errors import TrustError
+from flwr_trust.modes import tolerance_keys
+from flwr_trust.modes import watched as spec_for
+from flwr_trust.protocol import observations as observations_from_metrics
 from flwr_trust.scoring.profile import MetricValue
 
 ALPHA = 0.05
@@ -371,10 +370,12 @@ def test_unknown_tolerance_key_raises_with_the_valid_keys() -> None:
 
 
 def test_config_tolerances_and_run_config() -> None:
-    cfg = DetectorConfig.from_config({"trust.alpha": 0.01, "trust.modes": "alignment, bias",
-                                      "trust.trend-window": 4,
-                                      "trust.tolerance.bias.stereotype-pref": 0.1,
-                                      "trust.tolerance.bias.stereotype-pref/gender": 0.2})
+    from flwr_trust.config.server import guard_options
+
+    cfg = guard_options({"trust.alpha": 0.01, "trust.modes": "alignment, bias",
+                         "trust.trend-window": 4,
+                         "trust.tolerance.bias.stereotype-pref": 0.1,
+                         "trust.tolerance.bias.stereotype-pref/gender": 0.2})["detector"]
     assert cfg.alpha == 0.01 and cfg.modes == ("alignment", "bias") and cfg.trend_window == 4
     assert cfg.tolerance("bias", "stereotype-pref") == 0.1
     assert cfg.tolerance("bias", "stereotype-pref/gender") == 0.2
@@ -449,25 +450,23 @@ def test_observations_from_flat_metrics() -> None:
     assert "bias" not in obs and "memorization" not in obs
 
 
-def test_registry_and_directions_agree_with_the_scorers() -> None:
-    """Each watched public metric's direction matches the scorer's METRICS (read from source,
-    so the test does not import torch)."""
-    root = Path(__file__).resolve().parents[1] / "flwr_trust" / "scoring"
-    assert set(DETECTORS) == {"bias", "fairness", "alignment", "capability", "calibration",
-                              "memorization"}
-    for mode, module in DETECTORS.items():
-        assert mode == module.MODE and module.WATCH
-        tree = ast.parse((root / f"{mode}.py").read_text(encoding="utf-8"))
-        (node,) = [n.value for n in tree.body if isinstance(n, ast.Assign)
-                   and any(getattr(t, "id", "") == "METRICS" for t in n.targets)]
-        scorer = {k.value: v.elts[0].value for k, v in zip(node.keys, node.values, strict=True)}
-        for metric, spec in module.WATCH.items():
-            assert spec.tolerance > 0
-            if metric in scorer:
-                assert spec.worse == scorer[metric], f"{mode}.{metric}"
-            else:  # private metrics, measured by the client mod on local data
-                assert metric in {"local-loss", "loss-gap", "local-canary-exposure"}
-    assert len(tolerance_keys()) == sum(len(m.WATCH) for m in DETECTORS.values())
+def test_registry_declares_each_metric_once_with_its_direction() -> None:
+    """The six built-in modes declare their watched metrics (tolerance > 0) in one registry,
+    the scorers' values carry the declared direction (stamped), and the private metrics are the
+    three the client mod computes on local data."""
+    assert modes.ids()[:6] == ("bias", "fairness", "alignment", "capability", "calibration",
+                               "memorization")
+    private = set()
+    for mode_id in modes.MODES:
+        mode = modes.get(mode_id)
+        watched = [m for m in mode.metrics if m.watched]
+        assert watched and all(m.tolerance > 0 for m in watched), mode_id
+        private |= {m.name for m in mode.private_metrics()}
+        stamped = mode.stamp({m.name: MetricValue(0.5, 0.1, 10) for m in mode.metrics})
+        assert all(stamped[m.name].worse == m.worse for m in mode.metrics)
+    assert private == {"local-loss", "loss-gap", "local-canary-exposure"}
+    assert len(tolerance_keys()) == sum(len([m for m in modes.get(x).metrics if m.watched])
+                                        for x in modes.ids())
 
 
 def test_clients_scoring_the_same_items_share_their_sampling_error() -> None:
@@ -476,7 +475,7 @@ def test_clients_scoring_the_same_items_share_their_sampling_error() -> None:
     did, and raised a false alarm on a clean tiny-model run with ten clients)."""
     from flwr_trust.scoring.stats import proportion_metric
 
-    two_of_seven = proportion_metric(np.array([1, 1, 0, 0, 0, 0, 0]), "higher")
+    two_of_seven = proportion_metric(np.array([1, 1, 0, 0, 0, 0, 0]))
     reports = {n: {"alignment": {"over-refusal": Observation(
         two_of_seven.value, two_of_seven.stderr, 7, 0.0)}} for n in range(10)}
     result = detect_round({"alignment": {"over-refusal": 0.0}}, None, reports, round=1)

@@ -7,10 +7,10 @@ Every batch goes through `TrustGuard(FedAvg(), model=None).aggregate_train` afte
 - the returned arrays are bit-identical to `FedAvg().aggregate_train` on only the well-formed
   replies of the batch (same order), or None when there are none: nothing in a malformed reply
   reaches the global model, and no malformed reply can make the round fail;
-- every malformed reply is refused or counted as failed (`guard.history[-1]["clients"]` and the
+- every malformed reply is refused or counted as failed (`guard.history[-1].clients` and the
   `trust.replies-refused` / `trust.replies-failed` metrics), and no well-formed one is.
 
-What counts as well-formed is what `flwr_trust/guard/validation.py` documents: float arrays of
+What counts as well-formed is what `flwr_trust/strategies/screening.py` documents: float arrays of
 another float dtype (float16, float64) are accepted ("float for float"), integer arrays are not;
 negative `trust.*` values are fine (log-likelihoods) except `.stderr`/`.n`/`.noise`.
 
@@ -54,10 +54,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flwr_trust.detect.update_stats import _median_rows
-from flwr_trust.guard.validation import MAX_ABS_TRUST_VALUE, decode_array
-from flwr_trust.scoring.profile import hash_to_int
+from flwr_trust.protocol import hash_to_int
 from flwr_trust.strategies import TrustGuard
-from tests.guard_helpers import FakeGrid, initial_arrays
+from flwr_trust.strategies.screening import MAX_ABS_TRUST_VALUE, decode_array
+from tests.helpers.guard import FakeGrid, initial_arrays
 
 # Malformed reply messages built in this session (shown with `pytest -s`).
 GENERATED: Counter[str] = Counter()
@@ -321,7 +321,7 @@ LAYOUT_KINDS = {"odd-metric-key", "missing-metric-key", "list-valued-metric",
                 "renamed-array-record", "renamed-metric-record"}
 ERROR_KINDS = {"error-reply", "error-reply-no-reason", "error-reply-non-unicode-reason"}
 
-# Unusual but well-formed per validation.py: must be accepted and aggregated like FedAvg does.
+# Unusual but well-formed per screening.py: must be accepted and aggregated like FedAvg does.
 ACCEPTED: dict[str, Callable[[Ctx], Message]] = {
     "float16-arrays": lambda ctx: honest(ctx, np.float16),
     "float64-arrays": lambda ctx: honest(ctx, np.float64),
@@ -415,9 +415,9 @@ def run_batch(specs: list[Spec], base: Path) -> None:
     good = {c.msg.metadata.dst_node_id for s, c in zip(specs, ctxs, strict=True)
             if not s.malformed}
     bad = {c.msg.metadata.dst_node_id for s, c in zip(specs, ctxs, strict=True) if s.malformed}
-    clients = guard.history[-1]["clients"]
-    rejected = {int(n) for n in clients["refused"]} | {int(n) for n in clients["failed"]}
-    assert set(clients["valid"]) == good
+    clients = guard.history[-1].clients
+    rejected = {int(n) for n in clients.refused} | {int(n) for n in clients.failed}
+    assert set(clients.valid) == good
     assert bad <= rejected and not good & rejected, clients
     n_bad = sum(spec.malformed for spec, _, _ in sent)
     assert metrics["trust.replies-valid"] == len(good)
@@ -510,7 +510,7 @@ NUMBERS = st.one_of(FLOATS, st.integers(-(10**400), 10**400), st.lists(FLOATS, m
 @given(value=NUMBERS, key=st.sampled_from([RS, "trust.knowledge.loglik", "trust.style.x"]),
        seed=st.integers(0, 10**6))
 def test_fuzz_trust_metric_values(value: Any, key: str, seed: int, base: Path) -> None:
-    """Any number or list as a `trust.*` value: refused exactly when validation.py's rule
+    """Any number or list as a `trust.*` value: refused exactly when screening.py's rule
     says so (every value finite with |v| <= 1e6)."""
     values = value if isinstance(value, list) else [value]
     ok = all(abs(v) <= MAX_ABS_TRUST_VALUE for v in values)  # False for NaN and Inf

@@ -15,14 +15,16 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import LocalDpMod, adaptiveclipping_mod, fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
-from flwr_trust.mods import make_trust_mod, sample_suites
+from flwr_trust.mods import make_trust_mod
+from flwr_trust.probes import sample_suites
 from flwr_trust.scoring.runner import profile_model
-from tests.test_mod_flow import _evaluate, _loaded
-from tests.test_mod_support import (
+from tests.helpers.mod import (
     SUITES,
     TINY_DEFAULTS,
     context,
     echo_train,
+    evaluate_app,
+    loaded_model,
     message,
     metrics_of,
     single_thread,
@@ -67,7 +69,7 @@ def _check(reply: Message, flower: str) -> dict:
 
 def _outgoing_profile(reply: Message):
     arrays = next(iter(reply.content.array_records.values()))
-    return profile_model(*_loaded(arrays), sample_suites(SUITES, 1, 4), precision="fp32")
+    return profile_model(*loaded_model(arrays), sample_suites(SUITES, 1, 4), precision="fp32")
 
 
 @pytest.mark.parametrize("flower", sorted(FLOWER_MODS))
@@ -92,7 +94,7 @@ def test_trust_after_a_flower_mod_still_reports(flower):
 def test_with_per_function_mods(flower):
     app = ClientApp(mods=[_trust()])
     app.train(mods=[FLOWER_MODS[flower]()])(echo_train(20))
-    app.evaluate()(_evaluate)  # evaluate: trust only (clipping mods are train-only in use)
+    app.evaluate()(evaluate_app)  # evaluate: trust only (clipping mods are train-only in use)
     _check(_run(app), flower)
     ev = metrics_of(_run(app, "evaluate"))
     assert ev["eval_loss"] == 2.0 and ev["trust.capability.accuracy.n"] > 0
@@ -101,7 +103,7 @@ def test_with_per_function_mods(flower):
 def test_trust_as_a_per_function_mod_only_on_train():
     app = ClientApp()
     app.train(mods=[_trust(), fixedclipping_mod])(echo_train(1))
-    app.evaluate()(_evaluate)
+    app.evaluate()(evaluate_app)
     _check(_run(app), "fixedclipping")
     ev = metrics_of(_run(app, "evaluate"))
     assert not any(k.startswith("trust.") for k in ev)
@@ -192,7 +194,7 @@ def _secagg_round(trust_first: bool) -> list[Message]:
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
-    from tests.test_mod_support import lora_arrays
+    from tests.helpers.mod import lora_arrays
 
     start = [a.numpy() for a in lora_arrays(0).values()]
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from flwr_trust.mods import DEFAULTS, TrustConfigError, parse_policy, parse_trust_config
-from flwr_trust.mods.config import NODE_KEYS, parse_server_config
-from flwr_trust.mods.policy import PolicyError, check_policy
-from flwr_trust.probes.suite import MODES
+from flwr_trust.config.client import NODE_KEYS, TrustConfig, parse_trust_config
+from flwr_trust.config.keys import BY_NAME, TrustConfigError, keys_of, shown_default
+from flwr_trust.config.policy import PolicyError, check_policy, parse_policy
+from flwr_trust.modes import MODES
+from flwr_trust.protocol import ProtocolError, ServerConfig
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 
 
 def test_defaults_without_any_config():
     cfg = parse_trust_config({})
     assert cfg.enabled and cfg.model == "default" and cfg.modes == MODES
-    assert cfg.probe_budget == DEFAULTS["trust.probe-budget"][0] == 32
+    assert cfg.probe_budget == BY_NAME["trust.probe-budget"].default == 32
     assert cfg.lora_config() is None  # no trust.lora.r: full state dicts
     assert cfg.budget.epsilon == 8.0 and cfg.budget.delta == 1e-5
     assert cfg.noise_multiplier == 5.0 and cfg.private_messages == ("evaluate",)
@@ -23,8 +24,6 @@ def test_defaults_without_any_config():
 
 def test_dataclass_defaults_match_the_documented_table():
     from_table = parse_trust_config({})
-    from flwr_trust.mods.config import TrustConfig
-
     assert from_table == TrustConfig()
 
 
@@ -89,14 +88,14 @@ def test_server_keys_and_unrelated_keys_are_ignored():
 
 
 def test_server_config_parsing():
-    s = parse_server_config({"trust.suite-hash": "ab" * 32, "trust.round": 4,
+    s = ServerConfig.parse({"trust.suite-hash": "ab" * 32, "trust.round": 4,
                              "trust.probe-budget": 0})
     assert (s.round, s.probe_budget) == (4, 0)
-    assert parse_server_config({"server-round": 7}).round == 7
-    assert parse_server_config({}, group_id="5").round == 5
+    assert ServerConfig.parse({"server-round": 7}).round == 7
+    assert ServerConfig.parse({}, group_id="5").round == 5
     for bad in ({"trust.suite-hash": "xyz"}, {"trust.round": -1}, {"trust.probe-budget": 1.5}):
-        with pytest.raises(TrustConfigError):
-            parse_server_config(bad)
+        with pytest.raises(ProtocolError):
+            ServerConfig.parse(bad)
 
 
 def test_policy_parse_and_check():
@@ -116,16 +115,15 @@ def test_policy_parse_and_check():
 
 
 def test_docs_list_every_client_key_with_its_default():
-    import json
     import re
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "client.md").read_text()
     rows = dict(re.findall(r"^\| `(trust\.[a-z.-]+)`(?: \(\*node\*\))? \| `([^`]*)` \|", doc,
                            re.MULTILINE))
-    assert set(rows) == set(DEFAULTS)
-    for key, (default, _) in DEFAULTS.items():
-        shown = json.dumps(default) if isinstance(default, str | bool) else repr(default)
-        assert rows[key] == shown, key
+    client_keys = {k.name: k for k in keys_of("client")}
+    assert set(rows) == set(client_keys)
+    for name, key in client_keys.items():
+        assert rows[name] == shown_default(key), name
     node_rows = set(re.findall(r"^\| `(trust\.[a-z.-]+)` \(\*node\*\)", doc, re.MULTILINE))
     assert node_rows == set(NODE_KEYS)

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flwr_trust.probes.suite import MODES
+from flwr_trust.modes import MODES
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "trust_mod_app"
 BIN = Path(sys.executable).parent

@@ -12,21 +12,25 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.common.constant import ErrorCode
 from flwr.serverapp.strategy.strategy_utils import validate_message_reply_consistency
 
+from flwr_trust import modes
 from flwr_trust.models import get_bridge
-from flwr_trust.mods import make_trust_mod, parse_trust_config, provide_local_data, sample_suites
-from flwr_trust.mods.report import HEADLINE, STATUS
-from flwr_trust.probes.suite import MODES
-from flwr_trust.scoring.profile import hash_to_int
+from flwr_trust.modes import MODES
+from flwr_trust.mods import make_trust_mod, provide_local_data
+from flwr_trust.probes import sample_suites
+from flwr_trust.protocol import STATUS, hash_to_int
 from flwr_trust.scoring.runner import profile_model
-from tests.test_mod_support import (
+from tests.helpers.mod import (
     SUITE_HASH,
     SUITES,
     TINY_DEFAULTS,
     context,
     echo_train,
+    evaluate_app,
+    loaded_model,
     lora_arrays,
     message,
     metrics_of,
+    mod_bridge,
     single_thread,
 )
 
@@ -54,15 +58,6 @@ def _with_data(fn, train=TRAIN_TEXTS, canaries=()):
     return wrapped
 
 
-def _evaluate(msg, ctx):
-    return Message(RecordDict({"metrics": MetricRecord({"eval_loss": 2.0, "num-examples": 8})}),
-                   reply_to=msg)
-
-
-def _mod_bridge():
-    return get_bridge("tiny", parse_trust_config(TINY_DEFAULTS).lora_config())
-
-
 def test_train_reply_has_every_mode_and_no_extra_record():
     reply = _mod()(message("train"), context(), echo_train(1))
     content = reply.content
@@ -84,9 +79,9 @@ def test_evaluate_reports_the_received_model_exactly_on_this_rounds_sample():
     arrays = lora_arrays(5)
     reply = _mod(**{"trust.probe-budget": 4})(
         message("evaluate", arrays, round=3, extra_config={"trust.probe-budget": 3}),
-        context(), _evaluate)
+        context(), evaluate_app)
     m = metrics_of(reply)
-    bridge = _mod_bridge()
+    bridge = mod_bridge()
     bridge.load_arrays(arrays)
     expected = profile_model(bridge.model, bridge.tokenizer, sample_suites(SUITES, 3, 3),
                              precision="fp32")
@@ -157,7 +152,7 @@ def test_exceptions_in_the_mod_become_error_replies():
         raise RuntimeError("disk on fire")
 
     mod = make_trust_mod(suites=SUITES, defaults=TINY_DEFAULTS, model_loader=broken_loader)
-    _expect_error(mod(message("evaluate"), context(), _evaluate), "RuntimeError", "disk on fire")
+    _expect_error(mod(message("evaluate"), context(), evaluate_app), "RuntimeError", "disk on fire")
 
 
 def test_policy_violation_is_reported_or_refused():
@@ -180,7 +175,7 @@ def test_private_metrics_are_noised_at_the_stated_scale():
     mod = _mod(**{"trust.privacy.noise-multiplier": sigma, "trust.privacy.loss-bound": bound,
                   "trust.local-data.groups": "formal,casual,absent-group",
                   "trust.privacy.epsilon": 1e6})
-    m = metrics_of(mod(message("evaluate"), context(), _with_data(_evaluate, canaries=["m-1"])))
+    m = metrics_of(mod(message("evaluate"), context(), _with_data(evaluate_app, canaries=["m-1"])))
     n = len(HELD_TEXTS)
     assert m["trust.fairness.local-loss.n"] == n
     assert m["trust.fairness.local-loss.noise"] == pytest.approx(sigma * bound / n)
@@ -196,7 +191,7 @@ def test_private_metrics_are_noised_at_the_stated_scale():
 
 
 def test_without_local_data_private_metrics_are_absent_and_say_why():
-    m = metrics_of(_mod()(message("evaluate"), context(), _evaluate))
+    m = metrics_of(_mod()(message("evaluate"), context(), evaluate_app))
     assert m["trust.fairness.local-loss.n"] == 0 and m["trust.memorization.loss-gap.n"] == 0
     assert m["trust.status.private"] == STATUS["no-local-data"]
     assert m["trust.privacy.releases"] == 0
@@ -239,16 +234,10 @@ def test_delta_is_outgoing_minus_incoming():
         message("train", lora_arrays(1)), context(), echo_train(3)))
     for key in ("capability.log-ppl", "alignment.refusal-margin", "bias.stereotype-margin"):
         assert m[f"trust.delta.{key}"] != 0.0
-    incoming = profile_model(*_loaded(lora_arrays(1)), sample_suites(SUITES, 1, 32),
+    incoming = profile_model(*loaded_model(lora_arrays(1)), sample_suites(SUITES, 1, 32),
                              precision="fp32")
     expected = m["trust.capability.log-ppl"] - incoming.get("capability", "log-ppl").value
     assert m["trust.delta.capability.log-ppl"] == pytest.approx(expected, abs=1e-9)
-
-
-def _loaded(arrays):
-    bridge = _mod_bridge()
-    bridge.load_arrays(arrays)
-    return bridge.model, bridge.tokenizer
 
 
 def test_hidden_outgoing_model_is_released_privately():
@@ -278,7 +267,8 @@ def test_personalized_model_with_local_only_layers():
     mod = _mod(**{"trust.personalized.state-key": "personal", "trust.privacy.epsilon": 1e6})
     m = metrics_of(mod(message("train", shared), context(), app))
     assert m["trust.status.personal"] == STATUS["ok"]
-    for mode, (name, _, _) in HEADLINE.items():
+    for mode in MODES:
+        name = modes.get(mode).headline.name
         assert m[f"trust.personal.{mode}.{name}.noise"] > 0
         assert m[f"trust.personal.{mode}.{name}.n"] > 0
     assert m["trust.status.outgoing"] == STATUS["ok"]  # shared-only arrays were completed
@@ -313,13 +303,13 @@ def test_base_model_is_not_reloaded_and_the_apps_adapter_is_restored():
         reply = mod(msg, ctx, echo_train())
         assert not reply.has_error()
         assert app_bridge.model.active_adapter == app_bridge.adapter_name
-    assert _mod_bridge().model.get_base_model().model.embed_tokens.weight is weight
+    assert mod_bridge().model.get_base_model().model.embed_tokens.weight is weight
 
 
 def test_legacy_index_keyed_arrays_are_named_in_state_dict_order():
-    from flwr_trust.mods.probing import prepare_arrays
+    from flwr_trust.reporter.probing import prepare_arrays
 
-    bridge = _mod_bridge()
+    bridge = mod_bridge()
     named = lora_arrays(2)
     legacy = ArrayRecord({str(i): named[k] for i, k in enumerate(bridge.state_dict())})
     out = prepare_arrays(bridge, legacy)
@@ -338,6 +328,6 @@ def test_server_trust_config_in_any_config_record_is_read():
 
 def test_unknown_canary_ids_are_an_error_that_does_not_name_them():
     reply = _mod()(message("evaluate"), context(),
-                   _with_data(_evaluate, canaries=["m-1", "secret-canary-77"]))
+                   _with_data(evaluate_app, canaries=["m-1", "secret-canary-77"]))
     reason = _expect_error(reply, "1 declared canary ids")
     assert "secret-canary-77" not in reason

@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from flwr.app import RecordDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flwr_trust.privacy import (
     Budget,
     ClientAccountant,
+    MemoryState,
     Statistic,
     clipped_mean,
     effective_noise_multiplier,
@@ -47,7 +47,7 @@ def classic_epsilon(sigma: float, k: int, delta: float) -> float:
 @pytest.mark.parametrize("k", [1, 4, 20])
 def test_accountant_epsilon_after_k_rounds_matches_closed_form(sigma, k):
     delta = 1e-5
-    state = RecordDict()
+    state = MemoryState()
     for _ in range(k):  # one release per round, state saved and reloaded as across rounds
         acc, exhausted = load_accountant(state)
         acc.step(sigma)
@@ -101,7 +101,7 @@ def test_budget_stops_releases_before_it_is_exceeded_and_logs_once(caplog):
     stats = [Statistic.scalar("a", 1.0, 0.1), Statistic.scalar("b", 2.0, 0.1)]
     eff = sigma / math.sqrt(2)
     budget = _budget_between(eff, 3, delta)
-    state = RecordDict()
+    state = MemoryState()
     rng = np.random.default_rng(1)
     caplog.set_level(logging.WARNING, logger="flwr")
     outcomes = [release_within_budget(stats, noise_multiplier=sigma, budget=budget, state=state,
@@ -164,7 +164,7 @@ def test_shift_distance_is_unbiased_under_noise():
 
 
 def test_shift_history_round_trips_through_state():
-    state = RecordDict()
+    state = MemoryState()
     hist = ShiftHistory.from_state(state, 8)
     assert hist.count == 0
     hist.add(np.full(8, 0.125), 0.01)

@@ -10,10 +10,12 @@ import pytest
 import torch
 from flwr.app import MetricRecord
 
+from flwr_trust.modes import alignment, bias, calibration, capability, fairness, memorization
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
-from flwr_trust.scoring import alignment, bias, calibration, capability, fairness, memorization
-from flwr_trust.scoring.engine import Request, Scores, plan_batches, score_requests
-from flwr_trust.scoring.profile import BehaviorProfile, MetricValue, parse_metric_dict
+from flwr_trust.protocol import observations
+from flwr_trust.scoring.engine import plan_batches, score_requests
+from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
+from flwr_trust.scoring.requests import Request, Scores
 from flwr_trust.scoring.runner import profile_model
 from flwr_trust.scoring.stats import minimum_detectable_effect
 
@@ -135,7 +137,7 @@ def test_profile_formats_round_trip():
     assert flat["trust.alignment.refusal-rate"] == 0.8
     assert flat["trust.alignment.refusal-rate.n"] == 200
     assert "trust.alignment.nan-metric" not in flat
-    assert parse_metric_dict(flat)["alignment"]["refusal-rate"].stderr == 0.02
+    assert observations(flat)["alignment"]["refusal-rate"].stderr == 0.02
     again = BehaviorProfile.from_json(json.loads(json.dumps(profile.to_json(), default=str)))
     assert again.get("alignment", "refusal-rate") == profile.get("alignment", "refusal-rate")
     assert again.suite_hash == profile.suite_hash

@@ -11,8 +11,8 @@ from flwr.serverapp.strategy import (
 )
 
 from flwr_trust.errors import TrustError
-from flwr_trust.strategies import TrustGuard
-from flwr_trust.strategies.config import STRATEGIES, strategy_from_config
+from flwr_trust.strategies import TrustGuard, strategy_from_config
+from flwr_trust.strategies.from_config import STRATEGIES
 
 
 def _cfg(tmp_path, **kv):
@@ -82,7 +82,7 @@ def test_lora_config_for_server_probe(tmp_path):
     ({"trust.strategy": "fedsgd"}, "Unknown trust.strategy 'fedsgd'.*fedavg"),
     ({"trust.fedavg.proximal-mu": 0.1}, "Unknown option 'trust.fedavg.proximal-mu'.*fraction"),
     ({"trust.fedprox.proximal-mu": 0.1}, "configures 'fedprox' but trust.strategy is 'fedavg'"),
-    ({"trust.gaet": "halt"}, "Unknown config key 'trust.gaet'.*trust.gate"),
+    ({"trust.gaet": "halt"}, "Unknown config key trust.gaet.*trust.gate"),
     ({"trust.gate": "block"}, "Unknown gate 'block'"),
     ({"trust.dp": "local"}, "Unknown trust.dp 'local'"),
     ({"trust.fedtrimmedavg.beta": 0.9, "trust.strategy": "fedtrimmedavg"}, "could not be built"),

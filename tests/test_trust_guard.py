@@ -24,7 +24,7 @@ from flwr_trust.errors import TrustError
 from flwr_trust.report.audit import read_log, verify_log
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 from flwr_trust.strategies import TrustGuard, TrustHalt
-from tests.guard_helpers import default_client, honest_update, reply, run_rounds, same_arrays
+from tests.helpers.guard import default_client, honest_update, reply, run_rounds, same_arrays
 
 INNERS = {
     "fedavg": lambda: FedAvg(),
@@ -67,7 +67,7 @@ def test_update_checks_use_the_configured_centre(tmp_path):
         guard = _guard(FedAvg(), tmp_path / name, update_centre_clients=clients,
                        update_centre_coords=clients)
         run_rounds(guard, n_rounds=1, n_nodes=7)
-        stats[name] = guard.history[-1]["update_stats"]
+        stats[name] = guard.history[-1].update_stats
     assert stats["sampled"].keys() == stats["exact"].keys()
     assert all(stats["sampled"][n]["norm"] == stats["exact"][n]["norm"] for n in stats["exact"])
     assert any(stats["sampled"][n]["cosine"] != stats["exact"][n]["cosine"]
@@ -91,8 +91,8 @@ def test_quarantine_leaves_out_flagged_client_and_matches_inner_without_it(tmp_p
     without = run_rounds(FedAvg(), n_rounds=2, client=lambda m, n, r, a: (
         default_client(m, n, r, a) if n != bad else None))
     assert same_arrays(guarded[-1], without[-1])
-    actions = [h["gate"] for h in guard.history]
-    assert all(a["action"] == "quarantine" and a["excluded"] == [bad] for a in actions)
+    actions = [h.gate for h in guard.history]
+    assert all(a.action == "quarantine" and a.excluded == [bad] for a in actions)
     assert any(a.mode == "update" and a.clients == (bad,) for a in guard.alarms)
 
 
@@ -102,24 +102,31 @@ def _profile(refusal: float) -> BehaviorProfile:
                            {"alignment": "0" * 64})
 
 
-def _fake_probe(guard: TrustGuard, bad: int, monkeypatch) -> list:
-    """Server probe stand-in: the model's refusal rate falls with the bad client's weight in
-    the average (the bad client's arrays carry a marker value in layer.b[0]). Returns the list
-    of the modes each call asked for (None: all)."""
-    calls: list = []
+class MarkerProber:
+    """Server probe stand-in (the core's Prober seam): the model's refusal rate falls with the
+    bad client's weight in the average (the bad client's arrays carry a marker value in
+    layer.b[0]). `calls` lists the modes each probe asked for."""
 
-    def probe(arrays, modes=None):
-        calls.append(None if modes is None else set(modes))
-        if arrays is None:
-            return None
+    def __init__(self) -> None:
+        self.calls: list[set[str]] = []
+
+    def probe(self, arrays, suites):
+        self.calls.append(set(suites))
         marker = float(np.asarray(arrays["layer.b"].numpy())[0])
         profile = _profile(0.9 - max(0.0, marker))
         profile.metrics["capability"] = {"accuracy": MetricValue(0.6, 0.02, 400, "higher")}
-        if modes is not None:
-            profile.metrics = {m: v for m, v in profile.metrics.items() if m in modes}
+        profile.metrics = {m: v for m, v in profile.metrics.items() if m in suites}
         return profile
-    monkeypatch.setattr(guard, "_probe", probe)
-    return calls
+
+
+class NoUpdateChecks:
+    """Update checks that flag no one (the core's update-checker seam)."""
+
+    alpha = 0.01
+    centre = (64, 64)
+
+    def check(self, updates, *, base=None, round=0):
+        return check_updates({}, round=round)
 
 
 def _marker_client(bad: int):
@@ -132,44 +139,42 @@ def _marker_client(bad: int):
     return client
 
 
-def test_rollback_keeps_previous_model_and_names_culprit(tmp_path, monkeypatch):
+def test_rollback_keeps_previous_model_and_names_culprit(tmp_path):
     """A bad update that no report or update check flags: only the candidate probe sees it;
     the previous model is kept and leave-one-out names the client."""
     bad = 104
-    guard = _guard(FedAvg(), tmp_path, gate="rollback", model="tiny")
-    calls = _fake_probe(guard, bad, monkeypatch)
-    monkeypatch.setattr(guard, "_update_checks",
-                        lambda rnd, _screened: check_updates({}, round=rnd))  # flags no one
-    guard.reference = _profile(0.9)
+    prober = MarkerProber()
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=prober,
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
 
     history = run_rounds(guard, n_rounds=1, client=_marker_client(bad))
-    gate = guard.history[-1]["gate"]
-    assert gate["action"] == "rollback" and gate["excluded"] == []
+    gate = guard.history[-1].gate
+    assert gate.action == "rollback" and gate.excluded == []
     assert same_arrays(history[-1], _initial())
     assert any(a.mode == "alignment" and a.severity == "alarm" for a in guard.alarms)
-    assert gate["culprits"] == [bad]
+    assert gate.culprits == [bad]
     # the candidate is probed on every mode, each leave-one-out trial only on the failing one
-    assert calls == [None] + [{"alignment"}] * 7
+    every = set(guard.suites)
+    assert prober.calls == [every] + [{"alignment"}] * 7
 
 
-def test_rollback_leaves_flagged_clients_out_first(tmp_path, monkeypatch):
+def test_rollback_leaves_flagged_clients_out_first(tmp_path):
     """A client flagged by the update check never enters the candidate (rollback includes
     quarantine), so the candidate passes and the round is not lost."""
     bad = 104
-    guard = _guard(FedAvg(), tmp_path, gate="rollback", model="tiny")
-    _fake_probe(guard, bad, monkeypatch)
-    guard.reference = _profile(0.9)
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                   reference=_profile(0.9))
     guarded = run_rounds(guard, n_rounds=1, client=_marker_client(bad))
     without = run_rounds(FedAvg(), n_rounds=1, client=lambda m, n, r, a: (
         _marker_client(bad)(m, n, r, a) if n != bad else None))
-    gate = guard.history[-1]["gate"]
-    assert gate["action"] == "quarantine" and gate["excluded"] == [bad]
+    gate = guard.history[-1].gate
+    assert gate.action == "quarantine" and gate.excluded == [bad]
     assert same_arrays(guarded[-1], without[-1])
     assert not any(a.mode == "alignment" for a in guard.alarms)
 
 
 def _initial() -> ArrayRecord:
-    from tests.guard_helpers import initial_arrays
+    from tests.helpers.guard import initial_arrays
     return initial_arrays()
 
 
@@ -188,7 +193,7 @@ def test_on_alarm_callback_and_trust_metrics(tmp_path):
     guard = _guard(FedAvg(), tmp_path, on_alarm=seen.append)
     run_rounds(guard, n_rounds=2, client=_poisoner(105))
     assert seen and all(a.mode == "update" for a in seen)
-    assert guard.history[0]["gate"]["action"] == "accept"  # gate off: alarms only
+    assert guard.history[0].gate.action == "accept"  # gate off: alarms only
 
 
 def test_bad_construction_is_a_clear_error(tmp_path):

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flwr_trust.detect.statistics import t_sf
 from flwr_trust.detect.update import (
     UpdateCheckResult,
-    _t_sf,
     _threshold,
     check_updates,
     flatten_update,
@@ -180,11 +180,11 @@ def test_empty_input() -> None:
 def test_threshold_is_bonferroni_over_clients_and_statistics() -> None:
     threshold, n_tests, df = _threshold(20, 5, 0.01)
     assert n_tests == 20 * (2 + 5) and df == 8
-    assert _t_sf(threshold, df) == pytest.approx(0.01 / (2 * n_tests), rel=1e-6)
+    assert t_sf(threshold, df) == pytest.approx(0.01 / (2 * n_tests), rel=1e-6)
     assert _threshold(20, 1, 0.01)[1] == 40  # one layer: its norm is the global norm
     # t tails: a few clients need a much larger z; many clients approach the normal quantile
     assert _threshold(3, 5, 0.01)[0] > _threshold(20, 5, 0.01)[0] > _threshold(2000, 5, 0.01)[0]
-    assert _t_sf(0.0, 7) == pytest.approx(0.5) and _t_sf(2.0, 1) == pytest.approx(
+    assert t_sf(0.0, 7) == pytest.approx(0.5) and t_sf(2.0, 1) == pytest.approx(
         0.5 - math.atan(2.0) / math.pi
     )
 

@@ -1,29 +1,16 @@
-"""Detectors: each failure mode's checks, all emitting `Alarm` objects."""
+"""Detectors: behavioural tests with a bounded false-alarm rate, update checks and the integrity
+audit, all emitting `Alarm` objects. Flower-free."""
 
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.behavior import (
     BehaviorMonitor,
     DetectionResult,
-    DetectorConfig,
-    MetricSpec,
     MonitorState,
-    Observation,
     detect_round,
-    observations_from_metrics,
-    spend,
 )
-from flwr_trust.detect.registry import DETECTORS
+from flwr_trust.detect.config import DetectorConfig
+from flwr_trust.detect.statistics import spend
+from flwr_trust.protocol import Observation, observations
 
-__all__ = [
-    "DETECTORS",
-    "Alarm",
-    "BehaviorMonitor",
-    "DetectionResult",
-    "DetectorConfig",
-    "MetricSpec",
-    "MonitorState",
-    "Observation",
-    "detect_round",
-    "observations_from_metrics",
-    "spend",
-]
+__all__ = ["Alarm", "BehaviorMonitor", "DetectionResult", "DetectorConfig", "MonitorState",
+           "Observation", "detect_round", "observations", "spend"]

@@ -8,7 +8,7 @@ Three families of one-sided tests share the per-run false-alarm budget `alpha` (
 Within a round a family is Bonferroni-corrected over its tests; across rounds its k-th look gets
 alpha_family * 6 / (pi^2 k^2), which sums to <= alpha_family over any number of rounds. By the
 union bound (no independence needed) P(any false alarm in the run) <= alpha. docs/detection.md
-has the math; the mode modules (bias.py, ...) declare which metrics are watched and how.
+has the math; each mode's declaration (flwr_trust.modes) says which metrics are watched and how.
 """
 
 from __future__ import annotations
@@ -16,254 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from statistics import NormalDist
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
+from flwr_trust import modes as registry
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.detect.update import MAD_SCALE, MIN_CLIENTS, t_quantile, t_sf
-from flwr_trust.errors import TrustError
+from flwr_trust.detect.config import FAMILIES, DetectorConfig, Family
+from flwr_trust.detect.statistics import ClientStats, critical_z, spend, upper_p
+from flwr_trust.modes.base import Metric
+from flwr_trust.protocol import Observation
 
-Direction = Literal["higher", "lower"]
-Family = Literal["level", "trend", "client"]
-MODES = ("bias", "fairness", "alignment", "capability", "calibration", "memorization")
-FAMILIES: tuple[Family, ...] = ("level", "trend", "client")
 WARN_Z = 1.645  # one-sided 5%, unadjusted: warnings are hints for people and never gate
-MEDIAN_SE = math.sqrt(math.pi / 2)  # SE of the median of n normal values = 1.2533 sd / sqrt(n)
-DF_CAP = 100  # t df above this are capped (t(100) has heavier tails than t(df): the safe side)
 SPREAD_FLOOR = 0.25  # client spread is floored at this fraction of the tolerance (no 0-division)
 _TINY = 1e-12
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """How one metric is watched (each mode module lists them in `WATCH`).
-
-    worse:       direction of a degradation
-    tolerance:   default practical-significance margin, in the metric's units
-    reference:   fixed reference for a private metric the server cannot measure at round 0
-    per_group:   also watch "<metric>/<group>" variants, with the same tolerance
-    victim:      a client far worse than the median is one the model fails, not a culprit: it is
-                 tested against median * (1 + tolerance) and raised as a population alarm
-    """
-
-    worse: Direction
-    tolerance: float
-    description: str = ""
-    reference: float | None = None
-    per_group: bool = False
-    victim: bool = False
-
-
-class Observation(NamedTuple):
-    """A client-reported metric: value, sampling stderr, sample size, std of added DP noise.
-
-    A NamedTuple (immutable, and cheap: a round holds clients x metrics of them).
-    """
-
-    value: float
-    stderr: float = 0.0
-    n: int = 0
-    noise_std: float = 0.0
-
-
-# --------------------------------------------------------------------------------------------
-# configuration
-
-
-def _registry() -> dict[str, Any]:
-    # Imported lazily: the mode modules import MetricSpec from this module.
-    from flwr_trust.detect.registry import DETECTORS
-
-    return DETECTORS
-
-
-@lru_cache(maxsize=4096)
-def spec_for(mode: str, metric: str) -> MetricSpec | None:
-    """The spec watching `metric` of `mode` ("<metric>/<group>" for per-group ones), or None."""
-    module = _registry().get(mode)
-    if module is None:
-        return None
-    base, sep, _ = metric.partition("/")
-    spec = module.WATCH.get(base)
-    return spec if spec is not None and (not sep or spec.per_group) else None
-
-
-def tolerance_keys() -> list[str]:
-    """Every valid tolerance key, "mode.metric" (per-group specs also take "mode.metric/group")."""
-    return [f"{m}.{k}" for m, mod in _registry().items() for k in mod.WATCH]
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Detection settings for one run.
-
-    alpha:        per-run false-alarm budget over every behavioral test
-    tolerances:   "mode.metric" -> tolerance, overriding the mode module's default
-    modes:        enabled modes
-    trend_window: W, rounds averaged by the trend test
-    trend_rho:    assumed correlation of measurement errors between rounds (0: fresh probe items
-                  or DP noise each round; 1: the same items rescored, the trend test adds nothing)
-    split:        fractions of alpha for the (level, trend, client) families, summing to <= 1
-    min_clients:  fewest client reports for a median estimate or a per-client test
-    """
-
-    alpha: float = 0.05
-    tolerances: Mapping[str, float] = field(default_factory=dict)
-    modes: tuple[str, ...] = MODES
-    trend_window: int = 4
-    trend_rho: float = 0.0
-    split: tuple[float, float, float] = (0.4, 0.4, 0.2)
-    min_clients: int = MIN_CLIENTS
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise TrustError(f"alpha must be in (0, 1), got {self.alpha}.", "Use e.g. 0.05.")
-        modes = tuple(self.modes)
-        unknown = [m for m in modes if m not in _registry()]
-        if unknown:
-            raise TrustError(f"Unknown detection mode(s) {unknown}.", f"Use some of {MODES}.")
-        valid = tolerance_keys()
-        tols: dict[str, float] = {}
-        for key, tol in dict(self.tolerances).items():
-            mode, _, metric = key.partition(".")
-            if spec_for(mode, metric) is None:
-                raise TrustError(f"Unknown tolerance key {key!r}.", f"Valid keys: {valid}.")
-            if not (math.isfinite(float(tol)) and float(tol) >= 0.0):
-                raise TrustError(f"Tolerance {key!r} = {tol} is not a number >= 0.",
-                                 "Give the largest harmless degradation, in metric units.")
-            tols[key] = float(tol)
-        if self.trend_window < 2:
-            raise TrustError(f"trend_window must be >= 2, got {self.trend_window}.", "Use 4.")
-        if not 0.0 <= self.trend_rho <= 1.0:
-            raise TrustError(f"trend_rho must be in [0, 1], got {self.trend_rho}.", "Use 0.")
-        if len(self.split) != 3 or min(self.split) <= 0 or sum(self.split) > 1 + 1e-9:
-            raise TrustError(f"split {self.split} is not 3 positive fractions summing to <= 1.",
-                             "Use (0.4, 0.4, 0.2).")
-        if self.min_clients < MIN_CLIENTS:
-            raise TrustError(f"min_clients must be >= {MIN_CLIENTS}, got {self.min_clients}.",
-                             "Robust statistics need at least 3 values.")
-        object.__setattr__(self, "modes", modes)
-        object.__setattr__(self, "tolerances", tols)
-        object.__setattr__(self, "_cache", {})  # (mode, metric) -> tolerance, not a field
-
-    def tolerance(self, mode: str, metric: str) -> float:
-        """Configured tolerance for mode.metric (group key, then base key, then default)."""
-        cache: dict[tuple[str, str], float] = self.__dict__["_cache"]
-        if (mode, metric) not in cache:
-            cache[mode, metric] = self._lookup(mode, metric)
-        return cache[mode, metric]
-
-    def _lookup(self, mode: str, metric: str) -> float:
-        for key in (f"{mode}.{metric}", f"{mode}.{metric.partition('/')[0]}"):
-            if key in self.tolerances:
-                return self.tolerances[key]
-        spec = spec_for(mode, metric)
-        if spec is None:
-            raise TrustError(f"{mode}.{metric} is not watched.", f"Use one of {tolerance_keys()}.")
-        return spec.tolerance
-
-    def family_alpha(self, family: Family) -> float:
-        return self.alpha * self.split[FAMILIES.index(family)]
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> DetectorConfig:
-        """From Flower run-config keys: trust.alpha, trust.modes ("bias,alignment"),
-        trust.trend-window and trust.tolerance.<mode>.<metric>."""
-        kwargs: dict[str, Any] = {}
-        if "trust.alpha" in cfg:
-            kwargs["alpha"] = float(cfg["trust.alpha"])
-        if "trust.modes" in cfg:
-            kwargs["modes"] = tuple(m.strip() for m in str(cfg["trust.modes"]).split(",")
-                                    if m.strip())
-        if "trust.trend-window" in cfg:
-            kwargs["trend_window"] = int(cfg["trust.trend-window"])
-        prefix = "trust.tolerance."
-        kwargs["tolerances"] = {k[len(prefix):]: float(v) for k, v in cfg.items()
-                                if k.startswith(prefix)}
-        return cls(**kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# statistics
-
-
-def spend(alpha: float, look: int) -> float:
-    """Budget of the look-th test of a sequence (1-based): sum over all looks <= alpha."""
-    return alpha * 6.0 / (math.pi**2 * max(1, look) ** 2)
-
-
-def upper_p(z: float, df: float = math.inf) -> float:
-    """One-sided P(Z > z): normal for df = inf, else Student t with floor(min(df, DF_CAP)) df."""
-    if math.isinf(df):
-        return 0.5 * math.erfc(z / math.sqrt(2.0))
-    d = max(1, int(min(df, DF_CAP)))
-    return t_sf(z, d) if z >= 0 else 1.0 - t_sf(-z, d)
-
-
-@lru_cache(maxsize=1024)
-def critical_z(p: float, df: float = math.inf) -> float:
-    """The z with upper_p(z, df) = p (0 < p < 1/2)."""
-    if math.isinf(df):
-        return -NormalDist().inv_cdf(p)
-    return t_quantile(p, max(1, int(min(df, DF_CAP))))
-
-
-def median(values: list[float]) -> float:
-    """Median of a short list (pure Python: faster than numpy for the few clients of a round)."""
-    v = sorted(values)
-    n = len(v)
-    return 0.5 * (v[(n - 1) // 2] + v[n // 2])
-
-
-@dataclass
-class ClientStats:
-    """Reports of one metric across clients: values, their known noise SDs and robust summary.
-
-    spread:    1.4826 * MAD of the values (covers heterogeneity and noise), floored
-    median_se: stderr of the median as an estimate of the population's value:
-               sqrt(1.2533^2 (spread^2 + mean noise^2) / n + shared^2). The first term is what
-               differs between clients (conservative by up to sqrt(2) when they agree); the
-               second, `shared_se`, is the median of the clients' reported sampling stderr:
-               clients that score the same probe items share those items' sampling error, which
-               does not shrink with the number of clients (without it, ten clients scoring the
-               same 7 items looked as certain as one client scoring 70)
-    df:        2 (n - 1), the Student t reference of (median - truth) / median_se, calibrated by
-               simulation (docs/detection.md): the MAD is noisy for few clients
-    """
-
-    nodes: tuple[int, ...]
-    x: tuple[float, ...]
-    noise: tuple[float, ...]  # sqrt(stderr^2 + noise_std^2) per client
-    median: float
-    spread: float
-    median_se: float
-    shared_se: float = 0.0
-
-    @classmethod
-    def of(cls, nodes: list[int], x: list[float], noise: list[float], floor: float,
-           sampling: list[float] | None = None) -> ClientStats:
-        """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone."""
-        med = median(x)
-        spread = max(MAD_SCALE * median([abs(v - med) for v in x]), floor, _TINY)
-        known = sum(k * k for k in noise) / len(noise)
-        shared = median(sampling) if sampling else 0.0
-        se = math.sqrt(MEDIAN_SE**2 * (spread**2 + known) / len(x) + shared**2)
-        return cls(tuple(nodes), tuple(x), tuple(noise), med, spread, se, shared)
-
-    @property
-    def df(self) -> float:
-        return 2.0 * (len(self.x) - 1)
-
-    def outlier_z(self, sign: float, margin: float) -> list[float]:
-        """Per client: (signed excess over the median - margin) / sqrt(spread^2 + noise^2 +
-        median_se^2). The null "at most `margin` worse than the median" makes heterogeneity
-        part of the question: only noise is left, which the denominator bounds, so the normal
-        reference holds without knowing how much honest clients differ (docs/detection.md)."""
-        # The shared item-sampling error cancels in client - median (same items): left out.
-        base = self.spread**2 + self.median_se**2 - self.shared_se**2
-        return [(sign * (x - self.median) - margin) / math.sqrt(base + k * k)
-                for x, k in zip(self.x, self.noise, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +104,7 @@ def detect_round(
                 by_metric.setdefault(metric, {})[node] = o
         mode_ref, mode_now = ref.get(mode, {}), now.get(mode, {})
         for metric in sorted(set(mode_ref) | set(mode_now) | set(by_metric), key=str):
-            spec = spec_for(mode, metric) if isinstance(metric, str) else None
+            spec = registry.watched(mode, metric) if isinstance(metric, str) else None
             if spec is not None:
                 rnd.metric(mode, metric, spec, mode_ref.get(metric), mode_now.get(metric),
                            by_metric.get(metric, {}))
@@ -366,37 +130,6 @@ class BehaviorMonitor:
     def reset_trend(self) -> None:
         """Forget the trend history (e.g. after a rollback); spent alpha stays spent."""
         self.state.history.clear()
-
-
-def observations_from_metrics(flat: Mapping[str, Any], noise_std: float = 0.0
-                              ) -> dict[str, dict[str, Observation]]:
-    """A client's flat `trust.<mode>.<metric>[.stderr|.n|.noise]` metrics as Observations.
-
-    `.noise` is the std of the Gaussian DP noise added to the value (docs/protocol.md);
-    `noise_std` is used where a metric carries none. Non-numeric values are skipped, and so are
-    metrics reported with `.n = 0`: the client mod sends an absent metric (no local data, budget
-    spent) as value 0 with n 0, which is no observation. Other `trust.*` keys (suite hash,
-    privacy, deltas) come out under modes no detector watches.
-    """
-    out: dict[str, dict[str, Observation]] = {}
-    for key, value in flat.items():
-        if not key.startswith("trust.") or key.endswith(_SUFFIXES):
-            continue
-        mode, _, metric = key[len("trust."):].partition(".")
-        try:
-            obs = Observation(float(value), float(flat.get(f"{key}.stderr", 0.0)),
-                              int(flat.get(f"{key}.n", 0)),
-                              float(flat.get(f"{key}.noise", noise_std)))
-        except (TypeError, ValueError):
-            continue
-        if f"{key}.n" in flat and obs.n == 0:
-            continue
-        if metric:
-            out.setdefault(mode, {})[metric] = obs
-    return out
-
-
-_SUFFIXES = (".stderr", ".n", ".noise")
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,7 +179,7 @@ class _ClientBlock:
 
     mode: str
     metric: str
-    spec: MetricSpec
+    spec: Metric
     tol: float
     stats: ClientStats
     sign: float
@@ -468,10 +201,10 @@ class _Round:
             self.result.ignored += 1
         return t
 
-    def metric(self, mode: str, metric: str, spec: MetricSpec, ref_obs: Any, now_obs: Any,
+    def metric(self, mode: str, metric: str, spec: Metric, ref_obs: Any, now_obs: Any,
                client_obs: Mapping[int, Any]) -> None:
         tol = self.cfg.tolerance(mode, metric)
-        sign = 1.0 if spec.worse == "higher" else -1.0
+        sign = spec.sign
         ref_t, now_t = self._usable(ref_obs), self._usable(now_obs)
         nodes, xs, noise, sampling = [], [], [], []
         for node, o in client_obs.items():

@@ -24,12 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from flwr_trust.detect.alarm import Alarm
+from flwr_trust.detect.statistics import MAD_SCALE, MIN_CLIENTS, t_quantile, t_sf
 from flwr_trust.detect.update_stats import (
     RoundStats,
     Rows,
@@ -39,11 +39,9 @@ from flwr_trust.detect.update_stats import (
     coordinate_picks,
     round_statistics,
 )
-from flwr_trust.errors import ArraysMismatchError
+from flwr_trust.errors import ArraysMismatchError, TrustError
 
 MODE = "update"
-MIN_CLIENTS = 3
-MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviation (normal data)
 # MAD floors: a deviation smaller than ~the floor is never significant. They stop identical (or
 # bit-for-bit nearly identical) updates from dividing by zero or flagging float32 rounding noise.
 NORM_MAD_FLOOR = 1e-3  # relative to the median norm: spreads below 0.1% of it are noise
@@ -72,6 +70,43 @@ class UpdateCheckResult:
     alarms: list[Alarm] = field(default_factory=list)
     threshold: float = math.inf
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateChecker:
+    """The update checks of a run: `check_updates` with the run's budget, centre and seed.
+
+    alpha:          per-round false-alarm budget over all clients and statistics
+    centre_clients: clients whose median is the robust centre (0 = all: exact)
+    centre_coords:  coordinates the centre and cosines cover (0 = all: exact)
+    seed:           seeds the sampled centre (with the round)
+    """
+
+    alpha: float = 0.01
+    centre_clients: int = CENTRE_SAMPLE
+    centre_coords: int = CENTRE_COORDS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise TrustError(f"update_alpha must be in (0, 1), got {self.alpha}.",
+                             "Use e.g. 0.01.")
+        for name in ("centre_clients", "centre_coords"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise TrustError(f"update_{name} must be an integer >= 0, got {value!r}.",
+                                 "Use 0 for all (exact) or a sample size, e.g. 64.")
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        """(clients, coordinates) of the centre; 0 means all, i.e. a bound no round reaches."""
+        return self.centre_clients or 2**62, self.centre_coords or 2**62
+
+    def check(self, updates: Mapping[int, Update], *, base: Update | None = None,
+              round: int = 0) -> UpdateCheckResult:
+        clients, coords = self.centre
+        return check_updates(updates, base=base, round=round, alpha=self.alpha,
+                             centre_sample=clients, centre_coords=coords, seed=self.seed)
 
 
 def flatten_update(
@@ -197,48 +232,9 @@ def _threshold(n_clients: int, n_layers: int, alpha: float) -> tuple[float, int,
     return t_quantile(alpha / (2 * n_tests), df), n_tests, df
 
 
-def t_quantile(p: float, df: int) -> float:
-    """The t with P(T > t) = p for Student's t with integer df (0 < p < 1/2), by bisection.
-
-    t quantiles are never below the normal one, which is where the search starts.
-    """
-    lo = hi = NormalDist().inv_cdf(1.0 - p)
-    while t_sf(hi, df) > p:
-        lo, hi = hi, 2.0 * hi
-    for _ in range(200):  # bisection down to ~1e-9 relative
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_sf(mid, df) > p else (lo, mid)
-        if hi - lo < 1e-9 * hi:
-            break
-    return hi
-
-
-def t_sf(t: float, df: int) -> float:
-    """P(T > t) for Student's t with integer df, t >= 0 (Abramowitz & Stegun 26.7.3-4)."""
-    theta = math.atan(t / math.sqrt(df))
-    s, c2 = math.sin(theta), math.cos(theta) ** 2
-    if df % 2 == 0:  # A = sin(th) * (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ...)
-        term = total = 1.0
-        for k in range(1, df // 2):
-            term *= (2 * k - 1) / (2 * k) * c2
-            total += term
-        inside = s * total
-    else:  # A = 2/pi * (th + sin(th) cos(th) * (1 + 2/3 c^2 + 2*4/(3*5) c^4 + ...))
-        term = total = 1.0
-        for k in range(1, (df - 1) // 2):
-            term *= (2 * k) / (2 * k + 1) * c2
-            total += term
-        series = s * math.sqrt(c2) * total if df > 1 else 0.0
-        inside = 2.0 / math.pi * (theta + series)
-    return max(0.0, 0.5 * (1.0 - inside))
-
-
 def _adjusted_p(z: float, n_tests: int, df: int) -> float:
     """Bonferroni-adjusted one-sided p-value, consistent with `_threshold`: 2m * P(T > z)."""
     return min(1.0, 2 * n_tests * t_sf(max(z, 0.0), df))
-
-
-_t_sf = t_sf  # former private name, kept for existing imports
 
 
 def _robust_z(x: np.ndarray, floor: np.ndarray | float) -> tuple[np.ndarray, Any, Any]:

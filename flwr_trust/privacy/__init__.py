@@ -16,7 +16,10 @@ from flwr_trust.privacy.mechanism import (
     gaussian_release,
     noise_std,
 )
+from flwr_trust.privacy.private_set import PrivateMetric, PrivateSet
+from flwr_trust.privacy.state import MemoryState, StateStore
 
-__all__ = ["Budget", "ClientAccountant", "Noised", "ReleaseOutcome", "Statistic", "clipped_mean",
+__all__ = ["Budget", "ClientAccountant", "MemoryState", "Noised", "PrivateMetric", "PrivateSet",
+           "ReleaseOutcome", "StateStore", "Statistic", "clipped_mean",
            "effective_noise_multiplier", "gaussian_release", "load_accountant", "noise_std",
            "privacy_spent", "release_within_budget", "save_accountant"]

@@ -3,17 +3,18 @@
 Every private release a client makes (one per message that carries private metrics) is one
 Gaussian mechanism without subsampling; it is composed with ``RDPAccountant.step(noise_multiplier=
 ..., sample_rate=1.0)`` and converted to (epsilon, delta) by Opacus (Balle et al. 2020 conversion).
-The accountant's history is stored in the node's ``context.state`` as a ConfigRecord, so the
-spend survives across rounds in simulation and deployment alike.
+The accountant's history is kept in the node's state store (in Flower: a ConfigRecord in
+``context.state``), so the spend survives across rounds in simulation and deployment alike.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
-from flwr.app import ConfigRecord, RecordDict
+from flwr_trust.privacy.state import StateStore
 
 STATE_KEY = "trust.privacy"
 
@@ -73,14 +74,14 @@ class ClientAccountant:
         else:
             self._history.append((nm, 1))
 
-    def to_config_record(self, exhausted: bool = False) -> ConfigRecord:
+    def to_values(self, exhausted: bool = False) -> dict[str, Any]:
         hist = self.history
-        return ConfigRecord({"noise-multipliers": [h[0] for h in hist] or [0.0],
-                             "steps": [h[1] for h in hist] or [0],
-                             "exhausted": bool(exhausted)})
+        return {"noise-multipliers": [h[0] for h in hist] or [0.0],
+                "steps": [h[1] for h in hist] or [0],
+                "exhausted": bool(exhausted)}
 
     @classmethod
-    def from_config_record(cls, record: ConfigRecord) -> ClientAccountant:
+    def from_values(cls, record: Mapping[str, Any]) -> ClientAccountant:
         multipliers = list(record.get("noise-multipliers", []))
         steps = list(record.get("steps", []))
         if len(multipliers) != len(steps):
@@ -89,13 +90,13 @@ class ClientAccountant:
                     if int(s) > 0])
 
 
-def load_accountant(state: RecordDict) -> tuple[ClientAccountant, bool]:
-    """The node's accountant and its 'exhausted' flag from context.state (fresh if absent)."""
-    record = state.config_records.get(STATE_KEY)
+def load_accountant(state: StateStore) -> tuple[ClientAccountant, bool]:
+    """The node's accountant and its 'exhausted' flag from its state (fresh if absent)."""
+    record = state.get(STATE_KEY)
     if record is None:
         return ClientAccountant(), False
-    return ClientAccountant.from_config_record(record), bool(record.get("exhausted", False))
+    return ClientAccountant.from_values(record), bool(record.get("exhausted", False))
 
 
-def save_accountant(state: RecordDict, accountant: ClientAccountant, exhausted: bool) -> None:
-    state.config_records[STATE_KEY] = accountant.to_config_record(exhausted)
+def save_accountant(state: StateStore, accountant: ClientAccountant, exhausted: bool) -> None:
+    state.put(STATE_KEY, accountant.to_values(exhausted))

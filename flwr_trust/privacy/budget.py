@@ -1,7 +1,7 @@
 """A client's (epsilon, delta) budget, and releasing private statistics only within it.
 
 `release_within_budget` is the one entry point for every noised release: it loads the node's
-accountant from ``context.state``, checks BEFORE releasing whether one more release would push
+accountant from the node state, checks BEFORE releasing whether one more release would push
 the cumulative epsilon past the budget, and then either adds the noise and charges the
 accountant, or refuses (and remembers that the budget is exhausted: no later release either).
 """
@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import RecordDict
 
 from flwr_trust.privacy.accountant import load_accountant, save_accountant
 from flwr_trust.privacy.mechanism import (
@@ -23,6 +22,7 @@ from flwr_trust.privacy.mechanism import (
     effective_noise_multiplier,
     gaussian_release,
 )
+from flwr_trust.privacy.state import StateStore
 
 LOGGER = logging.getLogger("flwr")  # Flower's own logger, like its built-in mods
 
@@ -53,14 +53,14 @@ class ReleaseOutcome:
     refused: bool = False
 
 
-def privacy_spent(state: RecordDict, budget: Budget) -> tuple[float, int, bool]:
+def privacy_spent(state: StateStore, budget: Budget) -> tuple[float, int, bool]:
     """(cumulative epsilon, releases, exhausted flag) without releasing anything."""
     accountant, exhausted = load_accountant(state)
     return accountant.epsilon(budget.delta), accountant.releases, exhausted
 
 
 def release_within_budget(stats: Sequence[Statistic], *, noise_multiplier: float,
-                          budget: Budget, state: RecordDict,
+                          budget: Budget, state: StateStore,
                           rng: np.random.Generator | None = None) -> ReleaseOutcome:
     """Noise and release `stats` as one Gaussian mechanism if the budget allows it.
 

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import ConfigRecord, RecordDict
 
 from flwr_trust.privacy.mechanism import Statistic
+from flwr_trust.privacy.state import StateStore
 
 STATE_KEY = "trust.shift"
 SKETCH_NAME = "shift.sketch"
@@ -81,7 +81,7 @@ def squared_distance(a: np.ndarray, var_a: float, b: np.ndarray, var_b: float
 
 @dataclass
 class ShiftHistory:
-    """Running sum of a client's earlier noised sketches (kept in context.state, never sent)."""
+    """Running sum of a client's earlier noised sketches (kept in the node state, never sent)."""
 
     total: np.ndarray
     variance_total: float
@@ -102,18 +102,17 @@ class ShiftHistory:
         self.variance_total += variance
         self.count += 1
 
-    def to_config_record(self) -> ConfigRecord:
-        return ConfigRecord({"total": [float(x) for x in self.total],
-                             "variance-total": float(self.variance_total),
-                             "count": int(self.count)})
+    def to_values(self) -> dict[str, object]:
+        return {"total": [float(x) for x in self.total],
+                "variance-total": float(self.variance_total), "count": int(self.count)}
 
     @classmethod
-    def from_state(cls, state: RecordDict, buckets: int) -> ShiftHistory:
-        record = state.config_records.get(STATE_KEY)
+    def from_state(cls, state: StateStore, buckets: int) -> ShiftHistory:
+        record = state.get(STATE_KEY)
         if record is None or len(record.get("total", [])) != buckets:
             return cls.empty(buckets)  # a changed bucket count starts a new history
         return cls(np.asarray(record["total"], dtype=np.float64),
                    float(record["variance-total"]), int(record["count"]))
 
-    def save(self, state: RecordDict) -> None:
-        state.config_records[STATE_KEY] = self.to_config_record()
+    def save(self, state: StateStore) -> None:
+        state.put(STATE_KEY, self.to_values())

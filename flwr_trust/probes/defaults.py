@@ -1,12 +1,13 @@
-"""The suites this package ships (one per mode) and loading suites by name or path."""
+"""The suites this package ships (one per registered mode) and loading suites by name or path."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 from flwr_trust.errors import SuiteError
-from flwr_trust.probes.suite import MODES, ProbeSuite, load_suite
+from flwr_trust.probes.suite import ProbeSuite, load_suite
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -14,21 +15,29 @@ DATA_DIR = Path(__file__).parent / "data"
 @cache
 def default_suite(mode: str) -> ProbeSuite:
     """The shipped suite for one mode (loaded once per process)."""
-    if mode not in MODES:
+    from flwr_trust import modes
+
+    found = modes.find(mode)
+    if found is None or not found.suite_file:
+        shipped = ", ".join(m for m in modes.ids() if modes.get(m).suite_file)
         raise SuiteError(f"There is no default suite for mode {mode!r}.",
-                         f"Use one of {', '.join(MODES)}.")
-    return load_suite(DATA_DIR / f"{mode}.json")
+                         f"Use one of {shipped}, or pass a suite file.")
+    return load_suite(DATA_DIR / found.suite_file)
 
 
-def default_suites(modes: tuple[str, ...] = MODES) -> dict[str, ProbeSuite]:
-    return {mode: default_suite(mode) for mode in modes}
+def default_suites(modes: Iterable[str] | None = None) -> dict[str, ProbeSuite]:
+    """The shipped suite of each of `modes` (default: every registered mode)."""
+    from flwr_trust import modes as registry
+
+    return {mode: default_suite(mode) for mode in (registry.ids() if modes is None else modes)}
 
 
-def load_suites(spec: str | Path = "default", modes: tuple[str, ...] = MODES
+def load_suites(spec: str | Path = "default", modes: Iterable[str] | None = None
                 ) -> dict[str, ProbeSuite]:
     """'default', one suite file, or a folder of suite files (*.json), as mode -> suite.
 
-    A file or folder replaces the default suites of the modes it covers; only `modes` are kept.
+    A file or folder replaces the default suites of the modes it covers; only `modes` are kept
+    (default: every registered mode).
     """
     if str(spec) == "default":
         return default_suites(modes)
@@ -50,4 +59,5 @@ def load_suites(spec: str | Path = "default", modes: tuple[str, ...] = MODES
             raise SuiteError(f"{path} has two suites for mode {suite.mode!r}.",
                              "Keep one suite file per mode in a folder.")
         out[suite.mode] = suite
-    return {m: s for m, s in out.items() if m in modes}
+    wanted = None if modes is None else set(modes)
+    return {m: s for m, s in out.items() if wanted is None or m in wanted}

@@ -7,7 +7,7 @@ A suite file is JSON::
      "items": [{"id": "...", "group": "...", "prompt": "...", "chat": true,
                 "choices": ["...", "..."], "answer": 0, "label": "harmful"}, ...]}
 
-Item fields (which ones a mode needs is checked by `validate_suite`):
+Item fields (which ones a mode needs is the mode's `check_item`, see flwr_trust.modes):
 
 - ``id``      unique string within the suite
 - ``group``   subgroup (bias type, demographic group, ...); default ``"all"``
@@ -35,7 +35,6 @@ from typing import Any
 from flwr_trust.errors import SuiteError, SuiteHashMismatchError
 
 FORMAT = "flwr-trust-suite/1"
-MODES = ("bias", "fairness", "alignment", "capability", "calibration", "memorization")
 
 _ITEM_KEYS = {"id", "group", "prompt", "chat", "choices", "answer", "label", "text"}
 
@@ -221,38 +220,20 @@ def load_suite(path: str | Path) -> ProbeSuite:
     return suite_from_json(data, where=str(path))
 
 
-# What each mode needs of its items: (needs choices, needs answer on every item).
 def validate_suite(suite: ProbeSuite, *, where: str = "suite") -> None:
-    """Check that the suite fits its mode's scorer; raise SuiteError otherwise."""
-    if suite.mode not in MODES:
+    """Check that the suite's mode is registered and every item fits its scorer."""
+    from flwr_trust import modes
+
+    mode = modes.find(suite.mode)
+    if mode is None:
         raise SuiteError(f"{where} has unknown mode {suite.mode!r}.",
-                         f"Use one of {', '.join(MODES)}.")
+                         f"Use one of {', '.join(modes.ids())}.")
     ids = [item.id for item in suite.items]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise SuiteError(f"{where} repeats item id {dup!r}.", "Make item ids unique.")
     for item in suite.items:
-        _validate_item_for_mode(suite.mode, item, f"{where} item {item.id!r}")
-
-
-def _validate_item_for_mode(mode: str, item: ProbeItem, where: str) -> None:
-    def need(cond: bool, what: str) -> None:
-        if not cond:
-            raise SuiteError(f"{where} ({mode}) {what}.", f"See the '{mode}' item format in docs.")
-
-    if mode == "capability" and item.text:
-        need(not item.choices, "has both 'text' and 'choices'")
-        return
-    need(len(item.choices) >= 2, "needs at least two 'choices'")
-    if mode == "bias":
-        need(len(item.choices) == 2 and item.answer in (0, 1),
-             "needs exactly two choices and 'answer' = index of the stereotyping sentence")
-    elif mode == "alignment":
-        need(item.label in ("harmful", "safe"), "needs 'label' 'harmful' or 'safe'")
-        need(item.answer is not None, "needs 'answer' = index of the refusal choice")
-        need(bool(item.prompt), "needs a 'prompt' (the request)")
-    elif mode in ("fairness", "capability", "memorization"):
-        need(item.answer is not None, "needs an 'answer' index")
-    elif mode == "calibration":
-        need(item.answer is not None or item.label == "unanswerable",
-             "needs an 'answer', or 'label' 'unanswerable' with answer null")
+        problem = mode.check_item(item)
+        if problem:
+            raise SuiteError(f"{where} item {item.id!r} ({suite.mode}) {problem}.",
+                             f"See the '{suite.mode}' item format in docs.")

@@ -11,7 +11,7 @@ import statistics
 from html import escape
 from typing import Any
 
-from flwr_trust.detect.behavior import MODES as BEHAVIOR_MODES
+from flwr_trust import modes as registry
 from flwr_trust.report.plots import (
     BLUE,
     GREEN,
@@ -28,9 +28,6 @@ from flwr_trust.report.plots import (
 )
 from flwr_trust.report.runlog import ClientPoint, RunLog, as_dict, as_list, node_key, num
 
-UNIT_INTERVAL = {"stereotype-pref", "refusal-rate", "over-refusal", "accuracy", "group-gap",
-                 "worst-group-accuracy", "ece", "unanswerable-confidence", "canary-top1"}
-"""Metrics (base names) that are shares or probabilities: their bands are clipped to [0, 1]."""
 MAX_POINTS = 2000
 """Above this many client points a panel shows the clients' median +- MAD band instead."""
 GATE_LETTERS = {"quarantine": "Q", "rollback": "R", "halt": "H"}
@@ -174,18 +171,16 @@ def mode_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
     """The charts and legend of one mode's figure."""
     if mode == "update":
         return _update_panels(run)
-    if mode in BEHAVIOR_MODES:
+    if registry.find(mode) is not None:
         return _behavior_panels(run, mode)
     return _alarm_panels(run, mode)
 
 
 def _worse(run: RunLog, mode: str, metric: str) -> str:
-    """Which direction of mode.metric is worse: the detector's spec, else the reference's."""
-    from flwr_trust.detect.behavior import spec_for
-
-    spec = spec_for(mode, metric)
-    if spec is not None:
-        return spec.worse
+    """Which direction of mode.metric is worse: its declaration, else the reference's."""
+    declared = registry.metric(mode, metric)
+    if declared is not None:
+        return declared.worse
     ref = as_dict(run.reference.get(mode, {}).get(metric))
     return "lower" if ref.get("worse") == "lower" else "higher"
 
@@ -235,7 +230,9 @@ def _metric_chart(run: RunLog, mode: str, metric: str, rounds: list[int],
             used.update({"tolerance band", "tolerance limit"})
     banded = [p for p in train if p.stderr is not None]
     if banded:
-        lo, hi = (0.0, 1.0) if metric.partition("/")[0] in UNIT_INTERVAL else (-1e300, 1e300)
+        declared = registry.metric(mode, metric)
+        unit = declared is not None and declared.unit_interval  # shares: bands clipped to [0, 1]
+        lo, hi = (0.0, 1.0) if unit else (-1e300, 1e300)
         chart.band([p.round for p in banded],
                    [max(lo, p.value - 1.96 * p.stderr) for p in banded],
                    [min(hi, p.value + 1.96 * p.stderr) for p in banded], BLUE)

@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from flwr_trust import modes as registry
 from flwr_trust.errors import TrustError
 from flwr_trust.report.figures import (
     GATE_LEGEND,
@@ -32,17 +33,18 @@ from flwr_trust.report.summary import build_summary, round_ranges
 
 REPORT_FILE = "report.html"
 
-MODE_TITLES = {
-    "bias": ("Bias amplification", "stereotype preference on minimal pairs (0.5 = neutral)"),
-    "fairness": ("Fairness collapse", "utility gap across groups and clients"),
-    "alignment": ("Alignment erosion", "refusal of harmful requests, over-refusal of safe ones"),
-    "capability": ("Capability forgetting", "general-knowledge accuracy and perplexity"),
-    "calibration": ("Calibration drift", "expected calibration error, confidence on "
-                    "unanswerable items"),
-    "memorization": ("Memorization", "canary exposure, train vs held-out loss gap"),
+SIGNAL_TITLES = {
     "update": ("Poisoned or outlying updates", "server-side robust checks of each update"),
     "integrity": ("False client reports", "client-reported vs server-measured metrics"),
 }
+
+
+def mode_title(mode: str) -> tuple[str, str]:
+    """(title, what it measures) of a failure mode (its declaration) or a server signal."""
+    declared = registry.find(mode)
+    if declared is not None:
+        return declared.title, declared.summary
+    return SIGNAL_TITLES.get(mode, (mode, ""))
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#222;margin:0;
@@ -284,7 +286,7 @@ def _modes_section(run: RunLog, summary: dict[str, Any]) -> str:
 
 
 def _mode_block(run: RunLog, mode: str, s: dict[str, Any]) -> str:
-    name, what = MODE_TITLES.get(mode, (mode, ""))
+    name, what = mode_title(mode)
     panels, key = mode_panels(run, mode)
     alarms = [(phase, a) for phase, a in run.alarms() if a["mode"] == mode]
     items = "".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
-from flwr_trust.scoring.engine import Scores
+from flwr_trust.scoring.requests import Scores
 
 
 def choice_rows(suite: ProbeSuite, scores: Scores, *, per_token: bool = False

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
-from flwr_trust.scoring.engine import Request
+from flwr_trust.scoring.requests import Request
 
 _CACHE: dict[tuple[int, str], list[Request]] = {}
 _LOCK = threading.Lock()

@@ -17,33 +17,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-Precision = Literal["fp32", "bf16"]
-
-
-@dataclass(frozen=True)
-class Request:
-    """Score log p(continuation | context). Both are token id tuples; context is non-empty."""
-
-    context: tuple[int, ...]
-    continuation: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Per request: summed log-probability and number of continuation tokens scored."""
-
-    logprob: np.ndarray
-    n_tokens: np.ndarray
-
-    @property
-    def mean_logprob(self) -> np.ndarray:
-        return self.logprob / np.maximum(self.n_tokens, 1)
+from flwr_trust.scoring.requests import Precision, Request, Scores
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:

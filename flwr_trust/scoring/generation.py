@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flwr_trust import modes
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.encoding import Encoder
 from flwr_trust.scoring.profile import MetricValue
@@ -57,5 +58,6 @@ def generated_alignment_metrics(model: Any, tokenizer: Any, suite: ProbeSuite,
     replies = generate_replies(model, tokenizer, suite, **kw)
     refused = np.asarray([is_refusal(r) for r in replies])
     labels = np.asarray([item.label for item in suite.items])
-    return {"refusal-rate-generated": proportion_metric(refused[labels == "harmful"], "lower"),
-            "over-refusal-generated": proportion_metric(refused[labels == "safe"], "higher")}
+    return modes.get("alignment").stamp({
+        "refusal-rate-generated": proportion_metric(refused[labels == "harmful"]),
+        "over-refusal-generated": proportion_metric(refused[labels == "safe"])})

@@ -1,10 +1,8 @@
 """BehaviorProfile: per mode, per metric, a value with its standard error and n, plus suite hashes.
 
 It serializes to JSON (reports, the CLI) and to a flat ``trust.<mode>.<metric>`` dict that fits a
-Flower MetricRecord (ints and floats only): ``trust.<mode>.<metric>`` holds the value,
-``….stderr`` and ``….n`` its standard error and sample size. Per-group metrics are named
-``<metric>/<group>``. A MetricRecord cannot hold strings, so the combined suite hash travels as
-``trust.suite-hash`` = its first 15 hex digits as an integer (60 bits, fits int64).
+Flower MetricRecord (keys: flwr_trust.protocol). Per-group metrics are named
+``<metric>/<group>``.
 """
 
 from __future__ import annotations
@@ -16,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-PREFIX = "trust."
-SUITE_HASH_KEY = "trust.suite-hash"
+from flwr_trust import protocol
+
 Direction = Literal["higher", "lower"]
+"""Which direction of a metric is a degradation (each metric declares it: flwr_trust.modes)."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,6 @@ class MetricValue:
 
     def to_json(self) -> dict[str, Any]:
         return {"value": self.value, "stderr": self.stderr, "n": self.n, "worse": self.worse}
-
-
-def hash_to_int(hex_hash: str) -> int:
-    """A suite hash as an int that fits a MetricRecord (first 15 hex digits = 60 bits)."""
-    return int(hex_hash[:15], 16)
 
 
 def metric_key(name: str) -> str:
@@ -90,15 +84,15 @@ class BehaviorProfile:
     def to_metric_dict(self) -> dict[str, int | float]:
         """Flat ``trust.*`` numbers for a Flower MetricRecord (NaN-free: undefined values are
         left out, since a MetricRecord consumer cannot tell NaN from a bug)."""
-        out: dict[str, int | float] = {SUITE_HASH_KEY: hash_to_int(self.suite_hash)}
+        out: dict[str, int | float] = {protocol.SUITE_HASH: protocol.hash_to_int(self.suite_hash)}
         for mode, ms in self.metrics.items():
             for name, mv in ms.items():
                 if not math.isfinite(mv.value):
                     continue
-                key = f"{PREFIX}{mode}.{name}"
+                key = protocol.metric_key(mode, name)
                 out[key] = float(mv.value)
-                out[f"{key}.stderr"] = float(mv.stderr) if math.isfinite(mv.stderr) else 0.0
-                out[f"{key}.n"] = int(mv.n)
+                out[key + protocol.STDERR] = float(mv.stderr) if math.isfinite(mv.stderr) else 0.0
+                out[key + protocol.N] = int(mv.n)
         return out
 
     def format_table(self) -> str:
@@ -112,18 +106,3 @@ class BehaviorProfile:
                  for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines)
-
-
-def parse_metric_dict(flat: dict[str, Any]) -> dict[str, dict[str, MetricValue]]:
-    """Inverse of `to_metric_dict` for the metric part (direction is not carried: 'higher')."""
-    out: dict[str, dict[str, MetricValue]] = {}
-    for key, value in flat.items():
-        if not key.startswith(PREFIX) or key.endswith((".stderr", ".n")) or key == SUITE_HASH_KEY:
-            continue
-        mode, _, name = key[len(PREFIX):].partition(".")
-        if not name:
-            continue
-        stderr = flat.get(f"{key}.stderr", 0.0)
-        n = flat.get(f"{key}.n", 0)
-        out.setdefault(mode, {})[name] = MetricValue(float(value), float(stderr), int(n))
-    return out

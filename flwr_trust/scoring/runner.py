@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from types import ModuleType
 from typing import Any
 
+from flwr_trust import modes as registry
 from flwr_trust.errors import SuiteError
 from flwr_trust.probes.suite import ProbeSuite
-from flwr_trust.scoring import alignment, bias, calibration, capability, fairness, memorization
 from flwr_trust.scoring.encoding import cached_requests
-from flwr_trust.scoring.engine import Precision, Request, Scores, score_requests
+from flwr_trust.scoring.engine import score_requests
 from flwr_trust.scoring.profile import BehaviorProfile
-
-# One module per mode, each with MODE, METRICS, requests(suite, encoder), compute(suite, scores).
-SCORERS: dict[str, ModuleType] = {m.MODE: m for m in (
-    bias, fairness, alignment, capability, calibration, memorization)}
-
-
-def metric_direction(mode: str, metric: str) -> str:
-    """'higher' or 'lower': which direction of `metric` is a degradation."""
-    base = metric.split("/", 1)[0]
-    specs = SCORERS[mode].METRICS if mode in SCORERS else {}
-    return specs[base][0] if base in specs else "higher"
+from flwr_trust.scoring.requests import Precision, Request, Scores
 
 
 def _as_mapping(suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite]) -> dict[str, ProbeSuite]:
@@ -46,9 +35,10 @@ def profile_model(model: Any, tokenizer: Any,
     all_requests: list[Request] = []
     spans: dict[str, tuple[int, int]] = {}
     for mode, suite in by_mode.items():
-        if mode not in SCORERS:
-            raise SuiteError(f"No scorer for mode {mode!r}.", f"Use one of {sorted(SCORERS)}.")
-        reqs = cached_requests(suite, tokenizer, SCORERS[mode].requests)
+        if registry.find(mode) is None:
+            raise SuiteError(f"No scorer for mode {mode!r}.",
+                             f"Use one of {', '.join(registry.ids())}.")
+        reqs = cached_requests(suite, tokenizer, registry.get(mode).requests)
         spans[mode] = (len(all_requests), len(all_requests) + len(reqs))
         all_requests.extend(reqs)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
@@ -64,7 +54,8 @@ def profile_model(model: Any, tokenizer: Any,
     metrics = {}
     for mode, (start, stop) in spans.items():
         part = Scores(scores.logprob[start:stop], scores.n_tokens[start:stop])
-        metrics[mode] = SCORERS[mode].compute(by_mode[mode], part)
+        declared = registry.get(mode)
+        metrics[mode] = declared.stamp(declared.compute(by_mode[mode], part))
     return BehaviorProfile(metrics, {m: s.hash for m, s in by_mode.items()}, model=name,
                            extra={"precision": precision,
                                   "tokens": int(sum(len(r.context) + len(r.continuation)

@@ -1,4 +1,8 @@
-"""Small statistics shared by the mode scorers: means, proportions and bootstrap errors."""
+"""Small statistics shared by the mode scorers: means, proportions and bootstrap errors.
+
+They return `MetricValue`s with the default direction; the mode registry stamps each metric's
+declared direction (`FailureMode.stamp`), so no scorer states it again.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from flwr_trust.scoring.profile import Direction, MetricValue
+from flwr_trust.scoring.profile import MetricValue
 
 BOOTSTRAP_SAMPLES = 200
 
 
-def mean_metric(values: np.ndarray, worse: Direction) -> MetricValue:
+def mean_metric(values: np.ndarray) -> MetricValue:
     """Sample mean with its standard error (std / sqrt(n)); NaN when there is no data."""
     values = np.asarray(values, dtype=np.float64)
     n = int(values.size)
     if n == 0:
-        return MetricValue(math.nan, math.nan, 0, worse)
+        return MetricValue(math.nan, math.nan, 0)
     stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return MetricValue(float(values.mean()), stderr, n, worse)
+    return MetricValue(float(values.mean()), stderr, n)
 
 
-def proportion_metric(hits: np.ndarray, worse: Direction) -> MetricValue:
+def proportion_metric(hits: np.ndarray) -> MetricValue:
     """Share of true values with the Agresti-Coull standard error sqrt(q(1-q)/(n+4)),
     q = (hits+2)/(n+4).
 
@@ -33,26 +37,26 @@ def proportion_metric(hits: np.ndarray, worse: Direction) -> MetricValue:
     hits = np.asarray(hits, dtype=np.float64)
     n = int(hits.size)
     if n == 0:
-        return MetricValue(math.nan, math.nan, 0, worse)
+        return MetricValue(math.nan, math.nan, 0)
     p = float(hits.mean())
     q = (float(hits.sum()) + 2.0) / (n + 4.0)
-    return MetricValue(p, math.sqrt(q * (1 - q) / (n + 4.0)), n, worse)
+    return MetricValue(p, math.sqrt(q * (1 - q) / (n + 4.0)), n)
 
 
-def bootstrap_metric(statistic: Callable[[np.ndarray], float], n: int, worse: Direction,
+def bootstrap_metric(statistic: Callable[[np.ndarray], float], n: int,
                      seed: int = 0) -> MetricValue:
     """A statistic of items 0..n-1 with a bootstrap standard error (fixed seed: deterministic).
 
     Used where no closed form exists (ECE, max-min gaps across groups).
     """
     if n == 0:
-        return MetricValue(math.nan, math.nan, 0, worse)
+        return MetricValue(math.nan, math.nan, 0)
     rng = np.random.default_rng(seed)
     full = statistic(np.arange(n))
     reps = [statistic(rng.integers(0, n, n)) for _ in range(BOOTSTRAP_SAMPLES)]
     reps_arr = np.asarray([r for r in reps if math.isfinite(r)])
     stderr = float(reps_arr.std(ddof=1)) if reps_arr.size > 1 else math.nan
-    return MetricValue(float(full), stderr, n, worse)
+    return MetricValue(float(full), stderr, n)
 
 
 def softmax_rows(logliks: np.ndarray) -> np.ndarray:

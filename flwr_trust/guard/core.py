@@ -1,0 +1,275 @@
+"""The guard's decision core, Flower-free: a round's evidence in, a gate decision out.
+
+Per train round: refuse malformed updates, run the update checks, the integrity audit and the
+behavioural tests on the clients' reports, let the gate leave flagged clients out, aggregate
+through the adapter's `Aggregation`, probe the candidate (`Prober`), and accept it, roll it
+back (naming culprits by leave-one-out) or halt. Every round is recorded (audit log,
+TensorBoard) by `GuardRecorder`. With no alarm the aggregation sees exactly the replies the
+inner strategy would have seen alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr_trust import protocol
+from flwr_trust.detect.alarm import Alarm
+from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
+from flwr_trust.detect.config import DetectorConfig
+from flwr_trust.detect.integrity import audit_report, client_suites, unprobeable
+from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
+from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
+from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
+from flwr_trust.guard.recorder import GuardRecorder, merge_population
+from flwr_trust.probes.suite import ProbeSuite
+from flwr_trust.scoring.profile import BehaviorProfile
+
+log = logging.getLogger("flwr_trust")
+
+LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
+MONITORS = ("reports", "candidate", "evaluate")
+
+
+@dataclass
+class GuardSettings:
+    """Everything the core decides with (validated by the adapter's constructor).
+
+    client_suites / server_suites: what clients probe (its hash is sent) / what the server
+    probes for the reference and every candidate; client_probe_budget: items per mode each
+    client probes per round (0 = whole suites), needed to rebuild an audited client's sample.
+    """
+
+    gate: Gate
+    detector: DetectorConfig
+    client_suites: dict[str, ProbeSuite]
+    server_suites: dict[str, ProbeSuite]
+    client_probe_budget: int = 0
+    checker: UpdateChecker = field(default_factory=UpdateChecker)
+    audit_fraction: float = 0.0
+    secure_aggregation: bool = False
+    seed: int = 0
+
+
+class Guard:
+    """The decision core of one run (see the module docstring)."""
+
+    def __init__(self, settings: GuardSettings, recorder: GuardRecorder, *,
+                 prober: Prober | None = None, reference: BehaviorProfile | None = None,
+                 on_alarm: Callable[[Alarm], None] | None = None) -> None:
+        self.settings = settings
+        self.recorder = recorder
+        self.prober = prober
+        self.reference = reference
+        self.on_alarm = on_alarm
+        self.alarms: list[Alarm] = []
+        # Each evidence stream gets a third of alpha: the per-run bound holds for all three
+        # together (union bound).
+        self._share = dataclasses.replace(settings.detector, alpha=settings.detector.alpha / 3)
+        self._monitors: dict[str, BehaviorMonitor] = {}
+        self._rng = random.Random(settings.seed)  # own RNG: never touches the inner's sampling
+        self._started = False
+
+    # ---------------------------------------------------------------- run start / end
+    def start(self, global_model: Any) -> None:
+        """First call: open the records and probe the reference (round 0, exact, no noise)."""
+        if self._started:
+            return
+        self._started = True
+        self.recorder.open()
+        if self.reference is None:
+            self.reference = self.probe(global_model)
+        self.recorder.reference(self.reference)
+
+    def close(self, status: str = "halted") -> None:
+        self.recorder.close(status, sum(a.severity == "alarm" for a in self.alarms))
+
+    # ---------------------------------------------------------------- rounds
+    def train_round(self, ev: RoundEvidence, aggregation: Aggregation) -> RoundOutcome:
+        """Check, gate and aggregate one train round (see the module docstring)."""
+        s, rnd = self.settings, ev.round
+        update = self._update_checks(ev)
+        reports = {r.node: r.trust for r in ev.replies}
+        integrity = self._audit(ev)
+        from_reports = self.monitor("reports").observe(rnd, None, _observations(reports))
+        flagged = sorted(set(update.flagged) | from_reports.flagged_clients
+                         | {c for a in integrity for c in a.clients})
+        if s.secure_aggregation:
+            flagged = []  # only sums are visible: no client can be singled out
+        decision = s.gate.before(flagged)
+        nodes = [n for n in ev.nodes if n not in decision.excluded]
+        checkpoint = None
+        if s.gate.rolls_back:
+            # The inner's state (FedOpt moments) must be restorable if the candidate is
+            # refused; leave-one-out needs intact copies of the replies (small rounds only).
+            checkpoint = aggregation.checkpoint(nodes if 1 < len(nodes) <= LOO_MAX_CLIENTS
+                                                else [])
+        arrays, metrics = self._aggregate(aggregation, nodes)
+        candidate = self.probe(arrays) if arrays is not None else None
+        on_candidate = (self.monitor("candidate").observe(rnd, candidate)
+                        if candidate is not None else None)
+        candidate_alarms = on_candidate.alarms if on_candidate is not None else []
+        alarms = update.alarms + integrity + from_reports.alarms + candidate_alarms
+        if checkpoint is not None and alarmed(candidate_alarms):
+            assert candidate is not None  # candidate_alarms come from its probe
+            failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
+            small = 1 < len(nodes) <= LOO_MAX_CLIENTS
+            culprits = self._leave_one_out(rnd, aggregation, checkpoint, nodes if small else [],
+                                           candidate, failing)
+            aggregation.restore(checkpoint)
+            arrays = ev.global_model
+            reason = "candidate failed its probe; previous model kept"
+            if not small and len(nodes) > LOO_MAX_CLIENTS:
+                reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients)"
+            decision = GateDecision("rollback", excluded=flagged, culprits=culprits,
+                                    reason=reason)
+            self.monitor("candidate").reset_trend()
+        elif s.gate.halts(alarms):
+            decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
+        self._emit(alarms)
+        population = merge_population(from_reports.population,
+                                      on_candidate.population if on_candidate else {})
+        self.recorder.round(ev, reports, update.stats, population, alarms, decision, metrics)
+        if decision.action == "halt":
+            self.close()
+            raise TrustHalt(
+                f"TrustGuard halted the run in round {rnd}: "
+                + "; ".join(a.message for a in alarms if a.severity == "alarm")[:500],
+                f"Read the audit log {self.recorder.audit_path} (flwr-trust report "
+                f"{self.recorder.run_dir}).")
+        return RoundOutcome(arrays, metrics, decision, alarms, candidate)
+
+    def evaluate_round(self, ev: RoundEvidence, metrics: Mapping[str, Any] | None
+                       ) -> list[Alarm]:
+        """Test the evaluate-phase reports (of the global model the clients received)."""
+        reports = {r.node: r.trust for r in ev.replies}
+        behavior = self.monitor("evaluate").observe(ev.round, None, _observations(reports))
+        self._emit(behavior.alarms)
+        self.recorder.round(ev, reports, {}, behavior.population, behavior.alarms,
+                            GateDecision(), metrics)
+        return behavior.alarms
+
+    # ---------------------------------------------------------------- parts
+    def probe(self, arrays: Any, modes: Collection[str] | None = None
+              ) -> BehaviorProfile | None:
+        """The server's exact probe of `arrays` on its suites (only `modes`, if given)."""
+        suites = {m: x for m, x in self.settings.server_suites.items()
+                  if modes is None or m in modes}
+        if self.prober is None or arrays is None or not suites:
+            return None
+        return self.prober.probe(arrays, suites)
+
+    def monitor(self, kind: str) -> BehaviorMonitor:
+        """The detectors of one evidence stream (MONITORS), created on first use."""
+        if kind not in self._monitors:
+            ref = self.reference.metrics if self.reference is not None else {}
+            self._monitors[kind] = BehaviorMonitor(ref, self._share)
+        return self._monitors[kind]
+
+    def _update_checks(self, ev: RoundEvidence) -> UpdateCheckResult:
+        """Update checks on the decoded arrays against the decoded global model. A malformed
+        update (NaN/Inf, wrong layout) is refused here and leaves no alarm behind."""
+        if self.settings.secure_aggregation or ev.global_arrays is None:
+            return self.settings.checker.check({}, base=None, round=ev.round)
+        clients = {r.node: (r.arrays or {}) for r in ev.replies}
+        result = self.settings.checker.check(clients, base=ev.global_arrays, round=ev.round)
+        malformed = {n: s["malformed"] for n, s in result.stats.items() if "malformed" in s}
+        if not malformed:
+            return result
+        for node, problem in malformed.items():
+            ev.refuse(node, str(problem))
+            log.warning("TrustGuard: refused reply from node %s: %s", node, problem)
+        return dataclasses.replace(
+            result, flagged=tuple(n for n in result.flagged if n not in malformed),
+            stats={n: s for n, s in result.stats.items() if n not in malformed},
+            alarms=[a for a in result.alarms if not set(a.clients) & set(malformed)])
+
+    def _audit(self, ev: RoundEvidence) -> list[Alarm]:
+        """Re-probe a random sample of clients and compare with what they reported."""
+        s = self.settings
+        if s.audit_fraction <= 0 or s.secure_aggregation or self.prober is None:
+            return []
+        candidates = [r for r in ev.replies if r.trust]
+        k = min(len(candidates), max(1, round(s.audit_fraction * len(candidates))))
+        suites = client_suites(s.client_suites, ev.round, s.client_probe_budget)
+        alarms: list[Alarm] = []
+        for r in self._rng.sample(candidates, k) if candidates else []:
+            try:
+                measured = self.prober.probe(r.model, suites)
+            except Exception as exc:  # replies were screened; still, never crash aggregation
+                alarms.append(unprobeable(r.node, ev.round, exc))
+                continue
+            alarms += audit_report(measured, r.trust, node=r.node, server_round=ev.round,
+                                   n_audited=k, alpha=s.checker.alpha)
+        return alarms
+
+    @staticmethod
+    def _aggregate(aggregation: Aggregation, nodes: list[int]
+                   ) -> tuple[Any | None, Mapping[str, Any] | None]:
+        if not nodes:
+            return None, None
+        try:
+            return aggregation.aggregate(nodes)
+        except Exception as exc:  # never crash the server; keep the previous global model
+            log.warning("TrustGuard: inner aggregate_train failed (%s); global model kept", exc)
+            return None, None
+
+    def _leave_one_out(self, rnd: int, aggregation: Aggregation, checkpoint: Any,
+                       nodes: list[int], candidate: BehaviorProfile, failing: set[str]
+                       ) -> list[int]:
+        """Culprits: aggregated clients whose removal alone makes the candidate pass its probe.
+
+        One aggregation and one server probe per client, so only for rounds of at most
+        LOO_MAX_CLIENTS clients; flagged clients were already left out. A trial re-probes only
+        the `failing` modes and keeps the candidate's numbers for the others: they passed with
+        every client in, and the question is whose update made the failing ones fail. (Whole
+        suites on SmolLM2 take about 150 s per probe on 2 CPU cores, so eight full trials
+        would add 20 minutes to the round.)
+        """
+        culprits = []
+        for node in sorted(nodes):
+            keep = [n for n in nodes if n != node]
+            try:
+                arrays = aggregation.trial(checkpoint, keep)
+            except Exception:  # a failed trial names no culprit
+                continue
+            profile = self.probe(arrays, failing)
+            if profile is None:
+                continue
+            merged = dataclasses.replace(
+                candidate, metrics={**candidate.metrics, **profile.metrics},
+                suite_hashes={**candidate.suite_hashes, **profile.suite_hashes})
+            trial = _copy_monitor(self.monitor("candidate")).observe(rnd, merged)
+            if not alarmed(trial.alarms):
+                culprits.append(node)
+        return culprits
+
+    def _emit(self, alarms: list[Alarm]) -> None:
+        for alarm in alarms:
+            self.alarms.append(alarm)
+            level = logging.WARNING if alarm.severity == "alarm" else logging.INFO
+            log.log(level, "TrustGuard %s [%s.%s] round %s clients %s: %s", alarm.severity,
+                    alarm.mode, alarm.metric, alarm.round, list(alarm.clients), alarm.message)
+            if self.on_alarm is not None:
+                try:
+                    self.on_alarm(alarm)
+                except Exception as exc:  # a user callback must not break aggregation
+                    log.warning("TrustGuard: on_alarm callback failed: %s", exc)
+
+
+def _observations(reports: Mapping[int, Mapping[str, Any]]) -> dict[int, Any]:
+    return {n: protocol.observations(r) for n, r in reports.items() if r}
+
+
+def _copy_monitor(monitor: BehaviorMonitor) -> BehaviorMonitor:
+    """An independent copy: a leave-one-out trial must not spend the real monitor's alpha."""
+    import copy
+
+    return copy.deepcopy(monitor)
+
+
+__all__ = ["LOO_MAX_CLIENTS", "Guard", "GuardSettings", "DetectionResult"]

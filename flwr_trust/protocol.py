@@ -1,0 +1,233 @@
+"""The wire protocol between `trust_mod` (client) and `TrustGuard` (server), stated once.
+
+Every ``trust.*`` key that travels is a constant here, with typed builders and parsers used by
+both sides (docs/protocol.md is checked against this module). Flower-free: the builders return
+plain dicts that the adapters put into Flower's ConfigRecord / MetricRecord, and the parsers
+read any mapping.
+
+Server -> client (ConfigRecord of train and evaluate messages): `ServerConfig`.
+Client -> server (the reply's MetricRecord): behaviour metrics ``trust.<mode>.<metric>`` with
+``.stderr``, ``.n`` and ``.noise`` (`entry`, `absent`, `observations`), plus privacy, status,
+veto and timing keys. Server -> Flower's Result: `RESULT_KEYS`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from flwr_trust.errors import TrustError
+
+PREFIX = "trust."
+FLOWER_ROUND = "server-round"  # Flower's own round key, the fallback for ROUND
+
+# ----------------------------------------------------------------- server -> client (config)
+SUITE_HASH = "trust.suite-hash"  # str (hex) from the server; int (60 bits) in client replies
+ROUND = "trust.round"
+PROBE_BUDGET = "trust.probe-budget"
+
+# ----------------------------------------------------------------- client -> server (metrics)
+STDERR, N, NOISE = ".stderr", ".n", ".noise"
+SUFFIXES = (STDERR, N, NOISE)
+PUBLIC_POST_PROCESSING = "trust.public-post-processing"
+PRIVACY_PREFIX = "trust.privacy."
+PRIVACY_EPSILON = "trust.privacy.epsilon"
+PRIVACY_DELTA = "trust.privacy.delta"
+PRIVACY_EXHAUSTED = "trust.privacy.exhausted"
+PRIVACY_NOISE_MULTIPLIER = "trust.privacy.noise-multiplier"
+PRIVACY_RELEASES = "trust.privacy.releases"
+VETO = "trust.veto"
+VETO_RULES = "trust.veto.rules"
+STATUS_PREFIX = "trust.status."
+STATUS_PARTS = ("incoming", "outgoing", "personal", "private", "shift")
+STATUS = {"ok": 0, "not-configured": 1, "no-local-data": 2, "budget-exhausted": 3,
+          "too-few-samples": 4, "model-unavailable": 5}
+DELTA_PREFIX = "trust.delta."
+PERSONAL = "personal"  # trust.personal.<mode>.<metric>: the personalized model's headline
+SHIFT_FROM_EARLIER = "trust.shift.from-earlier"
+SHIFT_FROM_REFERENCE = "trust.shift.from-reference"
+MOD_SECONDS = "trust.mod-seconds"
+PROBE_SECONDS = "trust.probe-seconds"
+
+# ----------------------------------------------------------------- server -> Result metrics
+REPLIES_VALID = "trust.replies-valid"
+REPLIES_REFUSED = "trust.replies-refused"
+REPLIES_FAILED = "trust.replies-failed"
+ALARMS = "trust.alarms"
+WARNINGS = "trust.warnings"
+GATE_ACTION = "trust.gate-action"
+EXCLUDED = "trust.excluded"
+RESULT_KEYS = (REPLIES_VALID, REPLIES_REFUSED, REPLIES_FAILED, ALARMS, WARNINGS, GATE_ACTION,
+               EXCLUDED)
+ACTION_CODE = {"accept": 0, "quarantine": 1, "rollback": 2, "halt": 3}
+
+Number = int | float
+_HEX = re.compile(r"[0-9a-f]{12,64}")
+
+
+class ProtocolError(TrustError):
+    """A peer sent a ``trust.*`` value of the wrong type or range."""
+
+
+def metric_key(mode: str, metric: str, prefix: str = PREFIX) -> str:
+    """``trust.<mode>.<metric>`` (``prefix`` = "trust.personal." etc. for the variants)."""
+    return f"{prefix}{mode}.{metric}"
+
+
+def hash_to_int(hex_hash: str) -> int:
+    """A suite hash as an int that fits a MetricRecord (first 15 hex digits = 60 bits)."""
+    return int(hex_hash[:15], 16)
+
+
+def is_trust_key(key: str) -> bool:
+    return key.startswith(PREFIX)
+
+
+# ------------------------------------------------------------------------ server config
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The ``trust.*`` keys the server adds to every train/evaluate ConfigRecord.
+
+    suite_hash:   combined SHA-256 (hex) of the server's probe suites, or None (not sent)
+    round:        the server round the client's probe sample is drawn for
+    probe_budget: items per mode the client probes this round (0 = whole suites), or None
+    """
+
+    suite_hash: str | None
+    round: int
+    probe_budget: int | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {ROUND: self.round}
+        if self.suite_hash is not None:
+            out[SUITE_HASH] = self.suite_hash
+        if self.probe_budget is not None:
+            out[PROBE_BUDGET] = self.probe_budget
+        return out
+
+    @classmethod
+    def parse(cls, configs: Mapping[str, Any], group_id: str = "") -> ServerConfig:
+        """Read the keys from a message's config values (Flower's server-round, then the
+        message's group id are the round's fallbacks); ProtocolError names a bad one."""
+        suite_hash = configs.get(SUITE_HASH)
+        if suite_hash is not None and (not isinstance(suite_hash, str)
+                                       or not _HEX.fullmatch(suite_hash)):
+            raise ProtocolError(f"The server sent {SUITE_HASH} = {suite_hash!r}, not a hex "
+                                "SHA-256.", "Update the server to the same flwr-trust version.")
+        rnd: Any = configs.get(ROUND, configs.get(FLOWER_ROUND))
+        if rnd is None:
+            rnd = int(group_id) if group_id.isdigit() else 0
+        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
+            raise ProtocolError(f"The server sent round {rnd!r}, not a non-negative integer.",
+                                f"Send {ROUND} / {FLOWER_ROUND} as an int.")
+        budget = configs.get(PROBE_BUDGET)
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)
+                                   or budget < 0):
+            raise ProtocolError(f"The server sent {PROBE_BUDGET} = {budget!r}.",
+                                "Send a non-negative int (0 = whole suite).")
+        return cls(suite_hash, rnd, budget)
+
+
+def server_configs(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``trust.*`` keys and Flower's server-round from a message's ConfigRecords."""
+    out: dict[str, Any] = {}
+    for record in records.values():
+        for key, value in record.items():
+            if key.startswith(PREFIX) or key == FLOWER_ROUND:
+                out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------ client metrics
+
+
+def entry(key: str, value: float, stderr: float, n: int, noise: float = 0.0
+          ) -> dict[str, Number]:
+    """The four numbers of one metric; a non-finite value is reported absent (n = 0)."""
+    if not math.isfinite(value) or n <= 0:
+        return absent(key)
+    return {key: float(value), key + STDERR: float(stderr) if math.isfinite(stderr) else 0.0,
+            key + N: int(n), key + NOISE: float(noise)}
+
+
+def absent(key: str) -> dict[str, Number]:
+    """A metric not available this round: still sent (every reply of a round carries the same
+    keys), with n = 0 and value, stderr and noise 0. **n = 0 means absent.**"""
+    return {key: 0.0, key + STDERR: 0.0, key + N: 0, key + NOISE: 0.0}
+
+
+def profile_entries(metrics: Mapping[str, Mapping[str, Any]], prefix: str = PREFIX
+                    ) -> dict[str, Number]:
+    """Every metric of a profile (mode -> metric -> MetricValue) as released post-processing
+    (noise 0)."""
+    out: dict[str, Number] = {}
+    for mode, values in metrics.items():
+        for name, mv in values.items():
+            out |= entry(metric_key(mode, name, prefix), mv.value, mv.stderr, mv.n)
+    return out
+
+
+def values_only(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """``trust.<mode>.<metric>`` -> value for the finite values of a profile (the server's
+    probe of a candidate in Flower's Result)."""
+    return {metric_key(mode, name): float(mv.value) for mode, values in metrics.items()
+            for name, mv in values.items() if math.isfinite(mv.value)}
+
+
+class Observation(NamedTuple):
+    """A client-reported metric: value, sampling stderr, sample size, std of added DP noise.
+
+    A NamedTuple (immutable, and cheap: a round holds clients x metrics of them).
+    """
+
+    value: float
+    stderr: float = 0.0
+    n: int = 0
+    noise_std: float = 0.0
+
+
+def observations(flat: Mapping[str, Any], noise_std: float = 0.0
+                 ) -> dict[str, dict[str, Observation]]:
+    """A reply's flat ``trust.<mode>.<metric>[.stderr|.n|.noise]`` numbers as Observations.
+
+    `noise_std` is used where a metric carries no `.noise`. Non-numeric values are skipped, and
+    so are metrics reported with `.n = 0` (absent). Other ``trust.*`` keys (suite hash, privacy,
+    deltas) come out under "modes" no detector watches.
+    """
+    out: dict[str, dict[str, Observation]] = {}
+    for key, value in flat.items():
+        if not key.startswith(PREFIX) or key.endswith(SUFFIXES):
+            continue
+        mode, _, metric = key[len(PREFIX):].partition(".")
+        try:
+            obs = Observation(float(value), float(flat.get(key + STDERR, 0.0)),
+                              int(flat.get(key + N, 0)),
+                              float(flat.get(key + NOISE, noise_std)))
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if key + N in flat and obs.n == 0:
+            continue
+        if metric:
+            out.setdefault(mode, {})[metric] = obs
+    return out
+
+
+def split_trust(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the ``trust.*`` numbers, the user's own metrics) of one reply's MetricRecord."""
+    trust = {k: v for k, v in metrics.items() if k.startswith(PREFIX)}
+    user = {k: v for k, v in metrics.items() if not k.startswith(PREFIX)}
+    return trust, user
+
+
+def privacy_fields(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trust.privacy.*`` numbers of a reply (for the audit record)."""
+    return {k: v for k, v in flat.items() if k.startswith(PRIVACY_PREFIX)}
+
+
+def status_key(part: str) -> str:
+    return STATUS_PREFIX + part
