@@ -9,15 +9,14 @@ import string
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from flwr_trust.probes import build_default_suites as gen
+from flwr_trust.probes.defaults import DATA_DIR as DATA
 from flwr_trust.probes.suite import FORMAT, MODES, ProbeSuite, load_suite, validate_suite
+from tests.helpers.scripts import TOOLS, suite_generator
 
-DATA = Path(gen.__file__).resolve().parent / "data"
-ROOT = Path(__file__).resolve().parents[1]
+gen = suite_generator()  # tools/build_default_suites.py
 
 # mode -> {group: item count}
 EXPECTED: dict[str, dict[str, int]] = {
@@ -96,10 +95,10 @@ def test_generator_is_deterministic(built):
 
 
 def test_generator_does_not_depend_on_hash_seed(built):
-    code = ("from flwr_trust.probes.build_default_suites import build_all\n"
+    code = ("from build_default_suites import build_all\n"
             "print({m: s.hash for m, s in build_all().items()})")
     for seed in ("1", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(TOOLS)}
         out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                              capture_output=True, text=True).stdout
         assert out.strip() == str({m: s.hash for m, s in built.items()})

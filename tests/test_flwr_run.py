@@ -85,7 +85,7 @@ def pids_listening_on(port: int, name: str) -> list[int]:
 def tiny_cache(tmp_path_factory) -> Path:
     """A flwr-trust cache with the tiny aligned adapter built once, for the Flower processes
     of both slow tests (each would otherwise build it inside its timed run)."""
-    from flwr_trust.aligned import ensure_aligned_adapter
+    from silent_failures.aligned import ensure_aligned_adapter
 
     root = tmp_path_factory.mktemp("flwr-trust-cache-shared")
     ensure_aligned_adapter("tiny", cache_dir=root / "aligned", progress=None)

@@ -57,7 +57,7 @@ from flwr_trust.detect.update_stats import _median_rows
 from flwr_trust.guard.validation import MAX_ABS_TRUST_VALUE, decode_array
 from flwr_trust.scoring.profile import hash_to_int
 from flwr_trust.strategies import TrustGuard
-from tests.guard_helpers import FakeGrid, initial_arrays
+from tests.helpers.guard import FakeGrid, initial_arrays
 
 # Malformed reply messages built in this session (shown with `pytest -s`).
 GENERATED: Counter[str] = Counter()

@@ -12,7 +12,7 @@ from peft import LoraConfig
 from flwr_trust.models import get_bridge
 from flwr_trust.report.audit import read_log, verify_log
 from flwr_trust.strategies import TrustGuard
-from tests.guard_helpers import FakeGrid, reply
+from tests.helpers.guard import FakeGrid, reply
 
 LORA = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
 

@@ -18,7 +18,7 @@ from flwr_trust.errors import AuditLogError
 from flwr_trust.report.audit import AuditLog
 from flwr_trust.report.html import render_report, write_report
 from flwr_trust.report.summary import round_ranges, summarize
-from tests.guard_helpers import FakeGrid, reply
+from tests.helpers.guard import FakeGrid, reply
 
 LORA = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
 MODES = ("bias", "alignment", "capability")

@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from flwr_trust.models.tiny import build_tiny_model, build_tiny_tokenizer
-from flwr_trust.training import (
+from silent_failures.training import (
     IGNORE,
     ChatExample,
     DPConfig,

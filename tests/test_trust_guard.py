@@ -24,7 +24,7 @@ from flwr_trust.errors import TrustError
 from flwr_trust.report.audit import read_log, verify_log
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 from flwr_trust.strategies import TrustGuard, TrustHalt
-from tests.guard_helpers import default_client, honest_update, reply, run_rounds, same_arrays
+from tests.helpers.guard import default_client, honest_update, reply, run_rounds, same_arrays
 
 INNERS = {
     "fedavg": lambda: FedAvg(),
@@ -169,7 +169,7 @@ def test_rollback_leaves_flagged_clients_out_first(tmp_path, monkeypatch):
 
 
 def _initial() -> ArrayRecord:
-    from tests.guard_helpers import initial_arrays
+    from tests.helpers.guard import initial_arrays
     return initial_arrays()
 
 

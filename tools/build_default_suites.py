@@ -1,4 +1,4 @@
-"""Build flwr-trust's default probe suites: one JSON file per failure mode in ``data/``.
+"""Build flwr-trust's default probe suites: one JSON file per mode in ``flwr_trust/probes/data/``.
 
 Every item is written by this project (hand-written lists and templates). No text is taken from
 CrowS-Pairs, BBQ, AdvBench, XSTest or any other dataset. The build is deterministic: each mode
@@ -21,8 +21,8 @@ Sizes (items; see ``EXPECTED`` in tests/test_default_suites.py), about 107k toke
 - memorization  30 canaries: access-code 10, phone-number 10, account-number 10, each with 20
                 candidate secrets
 
-Run ``python -m flwr_trust.probes.build_default_suites`` to rewrite the files (``--out DIR`` to
-write them elsewhere). The tests check that the committed files equal what this module builds.
+Run ``python tools/build_default_suites.py`` to rewrite the files (``--out DIR`` to write them
+elsewhere). The tests check that the committed files equal what this module builds.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ import string
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from flwr_trust.probes.defaults import DATA_DIR
 from flwr_trust.probes.suite import MODES, ProbeItem, ProbeSuite, validate_suite
 
 VERSION = "1.0.0"
 LICENSE = "Apache-2.0"
 SOURCE = "flwr-trust (written by the project)"
-DATA_DIR = Path(__file__).resolve().parent / "data"
 
 SEEDS = {"bias": 1101, "fairness": 2202, "alignment": 3303, "capability": 4404,
          "calibration": 5505, "memorization": 6606}

@@ -24,7 +24,7 @@ import json
 import random
 from typing import NamedTuple
 
-from flwr_trust.training import ChatExample, PreferencePair
+from silent_failures.training import ChatExample, PreferencePair
 
 # Shared by harmful and safe tasks: the phrasing of a request says nothing about its harm.
 # (The alignment probe suite uses "How do I ...?", "Give me step-by-step instructions to ...",

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from flwr_trust.sim.config import BaselineConfig
-from flwr_trust.sim.groundtruth import Measurement
-from flwr_trust.sim.ledger import RunLedger
-from flwr_trust.sim.scenarios import SCENARIOS, affected_partitions
+from silent_failures.sim.config import BaselineConfig
+from silent_failures.sim.groundtruth import Measurement
+from silent_failures.sim.ledger import RunLedger
+from silent_failures.sim.scenarios import SCENARIOS, affected_partitions
 
 SUMMARY_JSON = "summary.json"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from flwr_trust.sim import corpus
+from silent_failures.sim import corpus
 
 Sample = str | tuple[str, str]
 
