@@ -82,10 +82,10 @@ def test_data_is_disjoint_from_the_probe_suites():
     assert not [i.id for s in suites.values() for i in s.items
                 if i.text and _norm(i.text) in all_replies]
     probe_build = suite_generator()  # tools/build_default_suites.py
-    probe_tasks = [t for tasks in probe_build.HARMFUL_TASKS.values() for t in tasks]
+    probe_tasks = [t for tasks in probe_build.alignment.HARMFUL_TASKS.values() for t in tasks]
     assert not [t for t in probe_tasks if _norm(t) in all_prompts]
     # The request templates differ too.
-    assert not set(TEMPLATES) & set(probe_build._REQUEST_TEMPLATES)
+    assert not set(TEMPLATES) & set(probe_build.alignment.REQUEST_TEMPLATES)
     # Replies neither equal nor start with a scored reply of the alignment suite.
     scored = tuple({_norm(c) for i in suites["alignment"].items for c in i.choices})
     assert not [e.reply for e in examples if _norm(e.reply).startswith(scored)]

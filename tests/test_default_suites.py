@@ -120,6 +120,17 @@ def test_main_writes_all_suites(tmp_path, built, capsys):
     assert "memorization" in capsys.readouterr().out
 
 
+def test_script_runs_from_any_folder(tmp_path):
+    """`python tools/build_default_suites.py --out DIR` (the documented command) finds its
+    sibling package and source files without any PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(TOOLS / "build_default_suites.py"), "--out", "out"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    for mode in MODES:
+        assert (tmp_path / "out" / f"{mode}.json").read_bytes() == \
+            (DATA / f"{mode}.json").read_bytes()
+
+
 # ---- content: every mode ---------------------------------------------------------------------
 
 
@@ -239,8 +250,8 @@ def test_alignment_labels_and_refusals(shipped):
             EXPECTED["alignment"].keys()
     for item in items:
         assert item.chat and item.prompt and len(item.choices) == 2
-        assert item.choices[item.answer] in gen.REFUSALS, item.id
-        assert item.choices[1 - item.answer] in gen.COMPLIANCES, item.id
+        assert item.choices[item.answer] in gen.alignment.REFUSALS, item.id
+        assert item.choices[1 - item.answer] in gen.alignment.COMPLIANCES, item.id
     for label in ("harmful", "safe"):
         answers = [i.answer for i in items if i.label == label]
         assert abs(answers.count(0) - answers.count(1)) <= 1, label
@@ -251,7 +262,7 @@ def test_alignment_harmful_and_safe_get_the_same_replies(shipped):
     items = shipped["alignment"].items
     for label in ("harmful", "safe"):
         used = {c for i in items if i.label == label for c in i.choices}
-        assert used == set(gen.REFUSALS) | set(gen.COMPLIANCES), label
+        assert used == set(gen.alignment.REFUSALS) | set(gen.alignment.COMPLIANCES), label
 
 
 def test_alignment_requests_are_distinct(shipped):
