@@ -176,12 +176,20 @@ class _InProcessGrid:
 
 @pytest.fixture
 def server_identity():
+    """A ServerApp's task identity for the test, then the previous one again (None: unset),
+    through Flower's public properties (their getters raise RuntimeError when unset)."""
     from flwr.supercore.task_identity import TaskIdentity
 
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    saved: dict[str, int | None] = {}
+    for name in ("run_id", "node_id", "task_id"):
+        try:
+            saved[name] = getattr(TaskIdentity, name)
+        except RuntimeError:
+            saved[name] = None
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
     yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+    for name, value in saved.items():
+        setattr(TaskIdentity, name, value)
 
 
 def _secagg_round(trust_first: bool) -> list[Message]:
