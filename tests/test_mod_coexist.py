@@ -17,8 +17,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
 from flwr_trust.mods import make_trust_mod, sample_suites
 from flwr_trust.scoring.runner import profile_model
-from tests.test_mod_flow import _evaluate, _loaded
-from tests.test_mod_support import (
+from tests.helpers.mods import (
     SUITES,
     TINY_DEFAULTS,
     context,
@@ -27,6 +26,7 @@ from tests.test_mod_support import (
     metrics_of,
     single_thread,
 )
+from tests.test_mod_flow import _evaluate, _loaded
 
 
 @pytest.fixture(autouse=True)
@@ -200,7 +200,7 @@ def _secagg_round(trust_first: bool) -> list[Message]:
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
-    from tests.test_mod_support import lora_arrays
+    from tests.helpers.mods import lora_arrays
 
     start = [a.numpy() for a in lora_arrays(0).values()]
 

@@ -18,7 +18,7 @@ from flwr_trust.mods.report import HEADLINE, STATUS
 from flwr_trust.probes.suite import MODES
 from flwr_trust.scoring.profile import hash_to_int
 from flwr_trust.scoring.runner import profile_model
-from tests.test_mod_support import (
+from tests.helpers.mods import (
     SUITE_HASH,
     SUITES,
     TINY_DEFAULTS,
