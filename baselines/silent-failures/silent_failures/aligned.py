@@ -35,12 +35,8 @@ import torch
 from peft import LoraConfig
 
 from silent_failures.alignment_data import alignment_examples, data_hash
-from silent_failures.training import (
-    Precision,
-    PreferencePair,
-    preferred_precision,
-    train_preference,
-)
+from silent_failures.preference import PreferencePair, train_preference
+from silent_failures.training import Precision, preferred_precision
 
 FORMAT = "flwr-trust-aligned/1"
 REPORT_FILE = "aligned_report.json"

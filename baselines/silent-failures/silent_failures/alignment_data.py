@@ -26,7 +26,8 @@ import random
 from pathlib import Path
 from typing import NamedTuple
 
-from silent_failures.training import ChatExample, PreferencePair
+from silent_failures.preference import PreferencePair
+from silent_failures.training import ChatExample
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "alignment_data.json"
 
