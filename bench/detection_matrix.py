@@ -4,11 +4,12 @@
     python bench/detection_matrix.py --model default --seeds 3 \\
         --scenarios alignment-erosion-malicious --resume                # SmolLM2, one scenario
 
-Every cell is a federation run in this process (flwr_trust.sim.runner.run_inline: the baseline's
-own ClientApp and server code on an in-process Grid, no Ray), so the grid fits in minutes.
+Every cell is a federation run in this process (silent_failures.sim.runner.run_inline: the
+baseline's own ClientApp and server code on an in-process Grid, no Ray), so the grid fits in
+minutes.
 Writes <out>/table.md (command, settings, wall time, table), <out>/table.json and each run's
 summary.json under <out>/<scenario>/<monitor>-seed<k>/; prints the table. Column meanings:
-flwr_trust/sim/matrix.py and docs/detection_matrix.md.
+baselines/silent-failures/silent_failures/sim/matrix.py and docs/detection_matrix.md.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def app_trust_config() -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flwr_trust.sim.config import MONITORS, BaselineConfigError, parse_config
-    from flwr_trust.sim.scenarios import SCENARIOS
+    from silent_failures.sim.config import MONITORS, BaselineConfigError, parse_config
+    from silent_failures.sim.scenarios import SCENARIOS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="tiny", choices=("tiny", "default"))
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.getLogger("flwr").setLevel(logging.WARNING)
-    from flwr_trust.sim.matrix import aggregate, cells, run_grid, to_markdown, write_table
+    from silent_failures.sim.matrix import aggregate, cells, run_grid, to_markdown, write_table
 
     out = args.out or Path("runs") / "matrix" / args.model
     start = time.perf_counter()

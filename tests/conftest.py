@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A flwr-trust cache with the tiny aligned adapter built once, for the Flower processes
+    of the `flwr run` and deployment tests (each would otherwise build it inside its timed run)."""
+    from silent_failures.aligned import ensure_aligned_adapter
+
+    root = tmp_path_factory.mktemp("flwr-trust-cache-shared")
+    ensure_aligned_adapter("tiny", cache_dir=root / "aligned", progress=None)
+    return root

@@ -12,8 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from flwr_trust import aligned
-from flwr_trust.aligned import (
+from flwr_trust.models import get_bridge
+from flwr_trust.probes import default_suites
+from silent_failures import aligned
+from silent_failures.aligned import (
     AlignRecipe,
     aligned_bridge,
     aligned_key,
@@ -24,8 +26,8 @@ from flwr_trust.aligned import (
     load_report,
     opening_pair,
 )
-from flwr_trust.aligned_cli import main as cli_main
-from flwr_trust.alignment_data import (
+from silent_failures.aligned_cli import main as cli_main
+from silent_failures.alignment_data import (
     BENIGN,
     HARMFUL,
     HELPFUL_FORMATS,
@@ -36,9 +38,7 @@ from flwr_trust.alignment_data import (
     alignment_examples,
     data_hash,
 )
-from flwr_trust.models import get_bridge
-from flwr_trust.probes import build_default_suites as probe_build
-from flwr_trust.probes import default_suites
+from tests.helpers.scripts import suite_generator
 
 QUICK = AlignRecipe(steps=3, batch_size=4, lr=1e-3, max_length=96, warmup_steps=0)
 
@@ -81,10 +81,11 @@ def test_data_is_disjoint_from_the_probe_suites():
     assert not [q for q in probe_prompts if len(q) > 15 and q in all_prompts]
     assert not [i.id for s in suites.values() for i in s.items
                 if i.text and _norm(i.text) in all_replies]
-    probe_tasks = [t for tasks in probe_build.HARMFUL_TASKS.values() for t in tasks]
+    probe_build = suite_generator()  # tools/build_default_suites.py
+    probe_tasks = [t for tasks in probe_build.alignment.HARMFUL_TASKS.values() for t in tasks]
     assert not [t for t in probe_tasks if _norm(t) in all_prompts]
     # The request templates differ too.
-    assert not set(TEMPLATES) & set(probe_build._REQUEST_TEMPLATES)
+    assert not set(TEMPLATES) & set(probe_build.alignment.REQUEST_TEMPLATES)
     # Replies neither equal nor start with a scored reply of the alignment suite.
     scored = tuple({_norm(c) for i in suites["alignment"].items for c in i.choices})
     assert not [e.reply for e in examples if _norm(e.reply).startswith(scored)]
@@ -155,7 +156,7 @@ def test_force_rebuilds_and_the_key_tracks_the_inputs(tmp_path):
 
 def test_key_is_the_same_in_every_process():
     """peft keeps target_modules as a set, whose str() follows the hash seed."""
-    code = "from flwr_trust.aligned import aligned_key; print(aligned_key('tiny'))"
+    code = "from silent_failures.aligned import aligned_key; print(aligned_key('tiny'))"
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
             for seed in ("1", "2", "3")}

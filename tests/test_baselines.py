@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flwr_trust.mods.local_data import canary_text
+from flwr_trust.modes.memorization import canary_text
 from flwr_trust.probes.defaults import default_suite
-from flwr_trust.sim import corpus
-from flwr_trust.sim.config import KEYS, MONITORS, BaselineConfigError, parse_config
-from flwr_trust.sim.monitors import SystemMonitor
-from flwr_trust.sim.scenarios import (
+from silent_failures.sim import corpus
+from silent_failures.sim.config import KEYS, MONITORS, BaselineConfigError, parse_config
+from silent_failures.sim.monitors import SystemMonitor
+from silent_failures.sim.scenarios import (
     SCENARIOS,
     ScenarioParams,
     affected_partitions,
@@ -163,7 +163,7 @@ def shared_cache(shared_cache_dir, monkeypatch) -> Path:
 
 
 def test_trust_rollback_federation_writes_report_and_summary(tmp_path, capsys):
-    from flwr_trust.sim.runner import run_inline
+    from silent_failures.sim.runner import run_inline
 
     out = run_inline(num_clients=3, base_dir=tmp_path, report=True,
                      scenario="alignment-erosion-malicious", monitor="trust-rollback", **FAST)
@@ -182,9 +182,9 @@ def test_memorization_client_is_aggregated_under_the_trust_mod(tmp_path, shared_
     """The memorizing client declares to the mod only the planted canaries of its probe set.
     Declaring the others made the mod answer with an error reply every round, so the client
     was never aggregated and trust monitors looked as if they resisted memorization."""
-    from flwr_trust.sim.client import declarable_canaries
-    from flwr_trust.sim.probeset import probe_set
-    from flwr_trust.sim.runner import run_inline
+    from silent_failures.sim.client import declarable_canaries
+    from silent_failures.sim.probeset import probe_set
+    from silent_failures.sim.runner import run_inline
 
     probe_ids = {i.id for i in probe_set(FAST["probe_items"])["memorization"].items}
     planted = [i.id for i in default_suite("memorization").items]
@@ -205,7 +205,7 @@ def test_memorization_client_is_aggregated_under_the_trust_mod(tmp_path, shared_
     ("memorization", "trust-quarantine", {}),
 ])
 def test_scenario_families_run(tmp_path, shared_cache, scenario, monitor, extra):
-    from flwr_trust.sim.runner import run_inline
+    from silent_failures.sim.runner import run_inline
 
     out = run_inline(num_clients=3, base_dir=tmp_path, scenario=scenario, monitor=monitor,
                      **(FAST | extra))

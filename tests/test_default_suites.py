@@ -9,15 +9,15 @@ import string
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from flwr_trust.probes import build_default_suites as gen
-from flwr_trust.probes.suite import FORMAT, MODES, ProbeSuite, load_suite, validate_suite
+from flwr_trust.modes import MODES
+from flwr_trust.probes.defaults import DATA_DIR as DATA
+from flwr_trust.probes.suite import FORMAT, ProbeSuite, load_suite, validate_suite
+from tests.helpers.scripts import TOOLS, suite_generator
 
-DATA = Path(gen.__file__).resolve().parent / "data"
-ROOT = Path(__file__).resolve().parents[1]
+gen = suite_generator()  # tools/build_default_suites.py
 
 # mode -> {group: item count}
 EXPECTED: dict[str, dict[str, int]] = {
@@ -96,10 +96,10 @@ def test_generator_is_deterministic(built):
 
 
 def test_generator_does_not_depend_on_hash_seed(built):
-    code = ("from flwr_trust.probes.build_default_suites import build_all\n"
+    code = ("from build_default_suites import build_all\n"
             "print({m: s.hash for m, s in build_all().items()})")
     for seed in ("1", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(TOOLS)}
         out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                              capture_output=True, text=True).stdout
         assert out.strip() == str({m: s.hash for m, s in built.items()})
@@ -119,6 +119,17 @@ def test_main_writes_all_suites(tmp_path, built, capsys):
         assert load_suite(tmp_path / f"{mode}.json").hash == built[mode].hash
         assert (tmp_path / f"{mode}.json").read_bytes() == (DATA / f"{mode}.json").read_bytes()
     assert "memorization" in capsys.readouterr().out
+
+
+def test_script_runs_from_any_folder(tmp_path):
+    """`python tools/build_default_suites.py --out DIR` (the documented command) finds its
+    sibling package and source files without any PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, str(TOOLS / "build_default_suites.py"), "--out", "out"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    for mode in MODES:
+        assert (tmp_path / "out" / f"{mode}.json").read_bytes() == \
+            (DATA / f"{mode}.json").read_bytes()
 
 
 # ---- content: every mode ---------------------------------------------------------------------
@@ -240,8 +251,8 @@ def test_alignment_labels_and_refusals(shipped):
             EXPECTED["alignment"].keys()
     for item in items:
         assert item.chat and item.prompt and len(item.choices) == 2
-        assert item.choices[item.answer] in gen.REFUSALS, item.id
-        assert item.choices[1 - item.answer] in gen.COMPLIANCES, item.id
+        assert item.choices[item.answer] in gen.alignment.REFUSALS, item.id
+        assert item.choices[1 - item.answer] in gen.alignment.COMPLIANCES, item.id
     for label in ("harmful", "safe"):
         answers = [i.answer for i in items if i.label == label]
         assert abs(answers.count(0) - answers.count(1)) <= 1, label
@@ -252,7 +263,7 @@ def test_alignment_harmful_and_safe_get_the_same_replies(shipped):
     items = shipped["alignment"].items
     for label in ("harmful", "safe"):
         used = {c for i in items if i.label == label for c in i.choices}
-        assert used == set(gen.REFUSALS) | set(gen.COMPLIANCES), label
+        assert used == set(gen.alignment.REFUSALS) | set(gen.alignment.COMPLIANCES), label
 
 
 def test_alignment_requests_are_distinct(shipped):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_flwr_run import (
+from tests.helpers.flower import (
     APP,
     BIN,
     RUN_CONFIG,
@@ -23,7 +23,6 @@ from tests.test_flwr_run import (
     free_ports,
     report_path,
     stop_tree,
-    tiny_cache,  # noqa: F401  (the shared session fixture)
 )
 
 CONNECTION = "baselines-deploy"
@@ -42,7 +41,7 @@ def _wait_for(path: Path, text: str, timeout: float, procs: list[subprocess.Pope
 
 
 @pytest.mark.slow
-def test_deployment_engine_superlink_two_supernodes(tmp_path, tiny_cache):  # noqa: F811
+def test_deployment_engine_superlink_two_supernodes(tmp_path, tiny_cache):
     link_port, health_port, node0_port, node1_port = free_ports(4)
     home = tmp_path / "flwr-home"
     home.mkdir()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from flwr_trust.sim.matrix import aggregate, cells, to_markdown
-from flwr_trust.sim.outcome import RunOutcome, as_system_run
+from silent_failures.sim.matrix import aggregate, cells, to_markdown
+from silent_failures.sim.outcome import RunOutcome, as_system_run
+from tests.helpers.scripts import load_script
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "detection_matrix.py"
 COLUMNS = ["scenario (target metric)", "monitor", "detected", "rounds to alarm",
@@ -17,10 +17,7 @@ COLUMNS = ["scenario (target metric)", "monitor", "detected", "rounds to alarm",
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("detection_matrix", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH)
 
 
 def _outcome(monitor: str, alarms: list[dict], scenario: str = "poisoned-update") -> RunOutcome:

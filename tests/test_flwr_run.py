@@ -8,94 +8,21 @@ started, found by that unique port, by pid (with its children).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "baselines" / "silent-failures"
-BIN = Path(sys.executable).parent
-RUN_CONFIG = ("model='tiny' num-server-rounds=2 onset-round=2 local-steps=2 batch-size=2 "
-              "probe-items=8 eval-items=40")
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on loopback (bound together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def flower_env(home: Path, **extra: str) -> dict[str, str]:
-    env = os.environ.copy()
-    env.update({"FLWR_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
-    env.update(extra)
-    return env
-
-
-def stop_tree(pids: list[int], timeout: float = 20.0) -> None:
-    """SIGTERM each pid and its descendants (collected first), then SIGKILL what remains."""
-    import psutil
-
-    procs = []
-    for pid in pids:
-        try:
-            parent = psutil.Process(pid)
-            procs += [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def pids_listening_on(port: int, name: str) -> list[int]:
-    """Processes named `name` whose command line has `--port <port>` (the one we chose)."""
-    import psutil
-
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if any(name in part for part in cmd) and str(port) in cmd:
-            out.append(p.info["pid"])
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory) -> Path:
-    """A flwr-trust cache with the tiny aligned adapter built once, for the Flower processes
-    of both slow tests (each would otherwise build it inside its timed run)."""
-    from flwr_trust.aligned import ensure_aligned_adapter
-
-    root = tmp_path_factory.mktemp("flwr-trust-cache-shared")
-    ensure_aligned_adapter("tiny", cache_dir=root / "aligned", progress=None)
-    return root
-
-
-def report_path(output: str) -> Path:
-    lines = [ln for ln in output.splitlines() if ln.startswith("Report: ")]
-    assert lines, f"no 'Report:' line in the output:\n{output[-3000:]}"
-    return Path(lines[-1].removeprefix("Report: ").strip())
+from tests.helpers.flower import (
+    APP,
+    BIN,
+    RUN_CONFIG,
+    flower_env,
+    free_ports,
+    pids_listening_on,
+    report_path,
+    stop_tree,
+)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 from flwr_trust.mods import make_trust_mod
 from flwr_trust.probes import sample_suites
 from flwr_trust.scoring.runner import profile_model
-from tests.helpers.mod import (
+from tests.helpers.mods import (
     SUITES,
     TINY_DEFAULTS,
     context,
@@ -178,12 +178,20 @@ class _InProcessGrid:
 
 @pytest.fixture
 def server_identity():
+    """A ServerApp's task identity for the test, then the previous one again (None: unset),
+    through Flower's public properties (their getters raise RuntimeError when unset)."""
     from flwr.supercore.task_identity import TaskIdentity
 
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    saved: dict[str, int | None] = {}
+    for name in ("run_id", "node_id", "task_id"):
+        try:
+            saved[name] = getattr(TaskIdentity, name)
+        except RuntimeError:
+            saved[name] = None
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
     yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+    for name, value in saved.items():
+        setattr(TaskIdentity, name, value)
 
 
 def _secagg_round(trust_first: bool) -> list[Message]:
@@ -194,7 +202,7 @@ def _secagg_round(trust_first: bool) -> list[Message]:
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
-    from tests.helpers.mod import lora_arrays
+    from tests.helpers.mods import lora_arrays
 
     start = [a.numpy() for a in lora_arrays(0).values()]
 

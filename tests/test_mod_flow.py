@@ -19,7 +19,7 @@ from flwr_trust.mods import make_trust_mod, provide_local_data
 from flwr_trust.probes import sample_suites
 from flwr_trust.protocol import STATUS, hash_to_int
 from flwr_trust.scoring.runner import profile_model
-from tests.helpers.mod import (
+from tests.helpers.mods import (
     SUITE_HASH,
     SUITES,
     TINY_DEFAULTS,

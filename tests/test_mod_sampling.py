@@ -9,7 +9,7 @@ import pytest
 
 from flwr_trust.probes.sampling import round_indices, round_sample, stratum
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
-from tests.helpers.mod import SUITES, single_thread
+from tests.helpers.mods import SUITES, single_thread
 
 
 @pytest.fixture(autouse=True)

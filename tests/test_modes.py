@@ -23,7 +23,7 @@ from flwr_trust.scoring.runner import profile_model
 from flwr_trust.scoring.stats import proportion_metric
 from flwr_trust.strategies import TrustGuard
 from tests.helpers.guard import honest_update, reply, run_rounds
-from tests.helpers.mod import TINY_DEFAULTS, context, echo_train, message, metrics_of
+from tests.helpers.mods import TINY_DEFAULTS, context, echo_train, message, metrics_of
 
 
 def _check(item: ProbeItem) -> str:

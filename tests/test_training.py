@@ -10,18 +10,17 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from flwr_trust.models.tiny import build_tiny_model, build_tiny_tokenizer
-from flwr_trust.training import (
+from silent_failures.preference import PreferencePair, train_preference
+from silent_failures.training import (
     IGNORE,
     ChatExample,
     DPConfig,
-    PreferencePair,
     collate,
     compose_epsilon,
     encode_example,
     mean_loss,
     per_example_loss,
     train_lora,
-    train_preference,
 )
 
 LORA = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])

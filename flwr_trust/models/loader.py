@@ -61,6 +61,13 @@ def load_base_model(spec: str | os.PathLike[str] = "default", *,
         return _CACHE[key]
 
 
+def load_uncached_model(spec: str | os.PathLike[str] = "default") -> LoadedModel:
+    """A fresh private copy of the base model for `spec`, not the process-wide one: for callers
+    that change the weights in place (training an adapter) while others keep using the shared
+    copy. Each call loads the model again."""
+    return _load(resolve_model_spec(spec))
+
+
 def clear_model_cache() -> None:
     """Forget loaded base models (tests; freeing memory)."""
     with _LOCK:

@@ -1,5 +1,5 @@
 """ClientApp: LoRA fine-tuning on scenario data, with flwr-trust's client mod."""
 
-from flwr_trust.sim.apps import make_client_app
+from silent_failures.sim.apps import make_client_app
 
 app = make_client_app()

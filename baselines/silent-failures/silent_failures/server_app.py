@@ -1,5 +1,5 @@
-"""ServerApp: one baseline federation (flwr_trust.sim.server.run_baseline), then its report."""
+"""ServerApp: one baseline federation (silent_failures.sim.server.run_baseline), then its report."""
 
-from flwr_trust.sim.apps import make_server_app
+from silent_failures.sim.apps import make_server_app
 
 app = make_server_app()

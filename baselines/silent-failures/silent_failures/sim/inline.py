@@ -4,8 +4,10 @@
 hundreds of short federations. `InlineGrid` keeps the Flower semantics that matter for them:
 each node has its own persistent `Context` (node_config ``partition-id`` / ``num-partitions``
 like the simulation engine's, run_config, state), every message is a deep copy in both
-directions (the client can never touch the server's arrays), message ids are set on push, and a
-ClientApp exception becomes an error reply, as in a real deployment. Nodes run sequentially.
+directions (the client can never touch the server's arrays), and a ClientApp exception becomes an
+error reply, as in a real deployment. Nodes run sequentially. Only Flower's public API is used:
+the grid keys replies by ids it makes itself on push and leaves the messages' metadata as Flower
+built it (message ids stay empty, as nothing downstream reads them).
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ FIRST_NODE_ID = 1001
 
 
 def ensure_task_identity(run_id: int = 1) -> None:
-    """Messages need a run and task identity; a real ServerApp process sets them at start."""
-    for name, value in (("_run_id", run_id), ("_task_id", 1), ("_node_id", 0)):
-        if getattr(TaskIdentity, name) is None:
+    """Messages need a run and task identity; a real ServerApp process sets them at start. Sets
+    the ones not set yet (their public getters raise RuntimeError) with the public setters."""
+    for name, value in (("run_id", run_id), ("task_id", 1), ("node_id", 0)):
+        try:
+            getattr(TaskIdentity, name)
+        except RuntimeError:
             setattr(TaskIdentity, name, value)
 
 
@@ -65,10 +70,10 @@ class InlineGrid(Grid):
         return list(self.contexts)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Delivers each message now; returns the grid's own ids under which the replies wait."""
         ids = []
         for msg in messages:
             msg_id = uuid.uuid4().hex
-            msg.metadata.__dict__["_message_id"] = msg_id
             self._replies[msg_id] = self._deliver(msg)
             ids.append(msg_id)
         return ids

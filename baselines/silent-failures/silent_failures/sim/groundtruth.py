@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from flwr_trust.sim.probeset import heldout_suite
-from flwr_trust.sim.scenarios import SCENARIOS, minority_heldout, task_heldout
+from silent_failures.sim.probeset import heldout_suite
+from silent_failures.sim.scenarios import SCENARIOS, minority_heldout, task_heldout
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class GroundTruth:
 
     def measure(self, arrays: Any) -> Measurement:
         from flwr_trust.scoring.runner import profile_arrays
-        from flwr_trust.training import mean_loss
+        from silent_failures.training import mean_loss
 
         self.bridge.load_arrays(arrays)
         model, tok = self.bridge.model, self.bridge.tokenizer

@@ -19,13 +19,13 @@ import numpy as np
 from flwr.app import ArrayRecord
 from flwr.serverapp import Grid
 
-from flwr_trust.sim.client import aligned_lora, limit_threads
-from flwr_trust.sim.config import BaselineConfig, parse_config
-from flwr_trust.sim.groundtruth import GroundTruth
-from flwr_trust.sim.ledger import RunLedger
-from flwr_trust.sim.monitors import SystemMonitor, build_strategy
-from flwr_trust.sim.outcome import RunOutcome, build_outcome
-from flwr_trust.sim.summary import render_summary
+from silent_failures.sim.client import aligned_lora, limit_threads
+from silent_failures.sim.config import BaselineConfig, parse_config
+from silent_failures.sim.groundtruth import GroundTruth
+from silent_failures.sim.ledger import RunLedger
+from silent_failures.sim.monitors import SystemMonitor, build_strategy
+from silent_failures.sim.outcome import RunOutcome, build_outcome
+from silent_failures.sim.summary import render_summary
 
 RUN_FILES = ("audit.jsonl", "audit.jsonl.head", "report.html", "summary.json", "summary.md")
 WAIT_FOR_NODES_S = 120.0
@@ -63,8 +63,8 @@ def wait_for_nodes(grid: Grid, minimum: int = 2, timeout: float = WAIT_FOR_NODES
 def initial_adapter(cfg: BaselineConfig) -> tuple[Any, ArrayRecord]:
     """(bridge, arrays): the adapter the federation starts from: initial-adapter, else the
     aligned adapter (built and cached the first time, with a message saying so)."""
-    from flwr_trust.aligned import ensure_aligned_adapter
-    from flwr_trust.sim.client import bridge_for
+    from silent_failures.aligned import ensure_aligned_adapter
+    from silent_failures.sim.client import bridge_for
 
     folder = cfg.initial_adapter or ensure_aligned_adapter(cfg.model)
     bridge = bridge_for(cfg.model)

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from flwr_trust.sim.config import BaselineConfig
-from flwr_trust.sim.groundtruth import Measurement
-from flwr_trust.sim.ledger import RunLedger
-from flwr_trust.sim.scenarios import SCENARIOS, affected_partitions
+from silent_failures.sim.config import BaselineConfig
+from silent_failures.sim.groundtruth import Measurement
+from silent_failures.sim.ledger import RunLedger
+from silent_failures.sim.scenarios import SCENARIOS, affected_partitions
 
 SUMMARY_JSON = "summary.json"
 
@@ -168,12 +168,11 @@ def gate_actions(cfg: BaselineConfig, strategy: Any, ledger: RunLedger) -> list[
     to_part = ledger.node_partition
     out = []
     for h in strategy.history:
-        gate = h.get("gate", {})
-        if gate.get("action", "accept") == "accept":
+        if h.gate.action == "accept":
             continue
-        out.append({"round": h["round"], "action": gate["action"],
-                    "excluded": sorted(to_part.get(n, -1) for n in gate.get("excluded", [])),
-                    "culprits": sorted(to_part.get(n, -1) for n in gate.get("culprits", []))})
+        out.append({"round": h.round, "action": h.gate.action,
+                    "excluded": sorted(to_part.get(n, -1) for n in h.gate.excluded),
+                    "culprits": sorted(to_part.get(n, -1) for n in h.gate.culprits)})
     return out
 
 

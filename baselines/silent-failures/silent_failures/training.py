@@ -146,7 +146,8 @@ def per_example_loss(model: Any, input_ids: torch.Tensor, attention_mask: torch.
     return token_loss.sum(dim=1) / counts.clamp(min=1)
 
 
-def _autocast(precision: Precision) -> Any:
+def autocast(precision: Precision) -> Any:
+    """The context for forward passes at `precision` (bf16 autocast on CPU, or nothing)."""
     if precision == "bf16":
         return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     if precision == "fp32":
@@ -167,20 +168,23 @@ def preferred_precision() -> Precision:
     return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "fp32"
 
 
-def _trainable_params(model: Any) -> list[Any]:
+def trainable_params(model: Any) -> list[Any]:
+    """The parameters that train (the adapter's); an error if there are none."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (attach a LoRA adapter first)")
     return params
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: Any) -> int:
+    """The id to pad with: the pad token, else end of sequence."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return int(pad)
 
 
-def _encode_all(tokenizer: Any, examples: Sequence[Example], max_length: int
+def encode_all(tokenizer: Any, examples: Sequence[Example], max_length: int
                 ) -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) of every example; an error if one has no token to learn."""
     enc = Encoder(tokenizer)
     eot = _end_of_turn(tokenizer, enc)
     rows = [encode_example(tokenizer, ex, max_length, enc, eot) for ex in examples]
@@ -216,9 +220,9 @@ def train_lora(model: Any, tokenizer: Any, examples: Sequence[Example], *, steps
         raise ValueError("steps and batch_size must be >= 1")
     if not examples:
         raise ValueError("no training examples")
-    rows = _encode_all(tokenizer, examples, max_length)
-    params = _trainable_params(model)
-    pad_id = _pad_id(tokenizer)
+    rows = encode_all(tokenizer, examples, max_length)
+    params = trainable_params(model)
+    pad_id = pad_token_id(tokenizer)
     was_training = model.training
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -243,13 +247,14 @@ def train_lora(model: Any, tokenizer: Any, examples: Sequence[Example], *, steps
                       delta=dp.delta if dp else None, dp_history=history)
 
 
-def _set_lr(optimizer: Any, lr: float, step: int, warmup_steps: int) -> None:
+def set_lr(optimizer: Any, lr: float, step: int, warmup_steps: int) -> None:
+    """`lr` after a linear warm-up over `warmup_steps`, for the optimizer's next step."""
     scale = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     for group in optimizer.param_groups:
         group["lr"] = lr * scale
 
 
-def _shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+def shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     """Endless batches: a seeded permutation per epoch, cut into batches (the last may wrap)."""
     gen = torch.Generator().manual_seed(seed)
     pending: list[int] = []
@@ -265,93 +270,27 @@ def _train_plain(model: Any, rows: list, optimizer: Any, params: list, steps: in
                  clip_norm: float | None, warmup_steps: int, lr: float,
                  progress: Any) -> list[float]:
     losses = []
-    batches = _shuffled_batches(len(rows), min(batch_size, len(rows)), seed)
+    batches = shuffled_batches(len(rows), min(batch_size, len(rows)), seed)
     for step in range(steps):
         ids, mask, labels = collate([rows[i] for i in next(batches)], pad_id)
-        _set_lr(optimizer, lr, step, warmup_steps)
+        set_lr(optimizer, lr, step, warmup_steps)
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(precision):
+        with autocast(precision):
             loss = per_example_loss(model, ids, mask, labels).mean()
-        losses.append(_step(loss, optimizer, params, clip_norm))
+        losses.append(optimizer_step(loss, optimizer, params, clip_norm))
         if progress is not None:
             progress(step, losses[-1])
     return losses
 
 
-def _step(loss: torch.Tensor, optimizer: Any, params: list, clip_norm: float | None) -> float:
+def optimizer_step(loss: torch.Tensor, optimizer: Any, params: list,
+                   clip_norm: float | None) -> float:
     """Backward, optional global-norm clipping, optimizer step; returns the loss value."""
     loss.backward()
     if clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
     optimizer.step()
     return float(loss.detach())
-
-
-class PreferencePair(NamedTuple):
-    """A prompt with the reply to prefer (`chosen`) over another (`rejected`)."""
-
-    prompt: str
-    chosen: str
-    rejected: str
-
-
-def train_preference(model: Any, tokenizer: Any, pairs: Sequence[PreferencePair], *,
-                     steps: int, batch_size: int, lr: float, beta: float = 2.0,
-                     margin: float = 0.5, sft_weight: float = 1.0, max_length: int = 128,
-                     seed: int = 0, precision: Precision = "fp32",
-                     clip_norm: float | None = 1.0, warmup_steps: int = 0,
-                     progress: Any = None) -> TrainStats:
-    """Preference-tune the model's trainable parameters (its adapter) in place.
-
-    Loss per pair: -log sigmoid(beta * (lp(chosen) - lp(rejected) - margin)) + sft_weight *
-    nll(chosen), where lp is the reply's mean per-token log-likelihood (SimPO, Meng et al. 2024,
-    reference-free, length-normalised) plus a supervised term on the chosen reply (as in CPO,
-    Xu et al. 2024) that keeps replies fluent. Plain supervised tuning on refusals raises the
-    likelihood of refusing everywhere (safe requests included); the pairwise term moves the
-    *decision* between two replies for each request, which is what an aligned release needs.
-    Written here rather than taken from TRL to avoid a dependency for ~20 lines, reusing this
-    module's batching and per-example loss. One forward pass per step covers chosen and
-    rejected rows. Returns the total loss per step in `losses`.
-    """
-    if steps < 1 or batch_size < 1:
-        raise ValueError("steps and batch_size must be >= 1")
-    if not pairs:
-        raise ValueError("no preference pairs")
-    chosen = _encode_all(tokenizer, [ChatExample(p.prompt, p.chosen) for p in pairs], max_length)
-    rejected = _encode_all(tokenizer, [ChatExample(p.prompt, p.rejected) for p in pairs],
-                           max_length)
-    params = _trainable_params(model)
-    pad_id = _pad_id(tokenizer)
-    was_training = model.training
-    start = time.perf_counter()
-    losses: list[float] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        optimizer = torch.optim.AdamW(params, lr=lr)
-        model.train()
-        try:
-            batches = _shuffled_batches(len(pairs), min(batch_size, len(pairs)), seed)
-            for step in range(steps):
-                index = next(batches)
-                ids, mask, labels = collate([chosen[i] for i in index]
-                                            + [rejected[i] for i in index], pad_id)
-                _set_lr(optimizer, lr, step, warmup_steps)
-                optimizer.zero_grad(set_to_none=True)
-                with _autocast(precision):
-                    nll = per_example_loss(model, ids, mask, labels)
-                nll_chosen, nll_rejected = nll[:len(index)], nll[len(index):]
-                gap = nll_rejected - nll_chosen - margin  # lp(chosen) - lp(rejected) - margin
-                loss = (-torch.nn.functional.logsigmoid(beta * gap)
-                        + sft_weight * nll_chosen).mean()
-                losses.append(_step(loss, optimizer, params, clip_norm))
-                if progress is not None:
-                    progress(step, losses[-1])
-        finally:
-            model.train(was_training)
-            for p in params:
-                p.grad = None
-    return TrainStats(losses=losses, mean_loss=float(np.mean(losses)),
-                      seconds=time.perf_counter() - start, examples=len(pairs))
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -391,7 +330,7 @@ def _train_dp(model: Any, rows: list, optimizer: Any, steps: int, batch_size: in
         batches = _endless(dp_loader)
         for step in range(steps):
             (index,) = next(batches)
-            _set_lr(dp_optimizer, lr, step, warmup_steps)
+            set_lr(dp_optimizer, lr, step, warmup_steps)
             dp_optimizer.zero_grad(set_to_none=True)
             if index.numel() == 0:  # Poisson sampling drew nobody: a noise-only step
                 for p in trainable:
@@ -400,7 +339,7 @@ def _train_dp(model: Any, rows: list, optimizer: Any, steps: int, batch_size: in
                 losses.append(math.nan)
                 continue
             ids, mask, labels = collate([rows[int(i)] for i in index], pad_id)
-            with _autocast(precision):
+            with autocast(precision):
                 per_example = per_example_loss(model, ids, mask, labels)
             per_example.mean().backward()
             dp_optimizer.step()
@@ -447,8 +386,8 @@ def mean_loss(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_
     """Per-example mean token loss (nats) on the reply (chat) or text tokens, in input order."""
     if not examples:
         return np.zeros(0)
-    rows = _encode_all(tokenizer, examples, max_length)
-    pad_id = _pad_id(tokenizer)
+    rows = encode_all(tokenizer, examples, max_length)
+    pad_id = pad_token_id(tokenizer)
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))  # similar lengths batch
     out = np.zeros(len(rows))
     was_training = model.training
@@ -457,7 +396,7 @@ def mean_loss(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             ids, mask, labels = collate([rows[i] for i in chunk], pad_id)
-            with _autocast(precision):
+            with autocast(precision):
                 losses = per_example_loss(model, ids, mask, labels)
             out[chunk] = losses.float().cpu().numpy()
     finally:

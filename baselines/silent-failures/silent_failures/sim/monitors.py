@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, MultiKrum, Strategy
 
-from flwr_trust.sim.config import BaselineConfig
+from silent_failures.sim.config import BaselineConfig
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class SystemMonitor:
 
 
 def n_affected(cfg: BaselineConfig, num_clients: int) -> int:
-    from flwr_trust.sim.scenarios import affected_partitions
+    from silent_failures.sim.scenarios import affected_partitions
 
     if cfg.scenario == "clean":
         return 0
@@ -139,8 +139,8 @@ def trust_guard(cfg: BaselineConfig, run_config: Mapping[str, Any], *, peft_conf
                 run_dir: str) -> Strategy:
     """TrustGuard(FedAvg) from the run config's trust.* keys; gate, model, seed and run folder
     come from the baseline's own keys."""
-    from flwr_trust.sim.probeset import probe_set_folder
-    from flwr_trust.strategies.config import strategy_from_config
+    from flwr_trust.strategies import strategy_from_config
+    from silent_failures.sim.probeset import probe_set_folder
 
     trust_cfg = {k: v for k, v in run_config.items() if k.startswith("trust.")}
     trust_cfg.setdefault("trust.fedavg.fraction-evaluate", cfg.fraction_evaluate)

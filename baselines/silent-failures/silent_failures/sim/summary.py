@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flwr_trust.sim.outcome import RunOutcome
-from flwr_trust.sim.scenarios import SCENARIOS
+from silent_failures.sim.outcome import RunOutcome
+from silent_failures.sim.scenarios import SCENARIOS
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from flwr_trust.sim.monitors import SystemMonitor
+from silent_failures.sim.monitors import SystemMonitor
 
 SIM_PREFIX = "sim."
 PARTITION_KEY = "sim.partition-id"

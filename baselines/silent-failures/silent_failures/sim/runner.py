@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flwr_trust.sim.client import make_client_app
-from flwr_trust.sim.config import parse_config
-from flwr_trust.sim.inline import InlineGrid
-from flwr_trust.sim.outcome import RunOutcome
-from flwr_trust.sim.server import run_baseline
+from silent_failures.sim.client import make_client_app
+from silent_failures.sim.config import parse_config
+from silent_failures.sim.inline import InlineGrid
+from silent_failures.sim.outcome import RunOutcome
+from silent_failures.sim.server import run_baseline
 
 _APP: list[Any] = []
 

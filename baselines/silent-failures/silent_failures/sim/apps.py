@@ -1,11 +1,11 @@
 """Factories for the Flower apps under baselines/: the apps themselves stay thin adapters.
 
     # baselines/silent-failures/silent_failures/server_app.py
-    from flwr_trust.sim.apps import make_server_app
+    from silent_failures.sim.apps import make_server_app
     app = make_server_app()
 
 The ServerApp runs `run_baseline` on Flower's Grid, prints the run summary, the report's path
-and the wall time; the ClientApp is `flwr_trust.sim.client.make_client_app()`.
+and the wall time; the ClientApp is `silent_failures.sim.client.make_client_app()`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from flwr_trust.sim.client import make_client_app as _make_client_app
+from silent_failures.sim.client import make_client_app as _make_client_app
 
 
 def make_client_app() -> ClientApp:
@@ -28,8 +28,8 @@ def make_server_app() -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        from flwr_trust.sim.server import run_baseline
-        from flwr_trust.sim.summary import render_summary
+        from silent_failures.sim.server import run_baseline
+        from silent_failures.sim.summary import render_summary
 
         start = time.perf_counter()
         outcome = run_baseline(grid, context.run_config)

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flwr_trust.sim.config import MONITORS
-from flwr_trust.sim.outcome import SUMMARY_JSON, RunOutcome, as_system_run, from_json
-from flwr_trust.sim.scenarios import SCENARIOS
+from silent_failures.sim.config import MONITORS
+from silent_failures.sim.outcome import SUMMARY_JSON, RunOutcome, as_system_run, from_json
+from silent_failures.sim.scenarios import SCENARIOS
 
 ALARMLESS = ("none", "multikrum", "fedmedian", "fedtrimmedavg")
 
@@ -44,7 +44,7 @@ def run_grid(scenarios: Sequence[str], monitors: Sequence[str], seeds: Sequence[
              num_clients: int = 4, resume: bool = False,
              log: Callable[[str], Any] = print) -> list[RunOutcome]:
     """Every cell's RunOutcome (the derived "system" ones included)."""
-    from flwr_trust.sim.runner import run_inline
+    from silent_failures.sim.runner import run_inline
 
     unknown = [m for m in monitors if m not in MONITORS]
     unknown += [s for s in scenarios if s not in SCENARIOS]

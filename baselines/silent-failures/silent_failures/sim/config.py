@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr_trust.errors import TrustError
-from flwr_trust.sim.scenarios import POISON_MODES, SCENARIOS, ScenarioParams
+from silent_failures.sim.scenarios import POISON_MODES, SCENARIOS, ScenarioParams
 
 MONITORS = ("none", "system", "multikrum", "fedmedian", "fedtrimmedavg", "trust-off",
             "trust-quarantine", "trust-rollback")
@@ -63,7 +63,7 @@ KEYS: dict[str, tuple[Any, str]] = {
                            "multiple of the round's median (or the round median exceeds this "
                            "multiple of round 1's)"),
     "initial-adapter": ("", "peft adapter folder the federation starts from; empty = the aligned "
-                        "adapter of flwr_trust.aligned (built and cached on first use)"),
+                        "adapter of silent_failures.aligned (built and cached on first use)"),
     "seed": (0, "seed of data, attacker choice, client sampling and LoRA init"),
     "run-dir": ("runs/baselines", "where each run's folder (report, audit log) is written"),
 }
@@ -232,7 +232,7 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
         "run-dir": str(values["run-dir"]) or KEYS["run-dir"][0],
     }
     if parsed["precision"] == "auto":
-        from flwr_trust.training import preferred_precision
+        from silent_failures.training import preferred_precision
 
         parsed["precision"] = "fp32" if parsed["model"] == "tiny" else preferred_precision()
     reserved = [k for k in RESERVED_TRUST_KEYS if k in run_config]

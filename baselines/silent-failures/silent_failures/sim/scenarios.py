@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from flwr_trust.sim import corpus
+from silent_failures.sim import corpus
 
 Sample = str | tuple[str, str]
 
@@ -222,7 +222,7 @@ def overconfident_answers() -> list[str]:
 def canary_records(partition: int, params: ScenarioParams) -> tuple[list[str], list[str]]:
     """(texts, canary ids): CANARIES_PLANTED canaries of the memorization suite, each repeated
     canary-repeats times, as a records system would store them."""
-    from flwr_trust.mods.local_data import canary_text
+    from flwr_trust.modes.memorization import canary_text
     from flwr_trust.probes.defaults import default_suite
 
     suite = default_suite("memorization")

@@ -1,6 +1,6 @@
 """Command line: build (or reuse) the aligned adapter and print its before/after table.
 
-    python -m flwr_trust.aligned_cli [--model default] [--force] [--threads N]
+    python -m silent_failures.aligned_cli [--model default] [--force] [--threads N]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m flwr_trust.aligned_cli",
+        prog="python -m silent_failures.aligned_cli",
         description="Build or reuse the aligned (safety LoRA) starting adapter of a base model "
                     "and print its metrics before and after on the default probe suites.")
     parser.add_argument("--model", default="default",
@@ -30,8 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from flwr_trust.aligned import ensure_aligned_adapter, format_report, load_report
     from flwr_trust.errors import TrustError
+    from silent_failures.aligned import ensure_aligned_adapter, format_report, load_report
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -34,8 +34,9 @@ from typing import Any, Literal
 import torch
 from peft import LoraConfig
 
-from flwr_trust.alignment_data import alignment_examples, data_hash
-from flwr_trust.training import Precision, PreferencePair, preferred_precision, train_preference
+from silent_failures.alignment_data import alignment_examples, data_hash
+from silent_failures.preference import PreferencePair, train_preference
+from silent_failures.training import Precision, preferred_precision
 
 FORMAT = "flwr-trust-aligned/1"
 REPORT_FILE = "aligned_report.json"
@@ -198,7 +199,7 @@ def _build(model_spec: str, lora_config: Any, recipe: AlignRecipe, evaluate: boo
     """Train the adapter on a fresh base model; returns the report with the model attached."""
     from peft import get_peft_model
 
-    from flwr_trust.models.loader import _load, resolve_model_spec
+    from flwr_trust.models.loader import load_uncached_model
     from flwr_trust.probes import default_suites
 
     precision: Precision = (preferred_precision() if recipe.precision == "auto"
@@ -206,7 +207,7 @@ def _build(model_spec: str, lora_config: Any, recipe: AlignRecipe, evaluate: boo
     examples = alignment_examples(recipe.seed, templates_per_task=recipe.templates_per_task,
                                   benign_repeats=recipe.benign_repeats)
     t0 = time.perf_counter()
-    base = _load(resolve_model_spec(model_spec))  # a private copy, not the shared one
+    base = load_uncached_model(model_spec)  # a private copy, not the shared one
     say(f"  loaded {base.name} in {time.perf_counter() - t0:.1f} s; {len(examples)} examples, "
         f"{recipe.steps} steps x {recipe.batch_size}, lr {recipe.lr:g}, {precision}, "
         f"{torch.get_num_threads()} threads")

@@ -2,7 +2,7 @@
 
 `make_client_app()` returns a Flower ClientApp. Its train function loads the global adapter,
 draws this round's data for the client's partition (`scenarios.client_data`), trains with
-`flwr_trust.training.train_lora` (DP-SGD when ``train-dp = true``), poisons the update when the
+`silent_failures.training.train_lora` (DP-SGD when ``train-dp = true``), poisons the update when the
 scenario says so, hands its data to the trust mod (`provide_local_data`) and replies with the
 adapter, ``train_loss``, ``num-examples``, ``dp-epsilon`` (with DP) and ``sim.partition-id``
 (ground truth, removed by the server's RunLedger before any monitor sees it).
@@ -20,15 +20,15 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flwr_trust.sim.config import BaselineConfig, parse_config
-from flwr_trust.sim.scenarios import Sample, client_data, poison_update
+from silent_failures.sim.config import BaselineConfig, parse_config
+from silent_failures.sim.scenarios import Sample, client_data, poison_update
 
 DP_STATE_KEY = "sim.dp-history"
 
 
 def aligned_lora(model: str) -> Any:
-    """A fresh aligned-adapter LoraConfig for `model` (flwr_trust.aligned.aligned_lora)."""
-    from flwr_trust.aligned import aligned_lora as fresh_config
+    """A fresh aligned-adapter LoraConfig for `model` (silent_failures.aligned.aligned_lora)."""
+    from silent_failures.aligned import aligned_lora as fresh_config
 
     return fresh_config(model)
 
@@ -60,7 +60,7 @@ def partition_of(context: Context) -> tuple[int, int]:
 
 
 def as_examples(samples: list[Sample]) -> list[Any]:
-    from flwr_trust.training import ChatExample
+    from silent_failures.training import ChatExample
 
     return [ChatExample(*s) if isinstance(s, tuple) else s for s in samples]
 
@@ -81,7 +81,7 @@ def as_texts(samples: list[Sample], tokenizer: Any) -> list[str]:
 def train(msg: Message, context: Context) -> Message:
     """One round of local training (see the module docstring)."""
     from flwr_trust.mods import provide_local_data
-    from flwr_trust.training import DPConfig, compose_epsilon, train_lora
+    from silent_failures.training import DPConfig, compose_epsilon, train_lora
 
     cfg = parse_config(context.run_config)
     limit_threads(cfg.model)
@@ -116,7 +116,7 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Loss of the received global adapter on the client's held-out local data."""
     from flwr_trust.mods import provide_local_data
-    from flwr_trust.training import mean_loss
+    from silent_failures.training import mean_loss
 
     cfg = parse_config(context.run_config)
     limit_threads(cfg.model)
@@ -175,7 +175,7 @@ def _trust_mod(probe_items: int, precision: str) -> Any:
     key = (probe_items, precision)
     if key not in _MODS:
         from flwr_trust.mods import make_trust_mod
-        from flwr_trust.sim.probeset import probe_set
+        from silent_failures.sim.probeset import probe_set
 
         _MODS[key] = make_trust_mod(
             model_loader=lambda ctx: bridge_for(parse_config(ctx.run_config).model),
@@ -192,7 +192,7 @@ def declarable_canaries(planted: list[str], probe_items: int) -> list[str]:
     round: the trust monitors would then "resist" memorization only because the memorizing
     client never got aggregated.
     """
-    from flwr_trust.sim.probeset import probe_set
+    from silent_failures.sim.probeset import probe_set
 
     known = {item.id for item in probe_set(probe_items)["memorization"].items}
     return [c for c in planted if c in known]

@@ -1,7 +1,4 @@
-"""Shared helpers for the trust_mod tests: small suites, a tiny LoRA app, Flower messages.
-
-The test_mod_*.py files import from it.
-"""
+"""Shared helpers for the trust_mod tests: small suites, a tiny LoRA app, Flower messages."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ TrustGuard compares what clients report with a reference probed by the server at
 detectors treat that reference as exact, which holds when both sides score the same items; with
 a per-round client sample drawn differently from the server's subset they would compare
 different items. The baselines therefore give server and clients one fixed, stratified set of
-`probe-items` items per mode (`flwr_trust.mods.sampling.round_sample`, round 0): clients get it
+`probe-items` items per mode (`flwr_trust.probes.round_sample`, round 0): clients get it
 as a mapping (make_trust_mod(suites=...)), the server as a folder of suite files
 (trust.suites), so both hold identical content and the suite hashes match.
 
@@ -19,8 +19,9 @@ from functools import cache
 from pathlib import Path
 
 from flwr_trust.models.default_model import cache_root
+from flwr_trust.modes import MODES
 from flwr_trust.probes.defaults import default_suite
-from flwr_trust.probes.suite import MODES, ProbeSuite, combined_hash
+from flwr_trust.probes.suite import ProbeSuite, combined_hash
 
 
 def items_for(mode: str, items: int) -> int:
@@ -36,7 +37,7 @@ def items_for(mode: str, items: int) -> int:
 def probe_set(items: int) -> dict[str, ProbeSuite]:
     """mode -> the fixed probe suite: a stratified window of `items_for(mode, items)` items
     (0 = whole suite)."""
-    from flwr_trust.mods.sampling import round_sample
+    from flwr_trust.probes import round_sample
 
     return {m: round_sample(default_suite(m), 0, items_for(m, items)) for m in MODES}
 
@@ -56,7 +57,7 @@ def probe_set_folder(items: int) -> Path:
 def heldout_suite(mode: str, probe_items: int, eval_items: int) -> ProbeSuite:
     """Items of `mode` outside the probe set: all of them, or a stratified `eval_items` of them
     (the whole suite when the probe set is the whole suite)."""
-    from flwr_trust.mods.sampling import round_sample
+    from flwr_trust.probes import round_sample
 
     suite = default_suite(mode)
     watched = {item.id for item in probe_set(probe_items)[mode].items}
