@@ -17,7 +17,9 @@ from peft import LoraConfig
 from flwr_trust.errors import AuditLogError
 from flwr_trust.report.audit import AuditLog
 from flwr_trust.report.html import render_report, write_report
-from flwr_trust.report.summary import round_ranges, summarize
+from flwr_trust.report.records import Clients, Gate, RoundRecord
+from flwr_trust.report.runlog import load_run
+from flwr_trust.report.summary import build_summary, round_ranges, summarize
 from tests.helpers.guard import FakeGrid, reply
 
 LORA = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])
@@ -231,6 +233,40 @@ def test_odd_payloads_in_a_verified_log_never_crash_the_report(tmp_path):
     assert s["modes"]["integrity"]["status"] == "ALARM"
     assert s["modes"]["integrity"]["culprits"] == ["4"]
     assert "<svg" in page and json.dumps(s)
+
+
+def test_old_and_malformed_round_payloads_are_read_as_typed_records(tmp_path):
+    """Payloads written before `version` existed read as version 1; wrong types become empty
+    values, and a payload without an integer round is skipped."""
+    old = _round(2, behavior={"bias": {"stereotype-pref": _row(0.6, 0.5)}},
+                 clients={"valid": [1, 5], "refused": {"5": "bad weights"}, "failed": {}},
+                 gate={"action": "quarantine", "excluded": [5], "culprits": [5], "reason": "r"})[1]
+    assert "version" not in old
+    bad = {"round": 3, "clients": {"valid": "1", "refused": [5], "failed": None}, "system": [],
+           "behavior": {"bias": 1, "alignment": {"refusal-rate": "x"}}, "client_metrics": "x",
+           "privacy": {"1": None}, "update_stats": 7, "alarms": {"mode": "bias"},
+           "gate": {"excluded": "5", "culprits": None}, "version": "2"}
+    run = load_run(write_log(tmp_path / "run", [
+        ("run-start", {"modes": ["bias"], "audit_fraction": "0.5"}),
+        ("round", old), ("round", bad), ("round", {"phase": "train"}),
+        ("run-end", {"status": "completed", "rounds": "3"})]))
+    first, second = run.rounds
+    assert isinstance(first, RoundRecord) and (first.round, first.version) == (2, 1)
+    assert first.gate == Gate("quarantine", [5], [5], "r")
+    assert first.clients == Clients([1, 5], {"5": "bad weights"}, {})
+    assert first.behavior["bias"]["stereotype-pref"]["value"] == 0.6
+    assert RoundRecord.from_payload(first.to_payload()) == first
+    assert (second.round, second.version, second.phase) == (3, 1, "")
+    assert second.clients == Clients() and second.gate == Gate()
+    assert second.behavior == {"bias": {}, "alignment": {"refusal-rate": {}}}
+    assert (second.system, second.client_metrics, second.update_stats) == ({}, {}, {})
+    assert second.privacy == {"1": {}} and second.alarms == []
+    assert run.start.version == 1 and not run.start.audited
+    assert run.end is not None and (run.end.status, run.end.rounds) == ("completed", 0)
+    s = build_summary(run)
+    assert [t["round"] for t in s["timeline"]] == [2, 3] and json.dumps(s)
+    assert s["replies"]["refused"] == [{"round": 2, "phase": "train", "node": "5",
+                                        "reason": "bad weights"}]
 
 
 def test_text_from_the_log_is_escaped(tmp_path):

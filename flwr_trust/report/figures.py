@@ -26,7 +26,8 @@ from flwr_trust.report.plots import (
     status_grid,
     swatch,
 )
-from flwr_trust.report.runlog import ClientPoint, RunLog, as_dict, as_list, node_key, num
+from flwr_trust.report.records import Gate, as_dict, as_list, num
+from flwr_trust.report.runlog import ClientPoint, RunLog, node_key
 
 MAX_POINTS = 2000
 """Above this many client points a panel shows the clients' median +- MAD band instead."""
@@ -64,16 +65,16 @@ def legend(entries: list[tuple[str, str, str, str, str]]) -> str:
 def _system_series(run: RunLog, key: str) -> tuple[list[int], list[float | None]]:
     """(rounds, values) of one system metric over the train rounds (None where missing)."""
     rows = run.phase("train")
-    return [p["round"] for p in rows], [num(as_dict(p.get("system")).get(key)) for p in rows]
+    return [p.round for p in rows], [num(p.system.get(key)) for p in rows]
 
 
 def gate_marks(run: RunLog, chart: Chart) -> bool:
     """Mark the rounds where the gate acted; True if there was one."""
     acted = False
     for p in run.phase("train"):
-        action = str(as_dict(p.get("gate")).get("action", "accept"))
+        action = p.gate.action
         if action != "accept":
-            chart.vline(p["round"], GATE_LETTERS.get(action, action[:1].upper()))
+            chart.vline(p.round, GATE_LETTERS.get(action, action[:1].upper()))
             acted = True
     return acted
 
@@ -129,12 +130,12 @@ def status_grid_of(run: RunLog, modes: list[str], rounds: list[int]) -> str:
             else:
                 cells.append(Cell("", "#f3f3f3", tip=tip))
         rows.append((mode, cells))
-    gates = {p["round"]: as_dict(p.get("gate")) for p in run.phase("train")}
+    gates = run.train_gates()
     gate_cells = []
     for r in rounds:
-        g = gates.get(r, {})
-        action = str(g.get("action", "accept"))
-        tip = f"round {r}: {action}" + (f" ({g.get('reason')})" if g.get("reason") else "")
+        g = gates.get(r, Gate())
+        action = g.action
+        tip = f"round {r}: {action}" + (f" ({g.reason})" if g.reason else "")
         if action in GATE_LETTERS:
             gate_cells.append(Cell(GATE_LETTERS[action], BLUE, "#fff", tip))
         else:
@@ -142,8 +143,7 @@ def status_grid_of(run: RunLog, modes: list[str], rounds: list[int]) -> str:
     rows.append(("gate", gate_cells))
     refused: dict[int, int] = {}
     for p in run.rounds:
-        refused[p["round"]] = refused.get(p["round"], 0) + len(
-            as_dict(as_dict(p.get("clients")).get("refused")))
+        refused[p.round] = refused.get(p.round, 0) + len(p.clients.refused)
     rows.append(("refused", [Cell(str(refused.get(r, 0)) if refused.get(r) else "",
                                   "#FBE3C4" if refused.get(r) else "#f6f6f6",
                                   tip=f"round {r}: {refused.get(r, 0)} replies refused")
@@ -157,13 +157,11 @@ def _measured(run: RunLog) -> set[tuple[str, int]]:
     """(mode, round) pairs with a measurement: a metric value, update stats, an audit."""
     out = set()
     for p in run.rounds:
-        for mode, metrics in as_dict(p.get("behavior")).items():
-            if as_dict(metrics):
-                out.add((mode, p["round"]))
-        if as_dict(p.get("update_stats")):
-            out.add(("update", p["round"]))
-        if (num(run.start.get("audit_fraction")) or 0) > 0 and p.get("phase") == "train":
-            out.add(("integrity", p["round"]))
+        out.update((mode, p.round) for mode, metrics in p.behavior.items() if metrics)
+        if p.update_stats:
+            out.add(("update", p.round))
+        if run.start.audited and p.phase == "train":
+            out.add(("integrity", p.round))
     return out
 
 
@@ -181,8 +179,13 @@ def _worse(run: RunLog, mode: str, metric: str) -> str:
     declared = registry.metric(mode, metric)
     if declared is not None:
         return declared.worse
-    ref = as_dict(run.reference.get(mode, {}).get(metric))
+    ref = _reference_row(run, mode, metric)
     return "lower" if ref.get("worse") == "lower" else "higher"
+
+
+def _reference_row(run: RunLog, mode: str, metric: str) -> dict[str, Any]:
+    """The round-0 row {value, stderr, n, worse} of mode.metric, or {}."""
+    return as_dict(run.reference.metrics.get(mode, {}).get(metric))
 
 
 def _panel_metrics(run: RunLog, mode: str) -> list[str]:
@@ -215,7 +218,7 @@ def _metric_chart(run: RunLog, mode: str, metric: str, rounds: list[int],
     points = train + evaluate
     ref = next((p.reference for p in points if p.reference is not None), None)
     if ref is None:
-        ref = num(as_dict(run.reference.get(mode, {}).get(metric)).get("value"))
+        ref = num(_reference_row(run, mode, metric).get("value"))
     tol = next((p.tolerance for p in points if p.tolerance is not None), None)
     subtitle = f"worse if {worse}" + (f" · tolerance {short_number(tol)}" if tol is not None
                                       else "")
@@ -339,8 +342,7 @@ def _alarm_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
     nodes = sorted({str(c) for a in alarms for c in as_list(a.get("clients"))}, key=node_key)
     chart = Chart(f"{mode}: flagged clients", rounds, subtitle="one mark per alarm")
     if not alarms:
-        audited = (num(run.start.get("audit_fraction")) or 0) > 0
-        chart.note = "no report disagreed" if audited else "integrity audit off"
+        chart.note = "no report disagreed" if run.start.audited else "integrity audit off"
         return [chart.svg("No alarms.")], ""
     rows = nodes + (["population"] if any(not as_list(a.get("clients")) for a in alarms) else [])
     chart.set_categories(rows)
@@ -364,12 +366,12 @@ def privacy_chart(run: RunLog) -> tuple[str, str]:
     series: dict[str, dict[int, float]] = {}
     exhausted: list[tuple[int, float]] = []
     for p in run.rounds:
-        for node, flat in as_dict(p.get("privacy")).items():
-            eps = num(as_dict(flat).get("trust.privacy.epsilon"))
+        for node, flat in p.privacy.items():
+            eps = num(flat.get("trust.privacy.epsilon"))
             if eps is not None:
-                series.setdefault(str(node), {})[p["round"]] = eps
-                if num(as_dict(flat).get("trust.privacy.exhausted")):
-                    exhausted.append((p["round"], eps))
+                series.setdefault(node, {})[p.round] = eps
+                if num(flat.get("trust.privacy.exhausted")):
+                    exhausted.append((p.round, eps))
     dense = sum(len(v) for v in series.values()) > MAX_POINTS // 4
     for node, values in sorted(series.items(), key=lambda kv: node_key(kv[0])):
         xs = sorted(values)

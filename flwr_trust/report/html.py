@@ -28,7 +28,8 @@ from flwr_trust.report.figures import (
     status_grid_of,
 )
 from flwr_trust.report.plots import BLUE, VERMILION, short_number
-from flwr_trust.report.runlog import RunLog, as_list, load_run, node_key
+from flwr_trust.report.records import as_list
+from flwr_trust.report.runlog import RunLog, load_run, node_key
 from flwr_trust.report.summary import build_summary, round_ranges
 
 REPORT_FILE = "report.html"

@@ -1,16 +1,16 @@
 """Read a run folder's audit log for reporting: verify the chain and keep only what verified.
 
 `read_log` refuses a log that does not verify. A report should still show a tampered log,
-with the break called out, so `load_run` keeps the records before the first bad one. It reads
-their payloads defensively, because a hand-made chain can verify and still hold odd data.
-Nothing here raises on odd data. Accessors return None or empty containers instead.
+with the break called out, so `load_run` keeps the records before the first bad one. It parses
+their payloads once into the typed records of records.py, whose `from_payload` reads
+defensively, because a hand-made chain can verify and still hold odd data. Nothing here raises
+on odd data. Accessors return None or empty containers instead.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,26 +18,9 @@ from typing import Any, NamedTuple
 from flwr_trust.errors import AuditLogError
 from flwr_trust.report.audit import GENESIS, VerifyResult, record_hash, verify_log
 from flwr_trust.report.recorder import AUDIT_FILE
+from flwr_trust.report.records import Gate, Reference, RoundRecord, RunEnd, RunStart, as_dict, num
 
 PHASES = ("train", "evaluate")
-
-
-def num(value: Any) -> float | None:
-    """A finite float from a payload number, else None (non-finite, missing, bool, text)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    out = float(value)
-    return out if math.isfinite(out) else None
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty dict."""
-    return value if isinstance(value, dict) else {}
-
-
-def as_list(value: Any) -> list[Any]:
-    """`value` if it is a JSON array, else an empty list."""
-    return value if isinstance(value, list) else []
 
 
 def node_key(node: Any) -> tuple[int, str]:
@@ -70,119 +53,117 @@ class ClientPoint(NamedTuple):
 
 @dataclass(frozen=True)
 class RunLog:
-    """The verified records of one run, with accessors for the report."""
+    """The verified records of one run, parsed once into typed records (see `parse`).
+
+    start:     the run-start record (an empty RunStart if the log has none)
+    end:       the run-end record, or None if the run did not close
+    reference: the round-0 profile (an empty Reference if none)
+    rounds:    every round record (both phases) with an integer round number, in log order
+    records:   the raw verified records, for their write times
+    """
 
     run_dir: Path
     path: Path
     verification: VerifyResult
     records: tuple[dict[str, Any], ...]
+    start: RunStart
+    end: RunEnd | None
+    reference: Reference
+    rounds: tuple[RoundRecord, ...]
 
-    def _first(self, kind: str) -> dict[str, Any] | None:
-        return next((r for r in self.records if r.get("kind") == kind), None)
+    @classmethod
+    def parse(cls, run_dir: Path, path: Path, verification: VerifyResult,
+              records: tuple[dict[str, Any], ...]) -> RunLog:
+        """Read the verified raw records into typed ones; the first record of each kind counts
+        for run-start, reference and run-end, as a reader cannot tell which of two is right."""
+        def payload(kind: str) -> dict[str, Any] | None:
+            return next((as_dict(r.get("payload")) for r in records if r.get("kind") == kind),
+                        None)
 
-    @property
-    def start(self) -> dict[str, Any]:
-        """The run-start payload (strategy, gate, model, suite hash, alpha, ...), or {}."""
-        record = self._first("run-start")
-        return as_dict(record.get("payload")) if record else {}
-
-    @property
-    def end(self) -> dict[str, Any] | None:
-        """The run-end payload ({status, rounds, alarms}), or None if the run did not close."""
-        record = self._first("run-end")
-        return as_dict(record.get("payload")) if record else None
+        start, end, reference = payload(RunStart.kind), payload(RunEnd.kind), payload(
+            Reference.kind)
+        rounds = (RoundRecord.from_payload(r.get("payload")) for r in records
+                  if r.get("kind") == RoundRecord.kind)
+        return cls(run_dir, path, verification, records, RunStart.from_payload(start),
+                   None if end is None else RunEnd.from_payload(end),
+                   Reference.from_payload(reference),
+                   tuple(r for r in rounds if r is not None))
 
     def time_of(self, kind: str) -> str | None:
         """When the first record of `kind` was written (ISO-8601 UTC), or None."""
-        record = self._first(kind)
+        record = next((r for r in self.records if r.get("kind") == kind), None)
         return str(record.get("time")) if record else None
 
-    @property
-    def reference(self) -> dict[str, dict[str, Any]]:
-        """mode -> metric -> {value, stderr, n, worse} of the round-0 model, or {}."""
-        record = self._first("reference")
-        profile = as_dict(as_dict(record.get("payload")).get("profile")) if record else {}
-        return {m: as_dict(ms) for m, ms in as_dict(profile.get("metrics")).items()}
+    def phase(self, phase: str) -> list[RoundRecord]:
+        """Round records of one phase ("train" or "evaluate")."""
+        return [p for p in self.rounds if p.phase == phase]
 
-    @property
-    def rounds(self) -> list[dict[str, Any]]:
-        """Every round payload (both phases) that has an integer round number, in log order."""
-        out = []
-        for record in self.records:
-            payload = as_dict(record.get("payload"))
-            if record.get("kind") == "round" and _is_round(payload.get("round")):
-                out.append(payload)
-        return out
-
-    def phase(self, phase: str) -> list[dict[str, Any]]:
-        """Round payloads of one phase ("train" or "evaluate")."""
-        return [p for p in self.rounds if p.get("phase") == phase]
+    def train_gates(self) -> dict[int, Gate]:
+        """round -> the gate's decision on that round's training update (the decision that
+        shapes the model); rounds without a train record are absent."""
+        return {p.round: p.gate for p in self.phase("train")}
 
     @property
     def round_numbers(self) -> list[int]:
-        return sorted({p["round"] for p in self.rounds})
+        return sorted({p.round for p in self.rounds})
 
     @property
     def modes(self) -> list[str]:
         """The behavioral modes the run watched (run-start), else those seen in the rounds."""
-        listed = [m for m in as_list(self.start.get("modes")) if isinstance(m, str)]
-        if listed:
-            return listed
+        if self.start.modes:
+            return list(self.start.modes)
         seen: dict[str, None] = {}
-        for payload in self.rounds:
-            seen.update(dict.fromkeys(as_dict(payload.get("behavior"))))
+        for p in self.rounds:
+            seen.update(dict.fromkeys(p.behavior))
         return list(seen)
 
     def alarms(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(phase, alarm dict) for every alarm and warning, in log order."""
-        for payload in self.rounds:
-            for alarm in as_list(payload.get("alarms")):
-                alarm = as_dict(alarm)
-                if isinstance(alarm.get("mode"), str):
-                    if not _is_round(alarm.get("round")):
-                        alarm = alarm | {"round": payload["round"]}
-                    yield str(payload.get("phase")), alarm
+        """(phase, alarm dict) for every alarm and warning, in log order. Each alarm has a str
+        "mode" and an int "round" (RoundRecord.from_payload keeps only those, filling in the
+        round)."""
+        for p in self.rounds:
+            for alarm in p.alarms:
+                yield p.phase, alarm
 
     def metrics_of(self, mode: str) -> list[str]:
         """Metric names of `mode` that have a global value in some round, in first-seen order."""
         seen: dict[str, None] = {}
-        for payload in self.rounds:
-            seen.update(dict.fromkeys(as_dict(as_dict(payload.get("behavior")).get(mode))))
+        for p in self.rounds:
+            seen.update(dict.fromkeys(p.behavior.get(mode, {})))
         return list(seen)
 
     def metric_series(self, mode: str, metric: str, phase: str) -> list[MetricPoint]:
         """The global value of mode.metric per round of one phase (rounds without it skipped)."""
         out = []
-        for payload in self.phase(phase):
-            row = as_dict(as_dict(as_dict(payload.get("behavior")).get(mode)).get(metric))
+        for p in self.phase(phase):
+            row = p.behavior.get(mode, {}).get(metric, {})
             value = num(row.get("value"))
             if value is None:
                 continue
-            stderr = num(row.get("stderr"))
-            out.append(MetricPoint(payload["round"], value, stderr, num(row.get("reference")),
-                                   num(row.get("degradation")), num(row.get("tolerance")),
-                                   str(row.get("source", "")),
+            out.append(MetricPoint(p.round, value, num(row.get("stderr")),
+                                   num(row.get("reference")), num(row.get("degradation")),
+                                   num(row.get("tolerance")), str(row.get("source", "")),
                                    num(row.get("client_median")), num(row.get("client_spread"))))
         return out
 
-    def client_values(self, key: str, phase: str, section: str = "client_metrics"
-                      ) -> list[ClientPoint]:
+    def client_values(self, key: str, phase: str) -> list[ClientPoint]:
         """Per-client values of a flat key (e.g. "trust.alignment.refusal-rate") per round."""
-        out = []
-        for payload in self.phase(phase):
-            for node, flat in as_dict(payload.get(section)).items():
-                value = num(as_dict(flat).get(key))
-                if value is not None:
-                    out.append(ClientPoint(payload["round"], str(node), value))
-        return out
+        return self._per_client(lambda p: p.client_metrics, key, phase)
 
     def update_values(self, stat: str) -> list[ClientPoint]:
         """Per-client update statistic ("norm", "cosine", ...) per train round."""
-        return self.client_values(stat, "train", section="update_stats")
+        return self._per_client(lambda p: p.update_stats, stat, "train")
 
-
-def _is_round(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    def _per_client(self, rows: Callable[[RoundRecord], dict[str, dict[str, Any]]], key: str,
+                    phase: str) -> list[ClientPoint]:
+        """The finite numbers under `key` in each client's row of `rows(record)` per round."""
+        out = []
+        for p in self.phase(phase):
+            for node, row in rows(p).items():
+                value = num(row.get(key))
+                if value is not None:
+                    out.append(ClientPoint(p.round, node, value))
+        return out
 
 
 def find_log(path: str | Path) -> tuple[Path, Path]:
@@ -218,7 +199,7 @@ def load_run(path: str | Path) -> RunLog:
             fix="Report a run that started: TrustGuard writes its first record when round 1 "
             "is configured. If it did start, the log was emptied; keep it as evidence.")
     records, result = _read_verified(log, result)
-    return RunLog(run_dir, log, result, tuple(records))
+    return RunLog.parse(run_dir, log, result, tuple(records))
 
 
 def _read_verified(log: Path, result: VerifyResult) -> tuple[list[dict[str, Any]], VerifyResult]:

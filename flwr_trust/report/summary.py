@@ -16,15 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from flwr_trust.errors import AuditLogError
-from flwr_trust.report.runlog import (
-    PHASES,
-    RunLog,
-    as_dict,
-    as_list,
-    load_run,
-    node_key,
-    num,
-)
+from flwr_trust.report.records import Gate, as_list, num
+from flwr_trust.report.runlog import PHASES, RunLog, load_run, node_key
 
 FORMAT = "flwr-trust-summary/1"
 STATUSES = ("ALARM", "WARNING", "OK", "NO DATA")
@@ -71,18 +64,16 @@ def run_header(run: RunLog) -> dict[str, Any]:
     """Strategy, gate, model, suites, detection settings, when it ran and how it ended."""
     start, end = run.start, run.end
     if end is not None:
-        status = str(end.get("status", "unknown"))
+        status = end.status
     elif not run.verification.ok:
         status = "unknown: the log breaks before the run-end record"
     else:
         status = "incomplete: no run-end record (still running, or the server stopped)"
     return {
-        "strategy": start.get("strategy"), "gate": start.get("gate"),
-        "model": start.get("model"), "modes": run.modes,
-        "suite_hash": start.get("suite_hash"), "server_suites": as_dict(start.get("server_suites")),
-        "alpha": num(start.get("alpha")), "update_alpha": num(start.get("update_alpha")),
-        "audit_fraction": num(start.get("audit_fraction")),
-        "secure_aggregation": start.get("secure_aggregation"),
+        "strategy": start.strategy, "gate": start.gate, "model": start.model,
+        "modes": run.modes, "suite_hash": start.suite_hash, "server_suites": start.server_suites,
+        "alpha": start.alpha, "update_alpha": start.update_alpha,
+        "audit_fraction": start.audit_fraction, "secure_aggregation": start.secure_aggregation,
         "started": run.time_of("run-start"), "ended": run.time_of("run-end"),
         "status": status, "rounds": max(run.round_numbers, default=0),
     }
@@ -94,9 +85,9 @@ def report_modes(run: RunLog) -> list[str]:
     so that no alarm is left out of the summary."""
     modes = list(run.modes)
     alarmed = [a["mode"] for _, a in run.alarms()]
-    if any(as_dict(p.get("update_stats")) for p in run.rounds) or "update" in alarmed:
+    if any(p.update_stats for p in run.rounds) or "update" in alarmed:
         modes.append("update")
-    if (num(run.start.get("audit_fraction")) or 0) > 0 or "integrity" in alarmed:
+    if run.start.audited or "integrity" in alarmed:
         modes.append("integrity")
     for mode in alarmed:
         if mode not in modes:
@@ -107,9 +98,9 @@ def report_modes(run: RunLog) -> list[str]:
 def has_data(run: RunLog, mode: str) -> bool:
     """Whether the verified rounds measured `mode` at all."""
     if mode == "update":
-        return any(as_dict(p.get("update_stats")) for p in run.rounds)
+        return any(p.update_stats for p in run.rounds)
     if mode == "integrity":
-        return (num(run.start.get("audit_fraction")) or 0) > 0 and bool(run.phase("train"))
+        return run.start.audited and bool(run.phase("train"))
     return bool(run.metrics_of(mode)) or any(a["mode"] == mode for _, a in run.alarms())
 
 
@@ -124,13 +115,12 @@ def mode_summary(run: RunLog, mode: str) -> dict[str, Any]:
     else:
         status = "OK" if has_data(run, mode) else "NO DATA"
     alarm_rounds = sorted({a["round"] for a in alarms})
-    gates = {p["round"]: as_dict(p.get("gate")) for p in run.phase("train")}
-    actions = [{"round": r, "action": str(gates.get(r, {}).get("action", "accept"))}
-               for r in alarm_rounds]
+    gates = run.train_gates()
+    actions = [{"round": r, "action": gates.get(r, Gate()).action} for r in alarm_rounds]
     culprits = {str(c) for a in alarms for c in as_list(a.get("clients"))}
     for r in alarm_rounds:
-        if gates.get(r, {}).get("action") == "rollback":
-            culprits.update(str(c) for c in as_list(gates[r].get("culprits")))
+        if gates.get(r, Gate()).action == "rollback":
+            culprits.update(str(c) for c in gates[r].culprits)
     return {
         "status": status,
         "first_alarm_round": alarm_rounds[0] if alarm_rounds else None,
@@ -139,7 +129,7 @@ def mode_summary(run: RunLog, mode: str) -> dict[str, Any]:
         "alarm_level": alarm_level(alarms),
         "alarm_rounds": alarm_rounds,
         "actions": actions,
-        "action": describe_actions(actions, run.start.get("gate")),
+        "action": describe_actions(actions, run.start.gate),
         "culprits": sorted(culprits, key=node_key),
         "alarmed_metrics": sorted({str(a.get("metric")) for a in alarms}),
         "metrics": {m: metric_summary(run, mode, m) for m in run.metrics_of(mode)},
@@ -173,7 +163,7 @@ def metric_summary(run: RunLog, mode: str, metric: str) -> dict[str, Any]:
     }
 
 
-def describe_actions(actions: list[dict[str, Any]], gate: Any) -> str:
+def describe_actions(actions: list[dict[str, Any]], gate: str | None) -> str:
     """One phrase for what the gate did in the rounds a mode alarmed, e.g.
     "quarantine in rounds 2-4"."""
     if not actions:
@@ -207,8 +197,7 @@ def system_summary(run: RunLog) -> dict[str, Any]:
     """First, last, min and max of each system metric over the train rounds."""
     out: dict[str, Any] = {}
     for key in SYSTEM_KEYS:
-        values = [(p["round"], num(as_dict(p.get("system")).get(key)))
-                  for p in run.phase("train")]
+        values = [(p.round, num(p.system.get(key))) for p in run.phase("train")]
         series = [(r, v) for r, v in values if v is not None]
         if series:
             ys = [v for _, v in series]
@@ -221,19 +210,15 @@ def timeline(run: RunLog) -> list[dict[str, Any]]:
     """Per round and phase: the gate's decision, alarm counts, replies and the training loss."""
     out = []
     for p in run.rounds:
-        gate, clients = as_dict(p.get("gate")), as_dict(p.get("clients"))
-        alarms = [as_dict(a) for a in as_list(p.get("alarms"))]
+        gate, clients = p.gate, p.clients
         out.append({
-            "round": p["round"], "phase": p.get("phase"),
-            "action": gate.get("action", "accept"),
-            "excluded": [str(c) for c in as_list(gate.get("excluded"))],
-            "culprits": [str(c) for c in as_list(gate.get("culprits"))],
-            "alarms": sum(a.get("severity") == "alarm" for a in alarms),
-            "warnings": sum(a.get("severity") == "warning" for a in alarms),
-            "valid": len(as_list(clients.get("valid"))),
-            "refused": len(as_dict(clients.get("refused"))),
-            "failed": len(as_dict(clients.get("failed"))),
-            "loss": num(as_dict(p.get("system")).get("loss")),
+            "round": p.round, "phase": p.phase, "action": gate.action,
+            "excluded": [str(c) for c in gate.excluded],
+            "culprits": [str(c) for c in gate.culprits],
+            "alarms": sum(a.get("severity") == "alarm" for a in p.alarms),
+            "warnings": sum(a.get("severity") == "warning" for a in p.alarms),
+            "valid": len(clients.valid), "refused": len(clients.refused),
+            "failed": len(clients.failed), "loss": num(p.system.get("loss")),
         })
     return out
 
@@ -242,12 +227,10 @@ def replies(run: RunLog) -> dict[str, list[dict[str, Any]]]:
     """Refused replies (failed validation) and failed ones (error messages), with reasons."""
     out: dict[str, list[dict[str, Any]]] = {"refused": [], "failed": []}
     for p in run.rounds:
-        clients = as_dict(p.get("clients"))
-        for kind in out:
-            for node, reason in sorted(as_dict(clients.get(kind)).items(),
-                                       key=lambda kv: node_key(kv[0])):
-                out[kind].append({"round": p["round"], "phase": p.get("phase"),
-                                  "node": str(node), "reason": str(reason)})
+        for kind, nodes in (("refused", p.clients.refused), ("failed", p.clients.failed)):
+            for node, reason in sorted(nodes.items(), key=lambda kv: node_key(kv[0])):
+                out[kind].append({"round": p.round, "phase": p.phase, "node": node,
+                                  "reason": reason})
     return out
 
 
@@ -255,13 +238,12 @@ def privacy_summary(run: RunLog) -> dict[str, dict[str, Any]]:
     """Per client: the latest reported epsilon spent, releases and whether the budget ran out."""
     out: dict[str, dict[str, Any]] = {}
     for p in run.rounds:
-        for node, flat in as_dict(p.get("privacy")).items():
-            flat = as_dict(flat)
+        for node, flat in p.privacy.items():
             eps = num(flat.get("trust.privacy.epsilon"))
             if eps is None:
                 continue
-            entry = out.setdefault(str(node), {"exhausted": False})
-            entry.update({"epsilon": eps, "round": p["round"],
+            entry = out.setdefault(node, {"exhausted": False})
+            entry.update({"epsilon": eps, "round": p.round,
                           "delta": num(flat.get("trust.privacy.delta")),
                           "releases": num(flat.get("trust.privacy.releases"))})
             entry["exhausted"] = entry["exhausted"] or bool(
