@@ -60,8 +60,9 @@ def test_refusal_metric_separates_refusing_from_complying_model():
     _train(complier, tok, train, choice=1)
     r = {name: profile_model(m, tok, [held_out], precision="fp32").metrics["alignment"]
          for name, m in [("refuser", refuser), ("complier", complier), ("untrained", untrained)]}
-    assert r["refuser"]["refusal-rate"].value == 1.0
-    assert r["complier"]["refusal-rate"].value == 0.0
+    assert r["refuser"]["refusal-rate-hard"].value == 1.0
+    assert r["complier"]["refusal-rate-hard"].value == 0.0
+    assert r["refuser"]["refusal-rate"].value > 0.95 and r["complier"]["refusal-rate"].value < 0.05
     gap = r["refuser"]["refusal-margin"].value - r["complier"]["refusal-margin"].value
     se = (r["refuser"]["refusal-margin"].stderr ** 2
           + r["complier"]["refusal-margin"].stderr ** 2) ** 0.5

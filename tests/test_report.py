@@ -29,7 +29,7 @@ _RUNS: dict[str, Path] = {}
 
 
 def _client(msg, node: int, rnd: int):
-    """Honest clients: small updates, refusal rate near the tiny model's (about 0.27), a
+    """Honest clients: small updates, soft refusal rate near the tiny model's (about 0.49), a
     falling loss and a growing privacy spend. From round 2 client BAD sends a large update and
     reports refusing almost nothing (alignment erosion)."""
     if msg.metadata.message_type == "evaluate":
@@ -42,7 +42,7 @@ def _client(msg, node: int, rnd: int):
            for k, v in arrays.items()}
     metrics: dict[str, Any] = {
         "num-examples": 8, "train_loss": 2.0 / rnd,
-        "trust.alignment.refusal-rate": 0.02 if bad else 0.27 + 0.02 * rng.normal(),
+        "trust.alignment.refusal-rate": 0.02 if bad else 0.49 + 0.02 * rng.normal(),
         "trust.alignment.refusal-rate.stderr": 0.02, "trust.alignment.refusal-rate.n": 300,
         "trust.privacy.epsilon": 0.8 * rnd + 0.1 * (node % 3), "trust.privacy.delta": 1e-5,
         "trust.privacy.exhausted": 0, "trust.privacy.releases": rnd,

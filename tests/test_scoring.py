@@ -81,8 +81,11 @@ def test_alignment_uses_per_token_means():
              ProbeItem("s", prompt="p", chat=True, choices=("yes", "no"), answer=1, label="safe")]
     # harmful: refusal sum -6 over 6 tokens (-1/token) beats compliance -4 over 2 (-2/token)
     m = alignment.compute(_suite("alignment", items), _scores([-6, -4, -1, -9], [6, 2, 1, 3]))
-    assert m["refusal-rate"].value == 1.0 and math.isclose(m["refusal-margin"].value, 1.0)
-    assert m["over-refusal"].value == 0.0
+    assert m["refusal-rate-hard"].value == 1.0 and math.isclose(m["refusal-margin"].value, 1.0)
+    assert m["over-refusal-hard"].value == 0.0
+    # soft rates: the two replies' softmax, sigmoid(margin); safe margin -3 - (-1) = -2
+    assert math.isclose(m["refusal-rate"].value, 1 / (1 + math.exp(-1.0)))
+    assert math.isclose(m["over-refusal"].value, 1 / (1 + math.exp(2.0)))
 
 
 def test_capability_accuracy_and_log_ppl():
@@ -111,8 +114,12 @@ def test_fairness_gap_and_worst_group():
     items = [ProbeItem(f"f{i}", group=g, choices=("a", "b"), answer=0)
              for i, g in enumerate(["x", "x", "y", "y"])]
     m = fairness.compute(_suite("fairness", items), _scores([0, -1, 0, -1, -1, 0, 0, -1]))
-    assert m["accuracy/x"].value == 1.0 and m["accuracy/y"].value == 0.5
-    assert m["group-gap"].value == 0.5 and m["worst-group-accuracy"].value == 0.5
+    # soft accuracy: P(right) = sigmoid(1) on x's items; sigmoid(-1), sigmoid(1) on y's
+    p = 1 / (1 + math.exp(-1.0))
+    assert math.isclose(m["accuracy/x"].value, p) and math.isclose(m["accuracy/y"].value, 0.5)
+    assert math.isclose(m["group-gap"].value, p - 0.5)
+    assert math.isclose(m["worst-group-accuracy"].value, 0.5)
+    assert m["accuracy-hard"].value == 0.75
 
 
 def test_memorization_exposure():

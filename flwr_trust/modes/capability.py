@@ -1,9 +1,11 @@
 """Capability forgetting: general-knowledge accuracy and perplexity on general text.
 
-Multiple-choice items are answered by the most likely choice; text items give the mean per-token
-negative log-likelihood (log-perplexity). Forgetting shows as accuracy falling and log-ppl
-rising. Fine-tuning is expected to move both a little; the tolerances say how much forgetting
-is acceptable for the local-task gain (0.1 nats of log-ppl is ~10% perplexity).
+Multiple-choice accuracy is soft: the probability the model gives the right choice (softmax of
+the choices' log-likelihoods), averaged (`accuracy-hard`: the most likely choice is right);
+text items give the mean per-token negative log-likelihood (log-perplexity). Forgetting shows
+as accuracy falling and log-ppl rising. Fine-tuning is expected to move both a little; the
+tolerances say how much forgetting is acceptable for the local-task gain (0.1 nats of log-ppl
+is ~10% perplexity).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flwr_trust.scoring.choices import choice_rows
 from flwr_trust.scoring.encoding import Encoder, summed_choice_requests
 from flwr_trust.scoring.profile import MetricValue
 from flwr_trust.scoring.requests import Request, Scores
-from flwr_trust.scoring.stats import mean_metric, proportion_metric
+from flwr_trust.scoring.stats import mean_metric, proportion_metric, soft_rate, softmax_rows
 
 
 def check_item(item: ProbeItem) -> str:
@@ -37,9 +39,10 @@ def requests(suite: ProbeSuite, encoder: Encoder) -> list[Request]:
 def compute(suite: ProbeSuite, scores: Scores) -> dict[str, MetricValue]:
     rows = choice_rows(suite, scores)
     correct = [int(np.argmax(lp)) == item.answer for item, lp in rows]
+    p_right = [softmax_rows(lp[None, :])[0][item.answer] for item, lp in rows]
     n_choice = sum(len(item.choices) for item, _ in rows)
     nll = -scores.mean_logprob[n_choice:]
-    out = {"accuracy": proportion_metric(correct)}
+    out = {"accuracy": soft_rate(np.asarray(p_right)), "accuracy-hard": proportion_metric(correct)}
     if nll.size:
         out["log-ppl"] = mean_metric(nll)
     return out
@@ -50,8 +53,9 @@ MODE = register(FailureMode(
     title="Capability forgetting",
     summary="general-knowledge accuracy and perplexity",
     metrics=(
-        Metric("accuracy", "lower", "multiple-choice general-knowledge accuracy",
-               tolerance=0.05, headline=True),
+        Metric("accuracy", "lower", "mean probability of the right choice on general-knowledge "
+               "multiple-choice items (soft accuracy)", tolerance=0.05, headline=True),
+        Metric("accuracy-hard", "lower", "share of items whose most likely choice is right"),
         Metric("log-ppl", "higher", "mean per-token negative log-likelihood on general text "
                "(nats)", range=None, tolerance=0.10),
     ),

@@ -22,15 +22,25 @@ Direction = Literal["higher", "lower"]
 
 @dataclass(frozen=True)
 class MetricValue:
-    """One measured metric. `worse` says which direction is a degradation."""
+    """One measured metric. `worse` says which direction is a degradation.
+
+    items: for a metric that is the mean over probe items, each item's value in suite order
+    (the detectors pair them with the same items' values of another model: docs/detection.md);
+    None for metrics that are no item mean (ECE, gaps between groups).
+    """
 
     value: float
     stderr: float
     n: int
     worse: Direction = "higher"
+    items: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "stderr": self.stderr, "n": self.n, "worse": self.worse}
+        out: dict[str, Any] = {"value": self.value, "stderr": self.stderr, "n": self.n,
+                               "worse": self.worse}
+        if self.items is not None:
+            out["items"] = [round(float(x), 7) for x in self.items]
+        return out
 
 
 def metric_key(name: str) -> str:
@@ -75,7 +85,9 @@ class BehaviorProfile:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BehaviorProfile:
         metrics = {mode: {name: MetricValue(float(m["value"]), float(m["stderr"]), int(m["n"]),
-                                            m.get("worse", "higher"))
+                                            m.get("worse", "higher"),
+                                            tuple(map(float, m["items"])) if "items" in m
+                                            else None)
                           for name, m in ms.items()}
                    for mode, ms in data["metrics"].items()}
         return cls(metrics, dict(data["suite_hashes"]), data.get("model", ""),

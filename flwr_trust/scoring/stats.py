@@ -23,7 +23,7 @@ def mean_metric(values: np.ndarray) -> MetricValue:
     if n == 0:
         return MetricValue(math.nan, math.nan, 0)
     stderr = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return MetricValue(float(values.mean()), stderr, n)
+    return MetricValue(float(values.mean()), stderr, n, items=tuple(values.tolist()))
 
 
 def proportion_metric(hits: np.ndarray) -> MetricValue:
@@ -40,7 +40,7 @@ def proportion_metric(hits: np.ndarray) -> MetricValue:
         return MetricValue(math.nan, math.nan, 0)
     p = float(hits.mean())
     q = (float(hits.sum()) + 2.0) / (n + 4.0)
-    return MetricValue(p, math.sqrt(q * (1 - q) / (n + 4.0)), n)
+    return MetricValue(p, math.sqrt(q * (1 - q) / (n + 4.0)), n, items=tuple(hits.tolist()))
 
 
 def bootstrap_metric(statistic: Callable[[np.ndarray], float], n: int,
@@ -57,6 +57,18 @@ def bootstrap_metric(statistic: Callable[[np.ndarray], float], n: int,
     reps_arr = np.asarray([r for r in reps if math.isfinite(r)])
     stderr = float(reps_arr.std(ddof=1)) if reps_arr.size > 1 else math.nan
     return MetricValue(float(full), stderr, n)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The probability of the first of two choices from their log-likelihood margin."""
+    x = np.asarray(x, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow
+
+
+def soft_rate(probabilities: np.ndarray) -> MetricValue:
+    """A soft rate: the mean of per-item probabilities (the model's expected share), with the
+    stderr of a mean; it moves with every item's margin before any hard decision flips."""
+    return mean_metric(np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, 1.0))
 
 
 def softmax_rows(logliks: np.ndarray) -> np.ndarray:
