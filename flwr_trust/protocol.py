@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -29,10 +29,11 @@ SUITE_HASH = "trust.suite-hash"  # str (hex) from the server; int (60 bits) in c
 ROUND = "trust.round"
 PROBE_BUDGET = "trust.probe-budget"
 SERVER_PROBE = "trust.server-probe"  # 1: the server probes the global model exactly
+REPORT_ITEMS = "trust.report-items"  # 1: send per-item values of clear public metrics
 
 # ----------------------------------------------------------------- client -> server (metrics)
-STDERR, N, NOISE = ".stderr", ".n", ".noise"
-SUFFIXES = (STDERR, N, NOISE)
+STDERR, N, NOISE, ITEMS = ".stderr", ".n", ".noise", ".items"
+SUFFIXES = (STDERR, N, NOISE)  # non-negative numbers
 PUBLIC_POST_PROCESSING = "trust.public-post-processing"
 PRIVACY_PREFIX = "trust.privacy."
 PRIVACY_EPSILON = "trust.privacy.epsilon"
@@ -98,12 +99,14 @@ class ServerConfig:
     round:        the server round the client's probe sample is drawn for
     probe_budget: items per mode the client probes this round (0 = whole suites), or None
     server_probe: the server probes the global model exactly (clients need not re-score it)
+    report_items: the server pairs per-item values (clients send `.items` of clear metrics)
     """
 
     suite_hash: str | None
     round: int
     probe_budget: int | None = None
     server_probe: bool = False
+    report_items: bool = False
 
     def to_config(self) -> dict[str, Any]:
         out: dict[str, Any] = {ROUND: self.round}
@@ -113,6 +116,8 @@ class ServerConfig:
             out[PROBE_BUDGET] = self.probe_budget
         if self.server_probe:
             out[SERVER_PROBE] = 1
+        if self.report_items:
+            out[REPORT_ITEMS] = 1
         return out
 
     @classmethod
@@ -135,11 +140,13 @@ class ServerConfig:
                                    or budget < 0):
             raise ProtocolError(f"The server sent {PROBE_BUDGET} = {budget!r}.",
                                 "Send a non-negative int (0 = whole suite).")
-        server_probe = configs.get(SERVER_PROBE, 0)
-        if server_probe not in (0, 1) or isinstance(server_probe, float):
-            raise ProtocolError(f"The server sent {SERVER_PROBE} = {server_probe!r}.",
-                                "Send 0 or 1.")
-        return cls(suite_hash, rnd, budget, bool(server_probe))
+        flags = []
+        for key in (SERVER_PROBE, REPORT_ITEMS):
+            flag = configs.get(key, 0)
+            if flag not in (0, 1) or isinstance(flag, float):
+                raise ProtocolError(f"The server sent {key} = {flag!r}.", "Send 0 or 1.")
+            flags.append(bool(flag))
+        return cls(suite_hash, rnd, budget, *flags)
 
 
 def server_configs(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -155,13 +162,18 @@ def server_configs(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------ client metrics
 
 
-def entry(key: str, value: float, stderr: float, n: int, noise: float = 0.0
-          ) -> dict[str, Number]:
-    """The four numbers of one metric; a non-finite value is reported absent (n = 0)."""
+def entry(key: str, value: float, stderr: float, n: int, noise: float = 0.0,
+          items: Sequence[float] | None = None) -> dict[str, Any]:
+    """The numbers of one metric; a non-finite value is reported absent (n = 0). `items`
+    (per-item values, clear releases only) travel as the list ``<key>.items``."""
     if not math.isfinite(value) or n <= 0:
         return absent(key)
-    return {key: float(value), key + STDERR: float(stderr) if math.isfinite(stderr) else 0.0,
-            key + N: int(n), key + NOISE: float(noise)}
+    out: dict[str, Any] = {key: float(value),
+                           key + STDERR: float(stderr) if math.isfinite(stderr) else 0.0,
+                           key + N: int(n), key + NOISE: float(noise)}
+    if items is not None and noise == 0 and all(math.isfinite(x) for x in items):
+        out[key + ITEMS] = [float(x) for x in items]
+    return out
 
 
 def absent(key: str) -> dict[str, Number]:
@@ -170,14 +182,15 @@ def absent(key: str) -> dict[str, Number]:
     return {key: 0.0, key + STDERR: 0.0, key + N: 0, key + NOISE: 0.0}
 
 
-def profile_entries(metrics: Mapping[str, Mapping[str, Any]], prefix: str = PREFIX
-                    ) -> dict[str, Number]:
+def profile_entries(metrics: Mapping[str, Mapping[str, Any]], prefix: str = PREFIX,
+                    items: bool = False) -> dict[str, Any]:
     """Every metric of a profile (mode -> metric -> MetricValue) as released post-processing
-    (noise 0)."""
-    out: dict[str, Number] = {}
+    (noise 0); with `items`, each item-mean metric's per-item values too."""
+    out: dict[str, Any] = {}
     for mode, values in metrics.items():
         for name, mv in values.items():
-            out |= entry(metric_key(mode, name, prefix), mv.value, mv.stderr, mv.n)
+            out |= entry(metric_key(mode, name, prefix), mv.value, mv.stderr, mv.n,
+                         items=getattr(mv, "items", None) if items else None)
     return out
 
 
@@ -198,6 +211,7 @@ class Observation(NamedTuple):
     stderr: float = 0.0
     n: int = 0
     noise_std: float = 0.0
+    items: tuple[float, ...] | None = None
 
 
 def observations(flat: Mapping[str, Any], noise_std: float = 0.0
@@ -210,13 +224,15 @@ def observations(flat: Mapping[str, Any], noise_std: float = 0.0
     """
     out: dict[str, dict[str, Observation]] = {}
     for key, value in flat.items():
-        if not key.startswith(PREFIX) or key.endswith(SUFFIXES):
+        if not key.startswith(PREFIX) or key.endswith((*SUFFIXES, ITEMS)):
             continue
         mode, _, metric = key[len(PREFIX):].partition(".")
         try:
+            raw_items = flat.get(key + ITEMS)
+            items = tuple(float(x) for x in raw_items) if isinstance(raw_items, list) else None
             obs = Observation(float(value), float(flat.get(key + STDERR, 0.0)),
                               int(flat.get(key + N, 0)),
-                              float(flat.get(key + NOISE, noise_std)))
+                              float(flat.get(key + NOISE, noise_std)), items)
         except (TypeError, ValueError, OverflowError):
             continue
         if key + N in flat and obs.n == 0:

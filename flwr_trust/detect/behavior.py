@@ -21,6 +21,7 @@ from typing import Any
 from flwr_trust import modes as registry
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.config import FAMILIES, DetectorConfig, Family
+from flwr_trust.detect.paired import PairedClients, items_of, paired_change, paired_clients
 from flwr_trust.detect.statistics import ClientStats, critical_z, spend, upper_p
 from flwr_trust.modes.base import Metric
 from flwr_trust.protocol import Observation
@@ -148,7 +149,7 @@ def _triple(o: Any) -> tuple[float, float, float] | None:
     """(value, stderr, noise_std) of an Observation / MetricValue / number; None if unusable."""
     try:
         if type(o) is Observation:  # the common case first: a round has clients x metrics
-            v, se, _, ns = o
+            v, se, ns = o[0], o[1], o[3]
         elif isinstance(o, int | float):
             v, se, ns = o, 0.0, 0.0
         else:
@@ -184,6 +185,7 @@ class _ClientBlock:
     stats: ClientStats
     sign: float
     margin: float
+    paired: PairedClients | None = None  # per-item evidence, when every client sent items
 
 
 class _Round:
@@ -207,6 +209,7 @@ class _Round:
         sign = spec.sign
         ref_t, now_t = self._usable(ref_obs), self._usable(now_obs)
         nodes, xs, noise, sampling = [], [], [], []
+        items: dict[int, Any] = {}
         for node, o in client_obs.items():
             t = _triple(o)
             if t is None:
@@ -216,10 +219,16 @@ class _Round:
             xs.append(t[0])
             noise.append(math.hypot(t[1], t[2]))
             sampling.append(t[1])
+            if t[2] == 0 and (per_item := items_of(o)) is not None:
+                items[node] = per_item
         stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling)
                  if len(xs) >= self.cfg.min_clients else None)
+        paired = None
         if now_t is not None:
             value, se, df, source = now_t[0], math.hypot(now_t[1], now_t[2]), math.inf, "server"
+            paired = paired_change(items_of(now_obs), items_of(ref_obs), sign)
+            if paired is not None:  # the same items on both models: the paired stderr
+                se, df = paired.se, paired.df
         elif stats is not None:
             value, se, df, source = stats.median, stats.median_se, stats.df, "clients"
         else:
@@ -235,11 +244,14 @@ class _Round:
         }
         if stats is not None:  # margin: the tolerance, relative to the median for victims
             margin = tol * abs(stats.median) if spec.victim else tol
-            self.blocks.append(_ClientBlock(mode, metric, spec, tol, stats, sign, margin))
+            pc = None if spec.victim or len(items) < len(xs) else \
+                paired_clients(items, sign, self.cfg.min_clients)
+            self.blocks.append(_ClientBlock(mode, metric, spec, tol, stats, sign, margin, pc))
         if d is None or spec.victim:
             return
         ev = {"test": "level", "value": value, "reference": reference, "degradation": d,
-              "tolerance": tol, "se": se, "source": source, "df": _json_df(df)}
+              "tolerance": tol, "se": se, "source": source, "df": _json_df(df),
+              "paired_items": paired.n if paired is not None else 0}
         self.tests["level"].append(_Test(mode, metric, (d - tol) / max(se, _TINY), df, ev))
         if self.state is not None:
             self._trend(mode, metric, d, se, df, tol)
@@ -305,18 +317,24 @@ class _Round:
 
     def _client_family(self) -> None:
         b = self._budget("client", sum(len(blk.stats.x) for blk in self.blocks))
-        z_crit = critical_z(b["level"])
         for blk in self.blocks:
             s = blk.stats
-            hits = sorted(((z, i) for i, z in enumerate(s.outlier_z(blk.sign, blk.margin))
-                           if z > z_crit), reverse=True)
+            if blk.paired is not None:  # per-item excess over the clients' per-item median
+                df = blk.paired.df
+                zs = dict(zip(blk.paired.nodes, blk.paired.z(blk.margin), strict=True))
+                z_all = [zs[n] for n in s.nodes]
+            else:
+                df, z_all = math.inf, s.outlier_z(blk.sign, blk.margin)
+            z_crit = critical_z(b["level"], df)
+            hits = sorted(((z, i) for i, z in enumerate(z_all) if z > z_crit), reverse=True)
             for z, i in hits:
                 node = s.nodes[i]
                 ev = {"test": "victim" if blk.spec.victim else "client", "client": node,
                       "value": s.x[i], "client_median": s.median, "client_spread": s.spread,
                       "noise": s.noise[i], "margin": blk.margin, "tolerance": blk.tol,
                       "n_clients": len(s.nodes), "z": z, "z_crit": z_crit,
-                      "p_value": self._p_adj(upper_p(z), b)} | _public(b)
+                      "paired_items": 0 if blk.paired is None else int(blk.paired.df) + 1,
+                      "p_value": self._p_adj(upper_p(z, df), b)} | _public(b)
                 if blk.spec.victim:  # a fairness victim: population finding, nobody quarantined
                     ev["victims"] = [s.nodes[h[1]] for h in hits]
                     clients: tuple[int, ...] = ()

@@ -167,7 +167,11 @@ class Guard:
         """The detectors of one evidence stream (MONITORS), created on first use."""
         if kind not in self._monitors:
             ref = self.reference.metrics if self.reference is not None else {}
-            self._monitors[kind] = BehaviorMonitor(ref, self._share)
+            # The server probes the same items every round: their sampling errors repeat, so
+            # averaging rounds (the trend test) gains nothing: rho = 1 keeps it honest.
+            cfg = dataclasses.replace(self._share, trend_rho=1.0) if kind == "candidate" \
+                else self._share
+            self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
 
     def _update_checks(self, ev: RoundEvidence) -> UpdateCheckResult:

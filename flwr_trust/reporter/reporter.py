@@ -146,7 +146,8 @@ class ClientReporter:
                     protocol.ROUND: plan.server.round, protocol.PROBE_BUDGET: plan.budget}
         if plan.kind == "evaluate":
             if incoming.profile is not None:
-                rep.out |= protocol.profile_entries(incoming.profile.metrics)  # the server's
+                rep.out |= protocol.profile_entries(incoming.profile.metrics,
+                                                    items=plan.server.report_items)
             model_for_private = incoming_arrays
         else:
             model_for_private = outgoing
@@ -207,7 +208,7 @@ class ClientReporter:
         rep.status["outgoing"] = "ok"
         rep.outgoing = profile
         if not plan.hidden:
-            rep.out |= protocol.profile_entries(profile.metrics)
+            rep.out |= protocol.profile_entries(profile.metrics, items=plan.server.report_items)
             return
         metrics, stats = entries.hidden_statistics(profile, plan.sample)
         rep.private.metrics += metrics

@@ -236,7 +236,8 @@ class TrustGuard(Strategy):
     def _add_trust_config(self, config: ConfigRecord, server_round: int) -> None:
         server = protocol.ServerConfig(self.client_suite_hash, server_round,
                                        self.client_probe_budget,
-                                       server_probe=self.core.prober is not None)
+                                       server_probe=self.core.prober is not None,
+                                       report_items=True)
         for key, value in server.to_config().items():
             config[key] = value
 
