@@ -59,7 +59,9 @@ class TrustGuard(Strategy):
                     per-round budget and robust centre (0 = all: exact; docs/detection.md)
     audit_fraction: share of clients whose reported metrics the server re-measures each round
     secure_aggregation: only sums are visible: population-level detection, no attribution
-    run_dir:        where the audit log and TensorBoard scalars go
+    run_dir:        where the audit log and TensorBoard scalars go; a folder whose log holds
+                    a run that crashed is resumed from it, one whose run ended is refused
+                    (flwr_trust/guard/resume.py)
     on_alarm:       callback receiving every Alarm
     prober, update_checker: seams for other scorers / checks (default: the model above, and
                     `UpdateChecker` with the update_* options)
@@ -99,7 +101,7 @@ class TrustGuard(Strategy):
         checker = update_checker or UpdateChecker(update_alpha, update_centre_clients,
                                                   update_centre_coords, seed)
         gate_policy = make_gate(gate)
-        # A fresh folder per run by default: an existing audit log would be continued.
+        # A fresh folder per run by default: an existing run's log would be resumed.
         self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime(
             "trust-guard-%Y%m%d-%H%M%S")
         if prober is None and model is not None:
@@ -140,15 +142,15 @@ class TrustGuard(Strategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self.core.start(arrays)
+        self.core.start(arrays, server_round)
         self._global, self._global_np = arrays, None
-        self._add_trust_config(config, server_round)
+        self._add_trust_config(config, self.core.round_of(server_round))
         return self.inner.configure_train(server_round, arrays, config, grid)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        self.core.start(arrays)
-        self._add_trust_config(config, server_round)
+        self.core.start(arrays, server_round)
+        self._add_trust_config(config, self.core.round_of(server_round))
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
