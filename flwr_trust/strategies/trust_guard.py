@@ -34,6 +34,7 @@ from flwr_trust.probes.defaults import load_suites
 from flwr_trust.probes.suite import ProbeSuite, combined_hash
 from flwr_trust.report.records import RoundRecord, RunStart
 from flwr_trust.scoring.profile import BehaviorProfile
+from flwr_trust.strategies.lost_nodes import SentMessages
 from flwr_trust.strategies.screening import Screened, decode_array, screen_replies, weighted_key_of
 
 log = logging.getLogger("flwr_trust")
@@ -118,6 +119,7 @@ class TrustGuard(Strategy):
             prober=prober, reference=reference, on_alarm=on_alarm)
         self._global: ArrayRecord | None = None
         self._global_np: dict[str, Any] | None = None  # _global decoded, once a round
+        self._sent = SentMessages()  # names the node behind the SuperLink's error replies
 
     # ---------------------------------------------------------------- what the core decided
     gate = property(lambda self: self.core.settings.gate.name)
@@ -145,19 +147,22 @@ class TrustGuard(Strategy):
         self.core.start(arrays, server_round)
         self._global, self._global_np = arrays, None
         self._add_trust_config(config, self.core.round_of(server_round))
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        return self._sent.remember(
+            "train", self.inner.configure_train(server_round, arrays, config, grid))
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         self.core.start(arrays, server_round)
         self._add_trust_config(config, self.core.round_of(server_round))
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        return self._sent.remember(
+            "evaluate", self.inner.configure_evaluate(server_round, arrays, config, grid))
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         # Everything that reads client arrays runs before the inner strategy: some strategies
         # (Krum, Bulyan) consume the replies' ArrayRecords while aggregating.
         sees_updates = not self.core.settings.secure_aggregation and self._global is not None
+        replies = self._sent.attribute("train", replies)
         screened = self._screen(replies, expect_arrays=True, check_finite=not sees_updates)
         if sees_updates and self._global_np is None:
             assert self._global is not None
@@ -172,7 +177,7 @@ class TrustGuard(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
-        screened = self._screen(replies, expect_arrays=False)
+        screened = self._screen(self._sent.attribute("evaluate", replies), expect_arrays=False)
         ev = self._evidence(server_round, "evaluate", screened)
         try:
             metrics = self.inner.aggregate_evaluate(server_round, screened.valid)
