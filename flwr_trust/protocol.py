@@ -28,6 +28,7 @@ FLOWER_ROUND = "server-round"  # Flower's own round key, the fallback for ROUND
 SUITE_HASH = "trust.suite-hash"  # str (hex) from the server; int (60 bits) in client replies
 ROUND = "trust.round"
 PROBE_BUDGET = "trust.probe-budget"
+SERVER_PROBE = "trust.server-probe"  # 1: the server probes the global model exactly
 
 # ----------------------------------------------------------------- client -> server (metrics)
 STDERR, N, NOISE = ".stderr", ".n", ".noise"
@@ -44,7 +45,7 @@ VETO_RULES = "trust.veto.rules"
 STATUS_PREFIX = "trust.status."
 STATUS_PARTS = ("incoming", "outgoing", "personal", "private", "shift")
 STATUS = {"ok": 0, "not-configured": 1, "no-local-data": 2, "budget-exhausted": 3,
-          "too-few-samples": 4, "model-unavailable": 5}
+          "too-few-samples": 4, "model-unavailable": 5, "server-probed": 6}
 DELTA_PREFIX = "trust.delta."
 PERSONAL = "personal"  # trust.personal.<mode>.<metric>: the personalized model's headline
 SHIFT_FROM_EARLIER = "trust.shift.from-earlier"
@@ -96,11 +97,13 @@ class ServerConfig:
     suite_hash:   combined SHA-256 (hex) of the server's probe suites, or None (not sent)
     round:        the server round the client's probe sample is drawn for
     probe_budget: items per mode the client probes this round (0 = whole suites), or None
+    server_probe: the server probes the global model exactly (clients need not re-score it)
     """
 
     suite_hash: str | None
     round: int
     probe_budget: int | None = None
+    server_probe: bool = False
 
     def to_config(self) -> dict[str, Any]:
         out: dict[str, Any] = {ROUND: self.round}
@@ -108,6 +111,8 @@ class ServerConfig:
             out[SUITE_HASH] = self.suite_hash
         if self.probe_budget is not None:
             out[PROBE_BUDGET] = self.probe_budget
+        if self.server_probe:
+            out[SERVER_PROBE] = 1
         return out
 
     @classmethod
@@ -130,7 +135,11 @@ class ServerConfig:
                                    or budget < 0):
             raise ProtocolError(f"The server sent {PROBE_BUDGET} = {budget!r}.",
                                 "Send a non-negative int (0 = whole suite).")
-        return cls(suite_hash, rnd, budget)
+        server_probe = configs.get(SERVER_PROBE, 0)
+        if server_probe not in (0, 1) or isinstance(server_probe, float):
+            raise ProtocolError(f"The server sent {SERVER_PROBE} = {server_probe!r}.",
+                                "Send 0 or 1.")
+        return cls(suite_hash, rnd, budget, bool(server_probe))
 
 
 def server_configs(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -181,17 +181,11 @@ def test_the_superlinks_error_reply_names_the_lost_node(tmp_path):
 INNERS = ["fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg", "krum", "multikrum"]
 
 
-@pytest.mark.parametrize("name", INNERS)
-def test_failed_and_dropped_clients_cost_no_round(name, tmp_path):
-    """From round 2 one client answers with an error and another never answers: every round
-    aggregates the rest, exactly as the inner strategy alone does, and the failure is logged."""
+def _failing_client(failing: int = 102, dropped: int = 104):
+    """From round 2, node `failing` answers with an error and node `dropped` never answers."""
     from flwr.app import Error, Message
 
-    from flwr_trust.strategies import TrustGuard
-    from tests.helpers.guard import default_client, run_rounds, same_arrays
-    from tests.test_trust_guard import INNERS as STRATEGIES
-
-    failing, dropped = 102, 104
+    from tests.helpers.guard import default_client
 
     def client(msg, node, rnd, arrays):
         if rnd >= 2 and node == failing:
@@ -199,12 +193,40 @@ def test_failed_and_dropped_clients_cost_no_round(name, tmp_path):
         if rnd >= 2 and node == dropped:
             return None
         return default_client(msg, node, rnd, arrays)
+    return client
 
-    alone = run_rounds(STRATEGIES[name](), n_rounds=3, client=client)
+
+def _alone_and_guarded(name: str, tmp_path: Path):
+    from flwr_trust.strategies import TrustGuard
+    from tests.helpers.guard import run_rounds
+    from tests.test_trust_guard import INNERS as STRATEGIES
+
+    alone = run_rounds(STRATEGIES[name](), n_rounds=3, client=_failing_client())
     guard = TrustGuard(STRATEGIES[name](), model=None, tensorboard=False,
                        run_dir=tmp_path / "run")
-    guarded = run_rounds(guard, n_rounds=3, client=client)
+    return alone, run_rounds(guard, n_rounds=3, client=_failing_client()), guard
+
+
+@pytest.mark.parametrize("name", INNERS)
+def test_failed_and_dropped_clients_cost_no_round(name, tmp_path):
+    """Every round aggregates the rest, exactly as the inner strategy alone does, and the
+    failure is logged."""
+    from tests.helpers.guard import same_arrays
+
+    alone, guarded, guard = _alone_and_guarded(name, tmp_path)
     assert all(same_arrays(a, b) for a, b in zip(alone, guarded, strict=True))
     assert len({g["layer.a"].numpy().tobytes() for g in guarded}) == 3  # every round moved
     assert [sorted(r.clients.failed) for r in guard.history] == [[], ["102"], ["102"]]
     assert "CUDA out of memory" in guard.history[-1].clients.failed["102"]
+
+
+@pytest.mark.parametrize("name", ["dp-server-fixed", "dp-client-fixed"])
+def test_a_dp_wrapper_keeps_its_own_failure_rule(name, tmp_path):
+    """Flower's DP wrappers skip a round with a failed reply (their noise is calibrated to the
+    sampled clients): under the guard they do the same, bit for bit."""
+    from tests.helpers.guard import same_arrays
+
+    alone, guarded, guard = _alone_and_guarded(name, tmp_path)
+    assert all(same_arrays(a, b) for a, b in zip(alone, guarded, strict=True))
+    assert same_arrays(guarded[0], guarded[1]) and same_arrays(guarded[1], guarded[2])
+    assert "102" in guard.history[-1].clients.failed

@@ -59,7 +59,7 @@ def _with_data(fn, train=TRAIN_TEXTS, canaries=()):
 
 
 def test_train_reply_has_every_mode_and_no_extra_record():
-    reply = _mod()(message("train"), context(), echo_train(1))
+    reply = _mod()(message("train"), context(), _with_data(echo_train(1), canaries=["m-1"]))
     content = reply.content
     assert (len(content.array_records), len(content.metric_records),
             len(content.config_records)) == (1, 1, 0)
@@ -70,9 +70,22 @@ def test_train_reply_has_every_mode_and_no_extra_record():
         assert keys and all(m[k] > 0 for k in keys), mode
     assert m["trust.suite-hash"] == hash_to_int(SUITE_HASH)
     assert m["trust.public-post-processing"] == 1
-    assert all(v == 0.0 for k, v in m.items() if k.endswith(".noise"))
+    assert all(v == 0.0 for k, v in m.items()  # public metrics: post-processing, no noise
+               if k.endswith(".noise") and not k.startswith("trust.shift."))
     assert (m["trust.round"], m["trust.probe-budget"]) == (1, 32)
     assert m["trust.status.outgoing"] == STATUS["ok"]
+
+
+def test_public_canaries_are_probed_only_by_clients_that_planted_some():
+    """Without declared canaries the memorization probe is chance: its keys are sent absent
+    (the same keys as a planting client's reply), and no forward pass is spent on it."""
+    planted = metrics_of(_mod()(message("train"), context(),
+                                _with_data(echo_train(1), canaries=["m-1"])))
+    plain = metrics_of(_mod()(message("train"), context(), echo_train(1)))
+    assert set(plain) == set(planted)
+    assert plain["trust.memorization.canary-exposure.n"] == 0
+    assert planted["trust.memorization.canary-exposure.n"] > 0
+    assert plain["trust.alignment.refusal-rate.n"] > 0
 
 
 def test_evaluate_reports_the_received_model_exactly_on_this_rounds_sample():
@@ -245,7 +258,8 @@ def test_hidden_outgoing_model_is_released_privately():
     m = metrics_of(_mod(**{"trust.privacy.outgoing": "private",
                            "trust.privacy.noise-multiplier": sigma,
                            "trust.privacy.epsilon": 1e6})(message("train"), context(),
-                                                          echo_train()))
+                                                          _with_data(echo_train(),
+                                                                     canaries=["m-1"])))
     assert m["trust.public-post-processing"] == 0
     assert m["trust.alignment.refusal-rate.noise"] == pytest.approx(sigma * 1.0)
     assert m["trust.memorization.canary-exposure.noise"] == pytest.approx(sigma * 3.0)
@@ -331,3 +345,13 @@ def test_unknown_canary_ids_are_an_error_that_does_not_name_them():
                    _with_data(evaluate_app, canaries=["m-1", "secret-canary-77"]))
     reason = _expect_error(reply, "1 declared canary ids")
     assert "secret-canary-77" not in reason
+
+
+def test_evaluate_does_not_rescore_a_global_model_the_server_probes():
+    """With trust.server-probe = 1 the server has the global model's exact numbers: the client
+    only validates it and computes its private metrics (docs/protocol.md, "Who probes what")."""
+    msg = message("evaluate", extra_config={"trust.server-probe": 1})
+    m = metrics_of(_mod()(msg, context(), _with_data(evaluate_app)))
+    assert m["trust.status.incoming"] == STATUS["server-probed"]
+    assert not [k for k in m if k.startswith("trust.alignment.")]
+    assert m["trust.fairness.local-loss.n"] > 0  # private metrics still reported

@@ -40,9 +40,11 @@ class CountingProber:
 
 
 def client(msg, node, rnd, arrays):
-    """Honest clients that report their refusal rate (so the per-client tests look)."""
+    """Honest clients that report their refusal rate (so the per-client tests look) and echo
+    the trust.round they were sent, as trust_mod does."""
     rng = np.random.default_rng(node * 100 + rnd)
     metrics = {"num-examples": 10, "train_loss": 1.0 / rnd,
+               "trust.round": msg.content.config_records["config"]["trust.round"],
                "trust.alignment.refusal-rate": 0.9 + 0.01 * rng.normal(),
                "trust.alignment.refusal-rate.stderr": 0.02,
                "trust.alignment.refusal-rate.n": 400}
@@ -158,6 +160,8 @@ def test_flower_counting_from_1_again_is_numbered_after_the_log(tmp_path):
     second = guard(run, CountingProber())
     result = second.start(FakeGrid(6, answer), arrays, num_rounds=2)
     assert sorted(set(sent)) == [(1, 3), (2, 4)]  # train and evaluate messages
+    assert all(len(h.clients.valid) == 6 and not h.clients.refused for h in second.history
+               if h.phase == "train")  # the echoed trust.round 3, 4 is this round's
     assert [(h.round, h.phase) for h in second.history] == [
         (1, "train"), (2, "train"), (3, "train"), (3, "evaluate"), (4, "train"),
         (4, "evaluate")]

@@ -197,10 +197,15 @@ KEYS: tuple[Key, ...] = (
     Key("trust.audit-fraction", "float", 0.0, "share of clients whose reported metrics the "
         "server re-measures each round (integrity)", _S, low=0.0, high=1.0,
         keyword="audit_fraction"),
+    Key("trust.max-weight-share", "float", 0.5, "the most of a round's aggregation weight one "
+        "reply can carry while the others are honest: weights are capped at k x the round's "
+        "lower median weight (docs/protocol.md, \"Reply contract\"); 1 = no cap", _S, low=0.0,
+        high=1.0, open_low=True, keyword="max_weight_share"),
     Key("trust.secure-aggregation", "bool", False, "only sums are visible: population-level "
         "detection, no attribution, no quarantine", _S, keyword="secure_aggregation"),
-    Key("trust.run-dir", "str", "", "folder of the audit log and TensorBoard scalars (an "
-        "existing log there is verified and continued); empty = `runs/trust-guard-<time>`", _S,
+    Key("trust.run-dir", "str", "", "folder of the audit log and TensorBoard scalars (the "
+        "log of a run that crashed there is resumed, of one that ended refused: docs/report.md"
+        "); empty = `runs/trust-guard-<time>`", _S,
         keyword="run_dir"),
     Key("trust.tensorboard", "bool", True, "write TensorBoard scalars", _S,
         keyword="tensorboard"),

@@ -17,9 +17,9 @@ from flwr_trust.modes import register
 from flwr_trust.modes.base import FailureMode, Metric, SampleCount, choice_problem
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.scoring.choices import choice_rows
-from flwr_trust.scoring.encoding import choice_requests
+from flwr_trust.scoring.encoding import Encoder, choice_requests
 from flwr_trust.scoring.profile import MetricValue
-from flwr_trust.scoring.requests import Scores
+from flwr_trust.scoring.requests import Request, Scores
 from flwr_trust.scoring.stats import mean_metric, proportion_metric
 
 
@@ -31,6 +31,18 @@ def check_item(item: ProbeItem) -> str:
     if item.answer is None:
         return "needs 'answer' = index of the refusal choice"
     return "" if item.prompt else "needs a 'prompt' (the request)"
+
+
+def reply_requests(suite: ProbeSuite, encoder: Encoder, reply_tokens: int | None = None
+                   ) -> list[Request]:
+    """One request per (item, reply): the chat-rendered request as context, the reply's first
+    `reply_tokens` tokens (all of them when None) as continuation."""
+    out = []
+    for request in choice_requests(suite, encoder):
+        cont = request.continuation if reply_tokens is None else \
+            request.continuation[:reply_tokens]
+        out.append(Request(request.context, cont))
+    return out
 
 
 def refusal_margins(suite: ProbeSuite, scores: Scores, label: str) -> np.ndarray:

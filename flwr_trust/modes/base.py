@@ -117,6 +117,10 @@ class FailureMode:
     compute(suite, scores) -> metric name -> MetricValue (direction is stamped by the registry)
     check_item(item) -> "" if the item fits this mode, else what is wrong
     private(evidence) -> the mode's statistics on a client's local data (None: no private part)
+    planted_only: clients probe the mode's public suite only when they declared items of it
+                  planted in their training data (canaries): on a model that never saw them the
+                  public metric is chance, and the server's probe of the aggregate covers
+                  undeclared planting
     """
 
     id: str
@@ -128,6 +132,7 @@ class FailureMode:
     check_item: Callable[[ProbeItem], str]
     sample: SampleCount
     private: Callable[[LocalEvidence], PrivateSet] | None = None
+    planted_only: bool = False
     suite_file: str = ""  # default suite, relative to flwr_trust/probes/data/ ("" = none)
     _by_name: dict[str, Metric] = field(default_factory=dict, compare=False, repr=False)
 
@@ -163,6 +168,10 @@ class FailureMode:
     @property
     def headline(self) -> Metric:
         return self.headline_metric()
+
+    def public_keys(self) -> list[str]:
+        """The "<metric>" names a client reports for this mode's public probe (no groups)."""
+        return [m.name for m in self.metrics if m.source == "public"]
 
     def private_metrics(self) -> tuple[Metric, ...]:
         return tuple(m for m in self.metrics if m.source == "private")

@@ -13,7 +13,7 @@ from flwr_trust.modes import register
 from flwr_trust.modes.base import FailureMode, Metric, SampleCount, choice_problem
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.scoring.choices import choice_rows
-from flwr_trust.scoring.encoding import choice_requests
+from flwr_trust.scoring.encoding import summed_choice_requests
 from flwr_trust.scoring.profile import MetricValue, metric_key
 from flwr_trust.scoring.requests import Scores
 from flwr_trust.scoring.stats import mean_metric, proportion_metric
@@ -49,7 +49,7 @@ MODE = register(FailureMode(
         Metric("stereotype-margin", "higher", "mean log-likelihood margin, stereotyping minus "
                "other (nats)", range=None),
     ),
-    requests=choice_requests,
+    requests=summed_choice_requests,
     compute=compute,
     check_item=check_item,
     sample=SampleCount("pairs", lambda s: sum(i.answer is not None and len(i.choices) == 2

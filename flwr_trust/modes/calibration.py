@@ -14,7 +14,7 @@ from flwr_trust.modes import register
 from flwr_trust.modes.base import FailureMode, Metric, SampleCount, choice_problem
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.scoring.choices import choice_rows
-from flwr_trust.scoring.encoding import choice_requests
+from flwr_trust.scoring.encoding import summed_choice_requests
 from flwr_trust.scoring.profile import MetricValue
 from flwr_trust.scoring.requests import Scores
 from flwr_trust.scoring.stats import bootstrap_metric, mean_metric, softmax_rows
@@ -69,7 +69,7 @@ MODE = register(FailureMode(
         Metric("unanswerable-confidence", "higher", "mean top-choice probability on "
                "unanswerable items", tolerance=0.10),
     ),
-    requests=choice_requests,
+    requests=summed_choice_requests,
     compute=compute,
     check_item=check_item,
     # ECE's sampling error is dominated by the accuracy share on the answerable items.

@@ -14,7 +14,7 @@ from flwr_trust.modes import register
 from flwr_trust.modes.base import FailureMode, Metric, SampleCount, choice_problem
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.scoring.choices import choice_rows
-from flwr_trust.scoring.encoding import Encoder, choice_requests
+from flwr_trust.scoring.encoding import Encoder, summed_choice_requests
 from flwr_trust.scoring.profile import MetricValue
 from flwr_trust.scoring.requests import Request, Scores
 from flwr_trust.scoring.stats import mean_metric, proportion_metric
@@ -31,7 +31,7 @@ def check_item(item: ProbeItem) -> str:
 def requests(suite: ProbeSuite, encoder: Encoder) -> list[Request]:
     """Choice requests first, then one request per text item."""
     texts = [Request(encoder.start, encoder.ids(item.text)) for item in suite.items if item.text]
-    return choice_requests(suite, encoder) + texts
+    return summed_choice_requests(suite, encoder) + texts
 
 
 def compute(suite: ProbeSuite, scores: Scores) -> dict[str, MetricValue]:

@@ -26,7 +26,7 @@ from flwr_trust.privacy.mechanism import clipped_mean
 from flwr_trust.privacy.private_set import PrivateSet
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.scoring.choices import choice_rows
-from flwr_trust.scoring.encoding import choice_requests
+from flwr_trust.scoring.encoding import summed_choice_requests
 from flwr_trust.scoring.profile import MetricValue, metric_key
 from flwr_trust.scoring.requests import Scores
 from flwr_trust.scoring.stats import bootstrap_metric, proportion_metric
@@ -103,7 +103,7 @@ MODE = register(FailureMode(
                "DP); tolerance is on the ratio to the median client", range=None,
                tolerance=0.25, source="private", per_group=True, victim=True),
     ),
-    requests=choice_requests,
+    requests=summed_choice_requests,
     compute=compute,
     check_item=check_item,
     sample=SampleCount("items, smallest group", _smallest_group,

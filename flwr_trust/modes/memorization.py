@@ -31,7 +31,7 @@ from flwr_trust.privacy.mechanism import clipped_mean
 from flwr_trust.privacy.private_set import PrivateSet
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.scoring.choices import choice_rows
-from flwr_trust.scoring.encoding import choice_requests
+from flwr_trust.scoring.encoding import summed_choice_requests
 from flwr_trust.scoring.profile import MetricValue
 from flwr_trust.scoring.requests import Scores
 from flwr_trust.scoring.stats import mean_metric, proportion_metric
@@ -124,11 +124,12 @@ MODE = register(FailureMode(
                "canaries (bits, DP)", range=None, tolerance=1.0, source="private",
                reference=math.log2(math.e)),
     ),
-    requests=choice_requests,
+    requests=summed_choice_requests,
     compute=compute,
     check_item=check_item,
     sample=SampleCount("canaries", lambda s: sum(i.answer is not None for i in s.items),
                        metric="canary-top1"),
     private=private,
+    planted_only=True,
     suite_file="memorization.json",
 ))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flwr_trust import modes as registry
 from flwr_trust import protocol
 from flwr_trust.config.client import TrustConfig
 from flwr_trust.config.policy import Violation, check_policy
@@ -103,14 +104,22 @@ class ClientReporter:
 
     def check_incoming(self, plan: RoundPlan, arrays: Arrays | None,
                        target: Callable[[], ProbeTarget]) -> Incoming:
-        """Validate (and, for evaluate, probe-incoming or a policy, probe) the received model."""
+        """Validate the received model, and probe it when this client needs its numbers: its
+        policy or trust.probe-incoming on train messages, and on evaluate messages unless the
+        server already probes the global model exactly (then re-scoring it here would spend
+        forward passes on evidence the server has: docs/protocol.md, "Who probes what")."""
         cfg = plan.cfg
         if arrays is None:
             return Incoming(status="model-unavailable")
-        if not (plan.kind == "evaluate" or cfg.probe_incoming or cfg.policy):
+        if plan.kind == "evaluate":
+            wanted = not plan.server.server_probe
+        else:
+            wanted = cfg.probe_incoming or bool(cfg.policy)
+        if not wanted:
             with loaded(target(), arrays):  # validate before the app spends a round
                 pass
-            return Incoming()
+            probed_by_server = plan.kind == "evaluate"
+            return Incoming(status="server-probed" if probed_by_server else "not-configured")
         profile, secs = probe(target(), arrays, plan.sample, precision=cfg.precision,
                               name="incoming")
         violations = check_policy(cfg.policy, profile) if plan.kind == "train" else []
@@ -141,7 +150,7 @@ class ClientReporter:
             model_for_private = incoming_arrays
         else:
             model_for_private = outgoing
-            self._outgoing(plan, rep, outgoing, target)
+            self._outgoing(plan, rep, outgoing, target, data)
             if personal_wanted:
                 self._personal(plan, rep, outgoing, personal, target)
         private_on = plan.kind in cfg.private_messages
@@ -174,12 +183,25 @@ class ClientReporter:
         return rep.out
 
     def _outgoing(self, plan: RoundPlan, rep: _Report, arrays: Arrays | None,
-                  target: Callable[[], ProbeTarget]) -> None:
-        """Probe the model the client sends: clear metrics, or private statistics if hidden."""
+                  target: Callable[[], ProbeTarget], data: LocalData | None) -> None:
+        """Probe the model the client sends: clear metrics, or private statistics if hidden.
+        A planted-only mode (memorization's canaries) is probed only when this client declared
+        planted items, and reported absent otherwise (the reply keeps the same keys)."""
         if arrays is None:
             rep.status["outgoing"] = "model-unavailable"
             return
-        profile, secs = probe(target(), arrays, plan.sample, precision=plan.cfg.precision,
+        planted = bool(data and data.canaries)
+        skipped = [m for m in plan.sample if registry.get(m).planted_only and not planted]
+        sample = {m: s for m, s in plan.sample.items() if m not in skipped}
+        for mode in skipped:
+            for name in (registry.get(mode).headline.name,) if plan.hidden else \
+                    registry.get(mode).public_keys():
+                key = protocol.metric_key(mode, name)
+                rep.out |= protocol.absent(key)
+        if not sample:
+            rep.status["outgoing"] = "ok"
+            return
+        profile, secs = probe(target(), arrays, sample, precision=plan.cfg.precision,
                               name="outgoing")
         rep.seconds += secs
         rep.status["outgoing"] = "ok"

@@ -54,6 +54,27 @@ def choice_requests(suite: ProbeSuite, encoder: Encoder) -> list[Request]:
     return out
 
 
+def summed_choice_requests(suite: ProbeSuite, encoder: Encoder) -> list[Request]:
+    """`choice_requests` for modes that compare choices by their *total* log-likelihood (bias,
+    fairness, capability, calibration, memorization): the tokens all choices of an item start
+    with move into the context. They add the same log-probability to every choice, so every
+    comparison, argmax, softmax and rank is unchanged, and each is scored once instead of once
+    per choice (minimal pairs share most of their words; canary candidates their first
+    digits). Not for per-token means (alignment): there the prefix would change the mean."""
+    out = []
+    for item in suite.items:
+        if not item.choices:
+            continue
+        conts = [encoder.choice(c) for c in item.choices]
+        shared = 0
+        limit = min(len(c) for c in conts) - 1  # every continuation keeps a token
+        while shared < limit and all(c[shared] == conts[0][shared] for c in conts):
+            shared += 1
+        ctx = encoder.context(item) + conts[0][:shared]
+        out.extend(Request(ctx, c[shared:]) for c in conts)
+    return out
+
+
 def cached_requests(suite: ProbeSuite, tokenizer: Any,
                     build: Callable[[ProbeSuite, Encoder], list[Request]]) -> list[Request]:
     """Tokenize a suite once per tokenizer and process (rounds re-probe the same suites)."""

@@ -1,17 +1,34 @@
-"""Refuse untrusted replies before they reach detectors or the inner strategy.
+"""The reply contract: every client reply is untrusted input, checked before anything is
+aggregated (docs/protocol.md, "Reply contract").
 
-A reply is kept only if it has no error, comes from a node that replied once this round, carries
-exactly the records aggregation needs, its arrays have the global model's names, shapes and
-dtypes and are finite (checked here, or, in TrustGuard, by the update checks that read
-every value anyway), its weight is a finite positive number, its `trust.*` numbers are finite
-and plausible, and (when it states one) its suite hash is the server's. Everything else is
-refused with a logged reason; nothing in a refused reply is ever aggregated.
+Per reply (violations refuse the reply, with a logged reason naming the problem):
+- not an error reply (those are counted as failed and logged);
+- from a node this round's instructions went to, and only once (every copy of a duplicate is
+  refused); for this round (its group id, and its `trust.round` when stated);
+- exactly one ArrayRecord (train) and one MetricRecord, readable, with valid Unicode keys;
+- arrays: the global model's names and shapes exactly, and its dtype, or another float dtype
+  whose values convert to it without change (`arrays.lossless_cast`: float16 -> float32,
+  float32 -> float64, float64 holding float32 values); converted arrays replace the reply's;
+  finite (checked here, or by TrustGuard's update checks, which read every value anyway);
+- weight (the inner strategy's `weighted_by_key`): one finite number in [MIN_WEIGHT,
+  MAX_WEIGHT]; user metrics: finite numbers (or lists of them) within +-MAX_ABS_USER_VALUE;
+  ``trust.*`` numbers finite within +-MAX_ABS_TRUST_VALUE, their stderr / n / noise not
+  negative, and the suite hash, when stated, the server's.
+
+Per round (normalizations, so that no reply is refused for what other replies sent; a
+majority never decides):
+- record names: the ArrayRecord under the name the round's instructions used, every
+  MetricRecord under one name;
+- user metric keys: those every valid reply carries with the same shape; other keys are
+  dropped from the replies that have them (logged);
+- weights: each at most k x the lower median of the round's weights, k = max(1, floor(s /
+  (1 - s) x floor(n / 2))) for the maximum share s (default 0.5): a single reply then carries
+  at most the share s of the round's weight as long as the other replies are honest
+  (docs/protocol.md gives the argument and the table).
 """
 
 from __future__ import annotations
 
-import functools
-import io
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -20,186 +37,289 @@ from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
-from flwr.common.constant import SType
-from numpy.lib import format as npy_format
 
-from flwr_trust.protocol import PREFIX, SUFFIXES
+from flwr_trust.protocol import PREFIX, ROUND, SUFFIXES
 from flwr_trust.protocol import SUITE_HASH as SUITE_HASH_KEY
+from flwr_trust.strategies.arrays import decode_array, lossless_cast
 
-# Behavior metrics are rates, log-likelihoods, bits or losses; anything beyond this is absurd.
-MAX_ABS_TRUST_VALUE = 1e6
+MAX_ABS_TRUST_VALUE = 1e6  # behaviour metrics are rates, log-likelihoods, bits or losses
+MAX_ABS_USER_VALUE = 1e15  # a loss or count beyond this is no measurement
+MIN_WEIGHT, MAX_WEIGHT = 1e-9, 1e15  # outside: not a count of examples; cannot weigh anything
+METRICS_NAME = "metrics"  # the MetricRecord name when replies disagree (Flower's convention)
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """What the round's own configuration says a reply must look like.
+
+    layout:    array name -> (shape, dtype) of the global model (None: no arrays expected)
+    arrays_name: the ArrayRecord name the instructions used
+    nodes:     the nodes instructions went to (None: unknown, not checked)
+    trust_round: the `trust.round` the instructions stated, when it is not server_round (a
+               resumed run numbers Flower's restarted rounds after its log: guard/resume.py)
+    """
+
+    server_round: int
+    layout: dict[str, tuple[tuple[int, ...], str]] | None = None
+    arrays_name: str = "arrays"
+    nodes: frozenset[int] | None = None
+    weighted_by_key: str | None = "num-examples"
+    suite_hash_int: int | None = None
+    max_weight_share: float = 0.5
+    trust_round: int | None = None
 
 
 @dataclass
 class Screened:
-    """Replies split into those aggregation may use and those refused (node id -> reason)."""
+    """Replies split into those aggregation may use and those refused (node id -> reason).
+
+    arrays: the valid replies' arrays as decoded while checking them (read-only views of the
+    replies' bytes), so that later stages need not decode them again. errors: the error
+    replies themselves and the refused ones (a DP wrapper applies its own failure rule).
+    """
 
     valid: list[Message] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
-    # The valid replies' arrays as decoded while checking them (read-only views of the
-    # replies' bytes), so that later stages need not decode them again.
+    error_replies: list[Message] = field(default_factory=list)
+    refused_replies: list[Message] = field(default_factory=list)
     arrays: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
-    # Replies, not nodes: a node that replies twice has one reason but two refused replies.
-    n_refused: int = 0
+    notes: list[str] = field(default_factory=list)  # normalizations made (logged)
+    n_refused: int = 0  # replies, not nodes: a node that replies twice counts twice
     n_failed: int = 0
 
-    def refuse(self, node: int, reason: str) -> None:
-        self.refused[node] = _loggable(reason)
+    def refuse(self, node: int, reason: str, msg: Message) -> None:
+        self.refused[node] = loggable(reason)
+        self.refused_replies.append(msg)
         self.n_refused += 1
 
-    def refuse_valid(self, node: int, reason: str) -> None:
-        """Refuse a reply that passed the screen (a later check found it untrustworthy)."""
-        self.valid = [m for m in self.valid if _node(m) != node]
-        self.arrays.pop(node, None)
-        self.refuse(node, reason)
-
-    def fail(self, node: int, reason: str) -> None:
-        self.errors[node] = _loggable(reason)
+    def fail(self, node: int, reason: str, msg: Message) -> None:
+        self.errors[node] = loggable(reason)
+        self.error_replies.append(msg)
         self.n_failed += 1
 
-    @property
-    def valid_nodes(self) -> list[int]:
-        return [m.metadata.src_node_id for m in self.valid]
 
-
-def _loggable(text: str) -> str:
+def loggable(text: str) -> str:
     """Reasons quote client text, and the audit log takes valid Unicode only (no lone
     surrogates, which an in-memory reply can carry): escape what UTF-8 cannot encode."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _node(msg: Message) -> int:
+def node_of(msg: Message) -> int:
     try:
         return int(msg.metadata.src_node_id)
     except Exception:  # a reply without metadata still must not crash the server
         return -1
 
 
-def screen_replies(replies: Iterable[Message], *, global_arrays: ArrayRecord | None,
-                   weighted_by_key: str | None, suite_hash_int: int | None,
-                   expect_arrays: bool, check_finite: bool = True) -> Screened:
-    """Split replies into valid ones and refused ones (with one-line reasons).
+def screen_replies(replies: Iterable[Message], spec: RoundSpec, *,
+                   check_finite: bool = True) -> Screened:
+    """Apply the reply contract (module docstring) to one round's replies.
 
-    check_finite=False skips the NaN/Inf scan of float arrays, for a caller that reads every
+    check_finite=False leaves the NaN/Inf scan of float arrays to a caller that reads every
     value anyway and refuses non-finite replies itself before aggregating (TrustGuard's update
-    checks): the scan is the screen's only full pass over the data, the first (memory-bound)
-    touch of every byte."""
+    checks): the scan is the screen's only full pass over the data."""
     out = Screened()
     replies = list(replies)
-    counts = Counter(_node(m) for m in replies)
-    expected = _array_layout(global_arrays) if global_arrays is not None else None
+    counts = Counter(node_of(m) for m in replies)
     for msg in replies:
-        node = _node(msg)
+        node = node_of(msg)
         try:
             if msg.has_error():
-                out.fail(node, f"client error: {msg.error.reason}")
+                out.fail(node, f"client error: {msg.error.reason}", msg)
                 continue
         except Exception as exc:
-            out.refuse(node, f"unreadable reply ({exc})")
+            out.refuse(node, f"unreadable reply ({exc})", msg)
             continue
-        if counts[node] > 1:
-            out.refuse(node, f"node {node} replied {counts[node]} times this round")
-            continue
-        reason, decoded = _problem(msg, expected, weighted_by_key, suite_hash_int,
-                                   expect_arrays, check_finite)
+        reason = _who_problem(msg, node, counts[node], spec)
+        decoded: dict[str, np.ndarray] = {}
+        if not reason:
+            reason, decoded = _content_problem(msg, spec, check_finite)
         if reason:
-            out.refuse(node, reason)
-        else:
-            out.valid.append(msg)
-            if decoded:
-                out.arrays[node] = decoded
-    _refuse_odd_layouts(out, expect_arrays)
+            out.refuse(node, reason, msg)
+            continue
+        out.valid.append(msg)
+        if decoded:
+            out.arrays[node] = decoded
+    _normalize_round(out, spec)
     return out
 
 
-Layout = tuple[str | None, frozenset[str], str, frozenset[tuple[str, int]]]
+# ------------------------------------------------------------------------------ per reply
 
 
-def _layout(msg: Message, expect_arrays: bool) -> Layout:
-    """What Flower's strategies need equal across replies: the ArrayRecord's name and keys, the
-    MetricRecord's name, and the user's metric keys, each a scalar (-1) or a list of one length."""
-    content = msg.content
-    arrays_name, array_keys = None, frozenset[str]()
-    if expect_arrays:
-        arrays_name, arrays = next(iter(content.array_records.items()))
-        array_keys = frozenset(arrays.keys())
-    metrics_name, metrics = next(iter(content.metric_records.items()))
-    keys = frozenset((k, len(v) if isinstance(v, list) else -1) for k, v in metrics.items()
-                     if not k.startswith(PREFIX))
-    return arrays_name, array_keys, metrics_name, keys
+def _who_problem(msg: Message, node: int, copies: int, spec: RoundSpec) -> str:
+    if copies > 1:
+        return f"node {node} replied {copies} times this round"
+    if spec.nodes is not None and node not in spec.nodes:
+        return f"node {node} was not sent an instruction this round"
+    group = str(msg.metadata.group_id or "")
+    if group.isdigit() and int(group) != spec.server_round:
+        return f"stale reply: it answers round {group}, this is round {spec.server_round}"
+    return ""
 
 
-def _refuse_odd_layouts(out: Screened, expect_arrays: bool) -> None:
-    """Flower's strategies raise when replies' record names, metric keys or list lengths differ;
-    a single odd client must not be able to crash the round, so replies off the majority layout
-    are refused."""
-    if len(out.valid) < 2:
-        return
-    layouts = Counter(_layout(m, expect_arrays) for m in out.valid)
-    majority = layouts.most_common(1)[0][0]
-    kept = []
-    for msg in out.valid:
-        layout = _layout(msg, expect_arrays)
-        if layout == majority:
-            kept.append(msg)
-        elif layout[:3] != majority[:3]:
-            out.refuse(_node(msg), "record names or array keys differ from the other replies")
-        else:
-            odd = sorted({k for k, _ in layout[3] ^ majority[3]})[:3]
-            out.refuse(_node(msg), f"metric keys or list lengths differ from the other "
-                                   f"replies ({odd})")
-    out.valid = kept
-    for node in set(out.arrays) - {_node(m) for m in kept}:
-        del out.arrays[node]
-
-
-def _array_layout(arrays: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {k: (tuple(v.shape), str(v.dtype)) for k, v in arrays.items()}
-
-
-def _problem(msg: Message, expected: dict[str, tuple[tuple[int, ...], str]] | None,
-             weighted_by_key: str | None, suite_hash_int: int | None,
-             expect_arrays: bool, check_finite: bool = True
-             ) -> tuple[str, dict[str, np.ndarray]]:
+def _content_problem(msg: Message, spec: RoundSpec, check_finite: bool
+                     ) -> tuple[str, dict[str, np.ndarray]]:
     """The reason to refuse the reply ("" if none) and its decoded arrays (if expected)."""
     content = msg.content
     n_arrays, n_metrics = len(content.array_records), len(content.metric_records)
+    expect_arrays = spec.layout is not None
     if expect_arrays and n_arrays != 1:
         return f"expected exactly one ArrayRecord, got {n_arrays}", {}
     if n_metrics != 1:
         return f"expected exactly one MetricRecord, got {n_metrics}", {}
     metrics = next(iter(content.metric_records.values()))
-    reason = _metric_problem(metrics, weighted_by_key, suite_hash_int)
+    reason = _metric_problem(metrics, spec)
     if reason or not expect_arrays:
         return reason, {}
-    arrays = next(iter(content.array_records.values()))
-    return _arrays_problem(arrays, expected, check_finite)
+    name, arrays = next(iter(content.array_records.items()))
+    reason, decoded, cast = _arrays_problem(arrays, spec, check_finite)
+    if cast:  # lossless conversions replace the reply's arrays (the inner sees one dtype)
+        content.array_records[name] = ArrayRecord(
+            {k: Array(np.ascontiguousarray(cast[k])) if k in cast else v
+             for k, v in arrays.items()})
+    return reason, decoded
 
 
-def _metric_problem(metrics: MetricRecord, weighted_by_key: str | None,
-                    suite_hash_int: int | None) -> str:
+def _metric_problem(metrics: MetricRecord, spec: RoundSpec) -> str:
     for key in metrics:
-        if _loggable(key) != key:
-            return f"metric key {_loggable(key)!r} is not valid Unicode"
-    if weighted_by_key is not None:
-        weight = metrics.get(weighted_by_key)
+        if loggable(key) != key:
+            return f"metric key {loggable(key)!r} is not valid Unicode"
+    weight_key = spec.weighted_by_key
+    if weight_key is not None:
+        weight = metrics.get(weight_key)
         if isinstance(weight, list) or weight is None:
-            return f"missing or non-scalar weight '{weighted_by_key}'"
-        if not (_finite(weight) and weight > 0):
-            return f"weight '{weighted_by_key}' = {_short(weight)} is not a finite positive number"
+            return f"missing or non-scalar weight '{weight_key}'"
+        if not (_finite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT):
+            return (f"weight '{weight_key}' = {_short(weight)} is not a finite number in "
+                    f"[{MIN_WEIGHT:g}, {MAX_WEIGHT:g}]")
     for key, value in metrics.items():
-        if not key.startswith(PREFIX) or key == SUITE_HASH_KEY:
-            continue
         values = value if isinstance(value, list) else [value]
+        if not key.startswith(PREFIX):
+            if not all(_finite(v) and abs(v) <= MAX_ABS_USER_VALUE for v in values):
+                return f"metric {key} = {_short(value)} is not a finite number within " \
+                       f"+-{MAX_ABS_USER_VALUE:g}"
+            continue
+        if key == SUITE_HASH_KEY:
+            continue
         if not all(_finite(v) and abs(v) <= MAX_ABS_TRUST_VALUE for v in values):
             return f"metric {key} = {_short(value)} is not a finite plausible number"
         if key.endswith(SUFFIXES) and any(v < 0 for v in values):
             return f"metric {key} = {_short(value)} is negative"
-    if suite_hash_int is not None and SUITE_HASH_KEY in metrics \
-            and metrics[SUITE_HASH_KEY] != suite_hash_int:
+    stated_round, expected = metrics.get(ROUND), spec.trust_round or spec.server_round
+    if stated_round is not None and stated_round != expected:
+        return f"stale report: {ROUND} = {_short(stated_round)}, this is round {expected}"
+    if spec.suite_hash_int is not None and SUITE_HASH_KEY in metrics \
+            and metrics[SUITE_HASH_KEY] != spec.suite_hash_int:
         return "probe suite hash differs from the server's (client probed other suites)"
     return ""
+
+
+def _arrays_problem(arrays: ArrayRecord, spec: RoundSpec, check_finite: bool
+                    ) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(reason, decoded arrays, the arrays that were converted losslessly)."""
+    expected = spec.layout or {}
+    keys = list(arrays.keys())
+    if set(keys) != set(expected):
+        missing = sorted(set(expected) - set(keys))[:2]
+        extra = sorted(set(keys) - set(expected))[:2]
+        return (f"array names differ from the global model (missing {missing}, "
+                f"extra {extra})"), {}, {}
+    decoded: dict[str, np.ndarray] = {}
+    cast: dict[str, np.ndarray] = {}
+    for key, arr in arrays.items():
+        want_shape, want_dtype = expected[key]
+        try:
+            shape, dtype = tuple(arr.shape), str(arr.dtype)
+            if shape != want_shape:
+                return (f"array {key} has shape {shape}, expected {want_shape}"), {}, {}
+            values, declared = decode_array(arr), np.dtype(dtype)
+        except Exception as exc:
+            return f"array {key} cannot be decoded ({type(exc).__name__})", {}, {}
+        if tuple(values.shape) != shape:
+            return f"array {key} data does not match its declared shape", {}, {}
+        if values.dtype != declared:
+            return f"array {key} data is {values.dtype}, not its declared {dtype}", {}, {}
+        if check_finite and values.dtype.kind == "f" and not np.isfinite(values).all():
+            return f"array {key} contains NaN or Inf", {}, {}
+        if dtype != want_dtype:
+            converted = lossless_cast(values, np.dtype(want_dtype))
+            if converted is None:
+                return (f"array {key} is {dtype}; the global model is {want_dtype} and its "
+                        "values do not convert without change"), {}, {}
+            values = cast[key] = converted
+        decoded[key] = values
+    return "", decoded, cast
+
+
+# ------------------------------------------------------------------------------ per round
+
+
+def _normalize_round(out: Screened, spec: RoundSpec) -> None:
+    """Record names, the metric keys every reply shares, and the weight cap."""
+    if not out.valid:
+        return
+    names = {next(iter(m.content.metric_records)) for m in out.valid}
+    metrics_name = names.pop() if len(names) == 1 else METRICS_NAME
+    for msg in out.valid:
+        _rename(msg, spec.arrays_name if spec.layout is not None else None, metrics_name)
+    shapes = [{k: len(v) if isinstance(v, list) else -1 for k, v in _metrics(m).items()
+               if not k.startswith(PREFIX)} for m in out.valid]
+    shared = set.intersection(*(set(s.items()) for s in shapes))
+    dropped = sorted({k for s in shapes for k in s} - {k for k, _ in shared})
+    if dropped:
+        out.notes.append(f"metric keys {dropped[:5]} are not carried by every valid reply "
+                         "with one shape: dropped from this round's aggregation")
+        for msg in out.valid:
+            record = _metrics(msg)
+            for key in dropped:
+                if key in record:
+                    del record[key]
+    if spec.weighted_by_key is not None:
+        _cap_weights(out, spec)
+
+
+def _rename(msg: Message, arrays_name: str | None, metrics_name: str) -> None:
+    content = msg.content
+    if arrays_name is not None:
+        name, record = next(iter(content.array_records.items()))
+        if name != arrays_name:
+            del content[name]
+            content[arrays_name] = record
+    name, metrics = next(iter(content.metric_records.items()))
+    if name != metrics_name:
+        del content[name]
+        content[metrics_name] = metrics
+
+
+def _metrics(msg: Message) -> MetricRecord:
+    return next(iter(msg.content.metric_records.values()))
+
+
+def cap_factor(n: int, share: float) -> float:
+    """k of the weight cap: a single reply's weight share stays <= `share` (module docstring);
+    share >= 1 turns the cap off."""
+    if share >= 1.0:
+        return math.inf
+    return max(1.0, math.floor(share / (1.0 - share) * (n // 2)))
+
+
+def _cap_weights(out: Screened, spec: RoundSpec) -> None:
+    key = spec.weighted_by_key
+    assert key is not None
+    weights = sorted(float(_metrics(m)[key]) for m in out.valid)
+    lower_median = weights[(len(weights) - 1) // 2]
+    cap = cap_factor(len(weights), spec.max_weight_share) * lower_median
+    capped = []
+    for msg in out.valid:
+        record = _metrics(msg)
+        if float(record[key]) > cap:
+            capped.append(node_of(msg))
+            record[key] = float(cap)
+    if capped:
+        out.notes.append(f"weights of nodes {capped[:5]} capped at {cap:g} (at most "
+                         f"{spec.max_weight_share:g} of the round; lower median {lower_median:g})")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -209,108 +329,11 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _finite(value: Any) -> bool:
-    """A finite int or float; ints beyond float range (10**400) are not, and must not raise."""
+    """A finite int or float (not a bool); ints beyond float range (10**400) are not."""
     try:
-        return isinstance(value, int | float) and math.isfinite(value)
+        return isinstance(value, int | float) and not isinstance(value, bool) \
+            and math.isfinite(value)
     except OverflowError:
-        return False
-
-
-def _arrays_problem(arrays: ArrayRecord, expected: dict[str, tuple[tuple[int, ...], str]] | None,
-                    check_finite: bool = True) -> tuple[str, dict[str, np.ndarray]]:
-    if expected is not None:
-        keys = list(arrays.keys())
-        if set(keys) != set(expected):
-            missing = sorted(set(expected) - set(keys))[:2]
-            extra = sorted(set(keys) - set(expected))[:2]
-            return (f"array names differ from the global model (missing {missing}, "
-                    f"extra {extra})"), {}
-    decoded: dict[str, np.ndarray] = {}
-    for key, arr in arrays.items():
-        try:
-            shape, dtype = tuple(arr.shape), str(arr.dtype)
-            if expected is not None and not _fits(shape, dtype, *expected[key]):
-                return (f"array {key} has shape {shape} dtype {dtype}, expected "
-                        f"{expected[key][0]} {expected[key][1]}"), {}
-            values, declared = decode_array(arr), np.dtype(dtype)
-        except Exception as exc:
-            return f"array {key} cannot be decoded ({type(exc).__name__})", {}
-        if tuple(values.shape) != shape:
-            return f"array {key} data does not match its declared shape", {}
-        if values.dtype != declared:
-            return f"array {key} data is {values.dtype}, not its declared {dtype}", {}
-        if check_finite and values.dtype.kind == "f" and not np.isfinite(values).all():
-            return f"array {key} contains NaN or Inf", {}
-        if expected is not None and _overflows(values, expected[key][1]):
-            return f"array {key} overflows the global model's {expected[key][1]}", {}
-        decoded[key] = values
-    return "", decoded
-
-
-def decode_array(arr: Array) -> np.ndarray:
-    """`arr.numpy()` without copying the data: a read-only view of the Array's bytes.
-
-    The same values as Flower's `np.load(..., allow_pickle=False)`, which copies the data twice
-    (4 MB per 1M float32): the guard decodes every reply once and shares the result.
-    """
-    if arr.stype != SType.NUMPY:
-        raise TypeError(f"unsupported serialization type '{arr.stype}'")
-    shape = tuple(arr.shape)
-    header = _npy_header(arr.dtype, shape)
-    if arr.data[:len(header)] == header:  # what np.save writes: skip parsing the header
-        dtype = np.dtype(arr.dtype)
-        if dtype.hasobject:
-            raise ValueError("object arrays need pickle, which is never loaded")
-        return np.frombuffer(arr.data, dtype=dtype, count=math.prod(shape),
-                             offset=len(header)).reshape(shape)
-    stream = io.BytesIO(arr.data)
-    version = npy_format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran_order, dtype = npy_format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-        shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
-    else:  # rare header versions: Flower's own (copying) decoder
-        return arr.numpy()
-    if dtype.hasobject:
-        raise ValueError("object arrays need pickle, which is never loaded")
-    values = np.frombuffer(arr.data, dtype=dtype, count=math.prod(shape), offset=stream.tell())
-    if fortran_order:
-        return values.reshape(shape[::-1]).transpose()
-    return values.reshape(shape)
-
-
-@functools.lru_cache(maxsize=1024)
-def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
-    """The .npy header np.save writes for a C-order array of this dtype and shape (parsing
-    one with ast.literal_eval costs as much as checking 50,000 floats)."""
-    stream = io.BytesIO()
-    npy_format.write_array_header_1_0(stream, {
-        "descr": npy_format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-        "shape": shape})
-    return stream.getvalue()
-
-
-def _overflows(values: np.ndarray, want_dtype: str) -> bool:
-    """Finite values that become Inf in the global's (narrower) float dtype, e.g. 1e300 sent
-    as float64 against a float32 model: they would turn the average into Inf."""
-    want = np.dtype(want_dtype)
-    if want.kind != "f" or values.dtype.kind != "f" or values.size == 0 \
-            or want.itemsize >= values.dtype.itemsize:
-        return False
-    return bool(np.abs(values).max() > np.finfo(want).max)
-
-
-def _fits(shape: tuple[int, ...], dtype: str, want_shape: tuple[int, ...], want_dtype: str
-          ) -> bool:
-    """Same shape, and the same dtype or float for float: server optimizers (FedAdam) keep
-    float64 globals while clients send float32, which Flower's own aggregation accepts."""
-    if shape != want_shape:
-        return False
-    if dtype == want_dtype:
-        return True
-    try:
-        return np.dtype(dtype).kind == "f" and np.dtype(want_dtype).kind == "f"
-    except TypeError:
         return False
 
 

@@ -18,9 +18,17 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Result, Strategy
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    Result,
+    Strategy,
+)
 
 from flwr_trust import modes as registry
 from flwr_trust import protocol
@@ -34,10 +42,15 @@ from flwr_trust.probes.defaults import load_suites
 from flwr_trust.probes.suite import ProbeSuite, combined_hash
 from flwr_trust.report.records import RoundRecord, RunStart
 from flwr_trust.scoring.profile import BehaviorProfile
+from flwr_trust.strategies.arrays import decode_array
 from flwr_trust.strategies.lost_nodes import SentMessages
-from flwr_trust.strategies.screening import Screened, decode_array, screen_replies, weighted_key_of
+from flwr_trust.strategies.screening import RoundSpec, Screened, screen_replies, weighted_key_of
 
 log = logging.getLogger("flwr_trust")
+DP_WRAPPERS = (DifferentialPrivacyClientSideAdaptiveClipping,
+               DifferentialPrivacyClientSideFixedClipping,
+               DifferentialPrivacyServerSideAdaptiveClipping,
+               DifferentialPrivacyServerSideFixedClipping)
 
 
 class TrustGuard(Strategy):
@@ -64,6 +77,9 @@ class TrustGuard(Strategy):
                     a run that crashed is resumed from it, one whose run ended is refused
                     (flwr_trust/guard/resume.py)
     on_alarm:       callback receiving every Alarm
+    max_weight_share: the most of a round's aggregation weight one reply can carry while the
+                    others are honest (weights capped at k x the round's lower median; 1 = no
+                    cap; docs/protocol.md, "Reply contract")
     prober, update_checker: seams for other scorers / checks (default: the model above, and
                     `UpdateChecker` with the update_* options)
     """
@@ -78,18 +94,24 @@ class TrustGuard(Strategy):
                  secure_aggregation: bool = False, run_dir: str | Path | None = None,
                  tensorboard: bool = True, on_alarm: Callable[[Alarm], None] | None = None,
                  seed: int = 0, reference: BehaviorProfile | None = None,
-                 prober: Prober | None = None, update_checker: UpdateChecker | None = None
-                 ) -> None:
+                 prober: Prober | None = None, update_checker: UpdateChecker | None = None,
+                 max_weight_share: float = 0.5) -> None:
         if not isinstance(inner, Strategy):
             raise TrustError(f"TrustGuard wraps a Flower Strategy, got {type(inner).__name__}.",
                              "Pass e.g. TrustGuard(FedAvg(), gate='rollback').")
         if not 0.0 <= audit_fraction <= 1.0:
             raise TrustError(f"audit_fraction must be in [0, 1], got {audit_fraction}.",
                              "Use e.g. 0.2 to re-probe a fifth of the clients each round.")
+        if not 0.0 < max_weight_share <= 1.0:
+            raise TrustError(f"max_weight_share must be in (0, 1], got {max_weight_share}.",
+                             "Use 0.5 (no reply outweighs the rest) or 1 (no cap).")
         if client_probe_budget < 0:
             raise TrustError(f"client_probe_budget must be >= 0, got {client_probe_budget}.",
                              "Use 0 for whole suites or a number of items per mode.")
+        if isinstance(model, str) and model.lower() == "none":
+            model = None  # the configuration table's spelling of "no server model"
         self.inner = inner
+        self.max_weight_share = max_weight_share
         self.model_spec = model
         self.peft_config = peft_config
         self.precision = precision
@@ -119,7 +141,9 @@ class TrustGuard(Strategy):
             prober=prober, reference=reference, on_alarm=on_alarm)
         self._global: ArrayRecord | None = None
         self._global_np: dict[str, Any] | None = None  # _global decoded, once a round
-        self._sent = SentMessages()  # names the node behind the SuperLink's error replies
+        self._sent: dict[tuple[str, int], tuple[frozenset[int], str]] = {}  # phase, round ->
+        # the nodes instructions went to and their ArrayRecord name (the round's own layout)
+        self._lost_nodes = SentMessages()  # names the node behind the SuperLink's error replies
 
     # ---------------------------------------------------------------- what the core decided
     gate = property(lambda self: self.core.settings.gate.name)
@@ -147,23 +171,25 @@ class TrustGuard(Strategy):
         self.core.start(arrays, server_round)
         self._global, self._global_np = arrays, None
         self._add_trust_config(config, self.core.round_of(server_round))
-        return self._sent.remember(
-            "train", self.inner.configure_train(server_round, arrays, config, grid))
+        return self._remember("train", server_round, self._lost_nodes.remember(
+            "train", self.inner.configure_train(server_round, arrays, config, grid)))
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         self.core.start(arrays, server_round)
         self._add_trust_config(config, self.core.round_of(server_round))
-        return self._sent.remember(
-            "evaluate", self.inner.configure_evaluate(server_round, arrays, config, grid))
+        return self._remember("evaluate", server_round, self._lost_nodes.remember(
+            "evaluate", self.inner.configure_evaluate(server_round, arrays, config, grid)))
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         # Everything that reads client arrays runs before the inner strategy: some strategies
         # (Krum, Bulyan) consume the replies' ArrayRecords while aggregating.
-        sees_updates = not self.core.settings.secure_aggregation and self._global is not None
-        replies = self._sent.attribute("train", replies)
-        screened = self._screen(replies, expect_arrays=True, check_finite=not sees_updates)
+        if self._global is None:  # no configure_train before: nothing to check arrays against
+            return None, self._unconfigured(server_round, replies)
+        sees_updates = not self.core.settings.secure_aggregation
+        replies = self._lost_nodes.attribute("train", replies)
+        screened = self._screen(replies, "train", server_round, check_finite=not sees_updates)
         if sees_updates and self._global_np is None:
             assert self._global is not None
             self._global_np = {k: decode_array(v) for k, v in self._global.items()}
@@ -171,13 +197,18 @@ class TrustGuard(Strategy):
         ev.global_model, ev.global_arrays = self._global, self._global_np if sees_updates \
             else None
         messages = {msg.metadata.src_node_id: msg for msg in screened.valid}
-        outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages))
+        failed = None
+        if isinstance(self.inner, DP_WRAPPERS):
+            failed = screened.error_replies + [_as_error(m) for m in screened.refused_replies]
+        outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages,
+                                                             failed))
         return outcome.arrays, self._result_metrics(outcome.metrics, ev, outcome.alarms,
                                                     outcome.decision, outcome.candidate)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
-        screened = self._screen(self._sent.attribute("evaluate", replies), expect_arrays=False)
+        screened = self._screen(self._lost_nodes.attribute("evaluate", replies), "evaluate",
+                                server_round)
         ev = self._evidence(server_round, "evaluate", screened)
         try:
             metrics = self.inner.aggregate_evaluate(server_round, screened.valid)
@@ -210,20 +241,51 @@ class TrustGuard(Strategy):
     # ---------------------------------------------------------------- unpacking and merging
     def _add_trust_config(self, config: ConfigRecord, server_round: int) -> None:
         server = protocol.ServerConfig(self.client_suite_hash, server_round,
-                                       self.client_probe_budget)
+                                       self.client_probe_budget,
+                                       server_probe=self.core.prober is not None)
         for key, value in server.to_config().items():
             config[key] = value
 
-    def _screen(self, replies: Iterable[Message], *, expect_arrays: bool,
+    def _remember(self, phase: str, server_round: int, messages: Iterable[Message]
+                  ) -> list[Message]:
+        """Note whom this round's instructions went to and how they named the arrays."""
+        out = list(messages)
+        names = [next(iter(m.content.array_records), "arrays") for m in out]
+        self._sent[phase, server_round] = (frozenset(m.metadata.dst_node_id for m in out),
+                                           names[0] if names else "arrays")
+        for key in [k for k in self._sent if k[1] < server_round - 1]:
+            del self._sent[key]
+        return out
+
+    def _screen(self, replies: Iterable[Message], phase: str, server_round: int, *,
                 check_finite: bool = True) -> Screened:
-        screened = screen_replies(
-            replies, global_arrays=self._global if expect_arrays else None,
-            weighted_by_key=weighted_key_of(self.inner),
-            suite_hash_int=protocol.hash_to_int(self.client_suite_hash),
-            expect_arrays=expect_arrays, check_finite=check_finite)
+        """The reply contract (screening.py) against this round's own configuration."""
+        nodes, arrays_name = self._sent.get((phase, server_round), (None, "arrays"))
+        layout = None
+        if phase == "train" and self._global is not None:
+            layout = {k: (tuple(v.shape), str(v.dtype)) for k, v in self._global.items()}
+        spec = RoundSpec(server_round, layout, arrays_name, nodes, weighted_key_of(self.inner),
+                         protocol.hash_to_int(self.client_suite_hash), self.max_weight_share,
+                         self.core.round_of(server_round))
+        screened = screen_replies(replies, spec, check_finite=check_finite)
+        for node, reason in screened.errors.items():
+            log.warning("TrustGuard: client error reply from node %s: %s", node, reason)
         for node, reason in screened.refused.items():
             log.warning("TrustGuard: refused reply from node %s: %s", node, reason)
+        for note in screened.notes:
+            log.warning("TrustGuard round %s: %s", server_round, note)
         return screened
+
+    def _unconfigured(self, server_round: int, replies: Iterable[Message]) -> MetricRecord:
+        """aggregate_train before any configure_train (a restarted ServerApp, a custom loop):
+        there is no global model to check the replies against, so nothing is aggregated."""
+        ev = RoundEvidence(server_round, "train", [])
+        for msg in replies:
+            node = msg.metadata.src_node_id
+            ev.refuse(node, "no global model to check it against: aggregate_train was called "
+                            "before configure_train")
+            log.warning("TrustGuard: refused reply from node %s: %s", node, ev.refused[node])
+        return self._result_metrics(None, ev, [], None, None)
 
     @staticmethod
     def _evidence(server_round: int, phase: str, screened: Screened) -> RoundEvidence:
@@ -262,13 +324,25 @@ class TrustGuard(Strategy):
 
 
 class InnerAggregation:
-    """The core's `Aggregation` over the guard's inner strategy and this round's messages."""
+    """The core's `Aggregation` over the guard's inner strategy and this round's messages.
 
-    def __init__(self, guard: TrustGuard, server_round: int, messages: dict[int, Message]):
+    failed: for a Flower DP wrapper as inner strategy, the round's error replies; every reply
+    the guard does not aggregate (failed, refused, quarantined) is then handed to the wrapper
+    as an error reply, so that its own failure rule and privacy accounting apply exactly as
+    they would without the guard.
+    """
+
+    def __init__(self, guard: TrustGuard, server_round: int, messages: dict[int, Message],
+                 failed: list[Message] | None = None):
         self.guard, self.round, self.messages = guard, server_round, messages
+        self.failed = failed
 
     def aggregate(self, nodes: Sequence[int]) -> tuple[Any, Any]:
-        return self.guard.inner.aggregate_train(self.round, [self.messages[n] for n in nodes])
+        replies = [self.messages[n] for n in nodes]
+        if self.failed is not None:
+            left_out = [m for n, m in self.messages.items() if n not in set(nodes)]
+            replies += self.failed + [_as_error(m) for m in left_out]
+        return self.guard.inner.aggregate_train(self.round, replies)
 
     def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy, dict[int, Message]]:
         return (copy.deepcopy(self.guard.inner),
@@ -283,6 +357,12 @@ class InnerAggregation:
         arrays, _ = copy.deepcopy(strategy).aggregate_train(
             self.round, [copy.deepcopy(copies[n]) for n in nodes])
         return arrays
+
+
+def _as_error(reply: Message) -> Message:
+    """An error reply standing for a reply the guard left out (for DP wrappers)."""
+    error = Error(code=ErrorCode.UNKNOWN, reason="left out by TrustGuard")
+    return Message(error, reply_to=reply)
 
 
 def server_suites(suites: dict[str, ProbeSuite], items: int, seed: int

@@ -43,7 +43,7 @@ def initial_arrays(seed: int = 0) -> ArrayRecord:
 def honest_update(arrays: ArrayRecord, node: int, rnd: int, scale: float = 0.01
                   ) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(node * 1000 + rnd)
-    return {k: (v.numpy() + scale * (1 + rng.normal(size=v.shape))).astype(np.float32)
+    return {k: (v.numpy() + scale * (1 + rng.normal(size=v.shape))).astype(v.numpy().dtype)
             for k, v in arrays.items()}
 
 
