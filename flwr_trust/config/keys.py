@@ -203,8 +203,9 @@ KEYS: tuple[Key, ...] = (
         high=1.0, open_low=True, keyword="max_weight_share"),
     Key("trust.secure-aggregation", "bool", False, "only sums are visible: population-level "
         "detection, no attribution, no quarantine", _S, keyword="secure_aggregation"),
-    Key("trust.run-dir", "str", "", "folder of the audit log and TensorBoard scalars (an "
-        "existing log there is verified and continued); empty = `runs/trust-guard-<time>`", _S,
+    Key("trust.run-dir", "str", "", "folder of the audit log and TensorBoard scalars (the "
+        "log of a run that crashed there is resumed, of one that ended refused: docs/report.md"
+        "); empty = `runs/trust-guard-<time>`", _S,
         keyword="run_dir"),
     Key("trust.tensorboard", "bool", True, "write TensorBoard scalars", _S,
         keyword="tensorboard"),

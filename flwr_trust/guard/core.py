@@ -5,7 +5,8 @@ behavioural tests on the clients' reports, let the gate leave flagged clients ou
 through the adapter's `Aggregation`, probe the candidate (`Prober`), and accept it, roll it
 back (naming culprits by leave-one-out) or halt. Every round is recorded (audit log,
 TensorBoard) by `GuardRecorder`. With no alarm the aggregation sees exactly the replies the
-inner strategy would have seen alone.
+inner strategy would have seen alone. A guard started on the folder of a run that crashed
+resumes it from its log (resume.py): reference, monitors' state, history and round count.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
 from flwr_trust.detect.config import DetectorConfig
 from flwr_trust.detect.integrity import audit_report, client_suites, unprobeable
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
+from flwr_trust.guard import resume
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.probes.suite import ProbeSuite
+from flwr_trust.report.records import RunResume
 from flwr_trust.scoring.profile import BehaviorProfile
 
 log = logging.getLogger("flwr_trust")
@@ -73,17 +76,78 @@ class Guard:
         self._monitors: dict[str, BehaviorMonitor] = {}
         self._rng = random.Random(settings.seed)  # own RNG: never touches the inner's sampling
         self._started = False
+        self._opened = False
+        self._prior: resume.PriorRun | None = None  # the run the folder's log held, if any
+        self.round_offset = 0  # added to the caller's round numbers (a resumed run, resume.py)
 
     # ---------------------------------------------------------------- run start / end
-    def start(self, global_model: Any) -> None:
-        """First call: open the records and probe the reference (round 0, exact, no noise)."""
+    def start(self, global_model: Any, server_round: int | None = None) -> None:
+        """First call: open the records and probe the reference (round 0, exact, no noise), or
+        resume the run the folder's log holds (no second reference probe). `server_round`:
+        the round about to be configured, which tells whether the caller counts on from the
+        log's last round or from 1 again."""
         if self._started:
             return
+        self._open(server_round)
         self._started = True
-        self.recorder.open()
+        prior = self._prior
+        if prior is not None and (prior.reference is not None or prior.rounds):
+            return  # resumed: the reference is the log's (or the run has none)
         if self.reference is None:
             self.reference = self.probe(global_model)
         self.recorder.reference(self.reference)
+
+    def round_of(self, server_round: int) -> int:
+        """The run's number for the caller's round (they differ after a resume)."""
+        return server_round + self.round_offset
+
+    def _enter(self, ev: RoundEvidence) -> None:
+        """Open the records if no start() came first, and number the round as the run does."""
+        self._open(ev.round)
+        ev.round = self.round_of(ev.round)
+
+    def _open(self, server_round: int | None) -> None:
+        """Open the records once; resume the run they hold, or refuse to (resume.py)."""
+        if self._opened:
+            return
+        self._prior = self.recorder.open()
+        if self._prior is not None:
+            self._resume(self._prior, server_round)  # raises (files closed) if refused
+        self._opened = True
+
+    def _resume(self, prior: resume.PriorRun, server_round: int | None) -> None:
+        run_dir = self.recorder.run_dir
+        problem = resume.refusal(prior, self.recorder.start, run_dir)
+        if problem is not None:
+            self.recorder.release()
+            raise problem
+        given, self.reference = self.reference, resume.reference_profile(prior, run_dir)
+        if given is not None and (self.reference is None
+                                  or given.to_json() != self.reference.to_json()):
+            log.warning("TrustGuard: the reference passed in is ignored: run %s goes on with "
+                        "the reference its first rounds were tested against.", run_dir)
+        last = prior.last_round
+        if server_round is not None and server_round <= last:
+            self.round_offset = last  # Flower counts from 1 again after a restart
+        states, source = resume.monitor_states(prior, MONITORS)
+        for name, state in states.items():
+            self.monitor(name).state = state
+        self.alarms = resume.alarms_of(prior.rounds)
+        self._rng = random.Random(f"{self.settings.seed}:resume:{last}:{prior.resumes}")
+        record = RunResume(
+            last, self.round_offset, prior.resumes + 1,
+            "log" if prior.reference is not None else "none" if prior.rounds else "new",
+            source, {n: dict(s.looks) for n, s in states.items()},
+            resume.changed(prior.start, self.recorder.start),
+            [t.to_payload() for t in prior.torn])
+        self.recorder.resumed(record)
+        log.warning("TrustGuard: resumed the run in %s after round %d (resume %d; reference: "
+                    "%s; monitors: %s); round %s is recorded as round %s.", run_dir, last,
+                    record.resumes, record.reference, source, server_round,
+                    None if server_round is None else self.round_of(server_round))
+        for name, (old, new) in record.changed.items():
+            log.warning("TrustGuard: run %s started with %s=%r, this guard has %r.", run_dir,
+                        name, old, new)
 
     def close(self, status: str = "halted") -> None:
         self.recorder.close(status, sum(a.severity == "alarm" for a in self.alarms))
@@ -91,6 +155,7 @@ class Guard:
     # ---------------------------------------------------------------- rounds
     def train_round(self, ev: RoundEvidence, aggregation: Aggregation) -> RoundOutcome:
         """Check, gate and aggregate one train round (see the module docstring)."""
+        self._enter(ev)
         s, rnd = self.settings, ev.round
         update = self._update_checks(ev)
         reports = {r.node: r.trust for r in ev.replies}
@@ -133,7 +198,8 @@ class Guard:
         self._emit(alarms)
         population = merge_population(from_reports.population,
                                       on_candidate.population if on_candidate else {})
-        self.recorder.round(ev, reports, update.stats, population, alarms, decision, metrics)
+        self.recorder.round(ev, reports, update.stats, population, alarms, decision, metrics,
+                            self._states())
         if decision.action == "halt":
             self.close()
             raise TrustHalt(
@@ -146,11 +212,12 @@ class Guard:
     def evaluate_round(self, ev: RoundEvidence, metrics: Mapping[str, Any] | None
                        ) -> list[Alarm]:
         """Test the evaluate-phase reports (of the global model the clients received)."""
+        self._enter(ev)
         reports = {r.node: r.trust for r in ev.replies}
         behavior = self.monitor("evaluate").observe(ev.round, None, _observations(reports))
         self._emit(behavior.alarms)
         self.recorder.round(ev, reports, {}, behavior.population, behavior.alarms,
-                            GateDecision(), metrics)
+                            GateDecision(), metrics, self._states())
         return behavior.alarms
 
     # ---------------------------------------------------------------- parts
@@ -173,6 +240,10 @@ class Guard:
                 else self._share
             self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
+
+    def _states(self) -> dict[str, dict[str, Any]]:
+        """Every monitor's sequential state, for the round record (what a resume reads)."""
+        return {name: m.state.to_json() for name, m in self._monitors.items()}
 
     def _update_checks(self, ev: RoundEvidence) -> UpdateCheckResult:
         """Update checks on the decoded arrays against the decoded global model. A malformed

@@ -1,5 +1,6 @@
 """What the guard writes about a run: typed audit records (report/records.py) in the
-hash-chained log, and TensorBoard scalars, one set per round and phase."""
+hash-chained log, and TensorBoard scalars, one set per round and phase. Opening a folder whose
+log already holds a run hands that run to the core to resume (guard/resume.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,18 @@ from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.guard.evidence import RoundEvidence
 from flwr_trust.guard.gates import GateDecision
+from flwr_trust.guard.resume import PriorRun
+from flwr_trust.report.audit import read_log
 from flwr_trust.report.recorder import RunRecorder
-from flwr_trust.report.records import Clients, Gate, Reference, RoundRecord, RunEnd, RunStart
+from flwr_trust.report.records import (
+    Clients,
+    Gate,
+    Reference,
+    RoundRecord,
+    RunEnd,
+    RunResume,
+    RunStart,
+)
 from flwr_trust.scoring.profile import BehaviorProfile
 
 log = logging.getLogger("flwr_trust")
@@ -38,12 +49,33 @@ class GuardRecorder:
     def audit_path(self) -> Path:
         return self.run_dir / "audit.jsonl"
 
-    def open(self) -> None:
-        """Open (or verify and continue) the log and write the run-start record."""
+    def open(self) -> PriorRun | None:
+        """Open (or verify, recover a torn tail and continue) the log. A log that holds no
+        run yet gets the run-start record and None is returned; one that holds a run (it has
+        a run-start record) is returned as a PriorRun for the core to resume or refuse, and
+        gets no second run-start."""
         if self._recorder is not None:
-            return
+            return None
         self._recorder = RunRecorder(self.run_dir, tensorboard=self.tensorboard)
+        audit = self._recorder.audit
+        if audit.records:
+            prior = PriorRun.from_records(read_log(audit.path), audit.recovered)
+            if prior.start is not None:
+                self.history = list(prior.rounds)
+                return prior
         self._recorder.record(self.start.kind, self.start.to_payload())
+        return None
+
+    def resumed(self, record: RunResume) -> None:
+        """Write the run-resume record (the core decided to continue the run)."""
+        assert self._recorder is not None, "open() first"
+        self._recorder.record(record.kind, record.to_payload())
+
+    def release(self) -> None:
+        """Close the files without a run-end record (a run this guard will not continue)."""
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
 
     def reference(self, profile: BehaviorProfile | None) -> None:
         if profile is None or self._recorder is None:
@@ -57,8 +89,10 @@ class GuardRecorder:
     def round(self, ev: RoundEvidence, reports: Mapping[int, Mapping[str, Any]],
               update_stats: Mapping[int, Any], population: dict[str, Any],
               alarms: list[Alarm], decision: GateDecision,
-              metrics: Mapping[str, Any] | None) -> RoundRecord:
-        """Record one round and phase; returns the record."""
+              metrics: Mapping[str, Any] | None,
+              monitors: Mapping[str, dict[str, Any]] | None = None) -> RoundRecord:
+        """Record one round and phase, with the monitors' state after it (MonitorState
+        .to_json() by monitor, what a restarted guard resumes from); returns the record."""
         system = system_metrics(metrics, update_stats)
         record = RoundRecord(
             ev.round, ev.phase,
@@ -70,11 +104,9 @@ class GuardRecorder:
             {str(n): s for n, s in update_stats.items()},
             [a.to_json() for a in alarms],
             Gate(decision.action, list(decision.excluded), list(decision.culprits),
-                 decision.reason))
+                 decision.reason), monitors=dict(monitors or {}))
         self.history.append(record)
-        if self._recorder is None:  # a round before start(): open the records now
-            self.open()
-        assert self._recorder is not None
+        assert self._recorder is not None, "the core opens the records before a round"
         self._recorder.record(record.kind, record.to_payload())
         self._recorder.scalars(ev.round, _scalars(record, alarms, decision, self.start.modes))
         return record

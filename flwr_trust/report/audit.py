@@ -9,6 +9,9 @@ where "hash" is the SHA-256 of the canonical JSON (sorted keys, no spaces, raw U
 other field, and "prev" is the previous record's hash (64 zeros for record 0). Editing, deleting,
 inserting or reordering records breaks the chain, and `verify_log` names the first bad record.
 
+A crash mid-append can leave the last line cut short (a "torn tail"): `verify_log` reports it
+like any other break, `AuditLog` moves it aside, names it in a record and goes on (torn.py).
+
 The chain alone cannot show records cut off the *end* of the log (or the whole file replaced by
 a fresh chain). To catch that, publish `AuditLog.head` somewhere else (a round report, a ticket)
 and later check it with `verify_log(path, head=...)`.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import threading
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr_trust.errors import AuditLogError
+from flwr_trust.report import torn
 
 try:
     import fcntl
@@ -45,6 +50,8 @@ GENESIS = "0" * 64
 FIELDS = frozenset({"seq", "time", "kind", "payload", "prev", "hash"})
 
 PathLike = str | os.PathLike[str]
+
+log = logging.getLogger("flwr_trust")
 
 
 def canonical_json(obj: Any) -> str:
@@ -253,15 +260,18 @@ class AuditLog:
     """Append-only writer for one audit log file; safe to share between threads.
 
     Opening an existing log verifies it and continues its chain. A log that does not verify is
-    refused rather than extended, so evidence of tampering or of a crash is never buried under
-    new records. Only one AuditLog may write a file at a time (an advisory lock enforces this on
-    POSIX), because two writers would fork the chain.
+    refused rather than extended, so evidence of tampering is never buried under new records;
+    the exception is a torn tail after an intact chain (a crash mid-append), which is moved
+    aside, named in a "torn-tail" record and a warning (torn.py; `recovered` lists them). Only
+    one AuditLog may write a file at a time (an advisory lock enforces this on POSIX), because
+    two writers would fork the chain.
     """
 
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._broken = False
+        self.recovered: list[torn.TornTail] = []
         try:
             # Unbuffered append mode: every write goes straight to the end of the file.
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
@@ -273,6 +283,7 @@ class AuditLog:
         try:
             self._lock_file()
             self._records, self._head = self._resume()
+            self._adopt_late_siblings()
         except BaseException:
             self._file.close()
             raise
@@ -291,18 +302,38 @@ class AuditLog:
             pass
 
     def _resume(self) -> tuple[int, str]:
-        """Record count and head hash of the existing file (0 and GENESIS if it is empty)."""
+        """Record count and head hash of the existing file (0 and GENESIS if it is empty),
+        after recovering a torn tail, the one break a crash leaves (torn.py)."""
         if os.fstat(self._file.fileno()).st_size == 0:
             return 0, GENESIS
         result = verify_log(self.path)
-        if not result.ok:
+        cut = None if result.ok else torn.torn_bytes(self.path, result.first_bad, result.records)
+        if not result.ok and cut is None:
             raise AuditLogError(
                 f"Audit log {self.path} does not verify, so it will not be continued: "
                 f"{result.reason}",
                 fix="Keep the file unchanged as evidence, move it aside and start a new log.",
                 first_bad=result.first_bad,
             )
-        return result.records, result.head
+        self._records, self._head = result.records, result.head
+        if cut is not None:
+            self._record_torn(torn.move_aside(self.path, self._file.fileno(), self._records, *cut))
+        return self._records, self._head
+
+    def _adopt_late_siblings(self) -> None:
+        """Name every torn-tail file beside the log that no torn-tail record names (a crash
+        during an earlier recovery, after the copy and before the record)."""
+        files = torn.siblings(self.path)
+        named = {r["payload"].get("moved_to") for r in read_log(self.path, kinds=torn.KIND)
+                 if isinstance(r["payload"], dict)} if files and self._records else set()
+        for file in (f for f in files if f.name not in named):
+            size = os.fstat(self._file.fileno()).st_size
+            self._record_torn(torn.late(file, self._records, size))
+
+    def _record_torn(self, tail: torn.TornTail) -> None:
+        log.warning("%s", tail.describe(self.path))
+        self.append(torn.KIND, tail.to_payload())
+        self.recovered.append(tail)
 
     @property
     def records(self) -> int:

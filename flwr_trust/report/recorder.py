@@ -8,6 +8,8 @@ One run folder holds `audit.jsonl` (hash-chained, see audit.py) and `tensorboard
   system metrics (loss, update norms), behavior per mode and metric (global value, stderr,
   reference, degradation, client median and spread), per-client trust metrics, privacy spend,
   alarms, and the gate's action (accept / quarantine / rollback / halt) with culprits
+- ``run-resume``: a guard restarted on the folder of a run that crashed continued it
+- ``torn-tail``: the log recovered a write cut short by a crash (report/torn.py)
 - ``run-end``: status and totals
 """
 
@@ -24,17 +26,15 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 class RunRecorder:
-    """Audit log + TensorBoard writer for one run folder."""
+    """Audit log + TensorBoard writer for one run folder. The TensorBoard writer is made on the
+    first scalars, so a folder that is opened and refused (guard/resume.py) gets no event file."""
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.audit = AuditLog(self.run_dir / AUDIT_FILE)
+        self.tensorboard = tensorboard
         self._writer: Any = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR))
 
     @property
     def audit_path(self) -> Path:
@@ -45,8 +45,12 @@ class RunRecorder:
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """TensorBoard scalars (finite values only) at `step` (the server round)."""
-        if self._writer is None:
+        if not self.tensorboard:
             return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR))
         for tag, value in values.items():
             if isinstance(value, int | float) and math.isfinite(value):
                 self._writer.add_scalar(tag, float(value), global_step=step)
@@ -56,4 +60,5 @@ class RunRecorder:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self.tensorboard = False  # closed: no new writer
         self.audit.close()

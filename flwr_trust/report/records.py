@@ -7,7 +7,12 @@ hold odd data, so wrong types become empty values instead of exceptions. `versio
 into every payload (absent = 1) so later formats can be read next to older logs.
 
 Kinds: ``run-start`` (`RunStart`), ``reference`` (`Reference`), ``round`` (`RoundRecord`, one
-per round and phase), ``run-end`` (`RunEnd`).
+per round and phase), ``run-resume`` (`RunResume`, a guard restarted on the run's folder),
+``run-end`` (`RunEnd`). The log itself writes ``torn-tail`` records (report/torn.py).
+
+Versions: 1, the first format; 2 adds `RoundRecord.monitors` (the behavioural monitors'
+sequential state after the round, which a restarted guard resumes from) and ``run-resume``.
+A version-1 round reads with empty `monitors`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-VERSION = 1
+VERSION = 2
 
 
 def num(value: Any) -> float | None:
@@ -142,6 +147,8 @@ class RoundRecord:
     client_metrics: node -> that client's trust.* numbers; privacy: node -> trust.privacy.*
     update_stats:   node -> norm, cosine, z-scores (or {"malformed": reason})
     alarms:         Alarm.to_json() of every alarm and warning
+    monitors:       monitor name -> MonitorState.to_json() after this round (version 2; empty
+                    in version 1): what a guard restarted on this run resumes from
     """
 
     kind: ClassVar[str] = "round"
@@ -156,6 +163,7 @@ class RoundRecord:
     alarms: list[dict[str, Any]] = field(default_factory=list)
     gate: Gate = field(default_factory=Gate)
     version: int = VERSION
+    monitors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +186,8 @@ class RoundRecord:
                    {str(n): as_dict(f) for n, f in as_dict(p.get("client_metrics")).items()},
                    {str(n): as_dict(f) for n, f in as_dict(p.get("privacy")).items()},
                    {str(n): as_dict(s) for n, s in as_dict(p.get("update_stats")).items()},
-                   alarms, Gate.from_payload(p.get("gate")), _version(p))
+                   alarms, Gate.from_payload(p.get("gate")), _version(p),
+                   {str(k): as_dict(m) for k, m in as_dict(p.get("monitors")).items()})
 
 
 @dataclass
@@ -202,9 +211,57 @@ class RunEnd:
                    alarms if is_round(alarms) else 0, _version(p))
 
 
+@dataclass
+class RunResume:
+    """A guard restarted on the folder of a run that had not ended (a crash): it continued the
+    log instead of starting a new run.
+
+    after_round:   the last round the log had recorded (the run goes on after it)
+    round_offset:  added to Flower's server round to get the run's round (Flower's
+                   Strategy.start counts from 1 again after a restart)
+    resumes:       how many times this run has been resumed, this one included
+    reference:     "log" (read from the reference record, not probed again), "probed" (the
+                   log had none and no round yet) or "none"
+    monitors:      where the monitors' state came from: "log" (the last round record),
+                   "rebuilt" (an older log without it: look counters set to the number of
+                   rounds, an upper bound, and trend histories empty) or "none"
+    looks:         monitor -> family -> look counter after resuming (one look per family is
+                   skipped: the crashed round may have spent it before its record was written)
+    changed:       run-start field -> [logged value, this guard's value], where they differ
+    torn_tails:    torn writes the log recovered when it was opened (their own records follow
+                   the same facts)
+    """
+
+    kind: ClassVar[str] = "run-resume"
+    after_round: int = 0
+    round_offset: int = 0
+    resumes: int = 1
+    reference: str = "none"
+    monitors: str = "none"
+    looks: dict[str, dict[str, int]] = field(default_factory=dict)
+    changed: dict[str, list[Any]] = field(default_factory=dict)
+    torn_tails: list[dict[str, Any]] = field(default_factory=list)
+    version: int = VERSION
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, p: Any) -> RunResume:
+        p = as_dict(p)
+        ints = (lambda v: v if is_round(v) else 0)  # noqa: E731
+        return cls(ints(p.get("after_round")), ints(p.get("round_offset")),
+                   ints(p.get("resumes")) or 1, str(p.get("reference", "none")),
+                   str(p.get("monitors", "none")),
+                   {str(m): {str(f): ints(k) for f, k in as_dict(fs).items()}
+                    for m, fs in as_dict(p.get("looks")).items()},
+                   {str(k): as_list(v) for k, v in as_dict(p.get("changed")).items()},
+                   [as_dict(t) for t in as_list(p.get("torn_tails"))], _version(p))
+
+
 def _version(p: dict[str, Any]) -> int:
     v = p.get("version", 1)
     return v if is_round(v) else 1
 
 
-Record = RunStart | Reference | RoundRecord | RunEnd
+Record = RunStart | Reference | RoundRecord | RunResume | RunEnd

@@ -55,6 +55,8 @@ class RoundSpec:
     layout:    array name -> (shape, dtype) of the global model (None: no arrays expected)
     arrays_name: the ArrayRecord name the instructions used
     nodes:     the nodes instructions went to (None: unknown, not checked)
+    trust_round: the `trust.round` the instructions stated, when it is not server_round (a
+               resumed run numbers Flower's restarted rounds after its log: guard/resume.py)
     """
 
     server_round: int
@@ -64,6 +66,7 @@ class RoundSpec:
     weighted_by_key: str | None = "num-examples"
     suite_hash_int: int | None = None
     max_weight_share: float = 0.5
+    trust_round: int | None = None
 
 
 @dataclass
@@ -204,10 +207,9 @@ def _metric_problem(metrics: MetricRecord, spec: RoundSpec) -> str:
             return f"metric {key} = {_short(value)} is not a finite plausible number"
         if key.endswith(SUFFIXES) and any(v < 0 for v in values):
             return f"metric {key} = {_short(value)} is negative"
-    stated_round = metrics.get(ROUND)
-    if stated_round is not None and stated_round != spec.server_round:
-        return f"stale report: {ROUND} = {_short(stated_round)}, this is round " \
-               f"{spec.server_round}"
+    stated_round, expected = metrics.get(ROUND), spec.trust_round or spec.server_round
+    if stated_round is not None and stated_round != expected:
+        return f"stale report: {ROUND} = {_short(stated_round)}, this is round {expected}"
     if spec.suite_hash_int is not None and SUITE_HASH_KEY in metrics \
             and metrics[SUITE_HASH_KEY] != spec.suite_hash_int:
         return "probe suite hash differs from the server's (client probed other suites)"

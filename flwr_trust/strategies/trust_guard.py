@@ -43,6 +43,7 @@ from flwr_trust.probes.suite import ProbeSuite, combined_hash
 from flwr_trust.report.records import RoundRecord, RunStart
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.arrays import decode_array
+from flwr_trust.strategies.lost_nodes import SentMessages
 from flwr_trust.strategies.screening import RoundSpec, Screened, screen_replies, weighted_key_of
 
 log = logging.getLogger("flwr_trust")
@@ -72,7 +73,9 @@ class TrustGuard(Strategy):
                     per-round budget and robust centre (0 = all: exact; docs/detection.md)
     audit_fraction: share of clients whose reported metrics the server re-measures each round
     secure_aggregation: only sums are visible: population-level detection, no attribution
-    run_dir:        where the audit log and TensorBoard scalars go
+    run_dir:        where the audit log and TensorBoard scalars go; a folder whose log holds
+                    a run that crashed is resumed from it, one whose run ended is refused
+                    (flwr_trust/guard/resume.py)
     on_alarm:       callback receiving every Alarm
     max_weight_share: the most of a round's aggregation weight one reply can carry while the
                     others are honest (weights capped at k x the round's lower median; 1 = no
@@ -121,7 +124,7 @@ class TrustGuard(Strategy):
         checker = update_checker or UpdateChecker(update_alpha, update_centre_clients,
                                                   update_centre_coords, seed)
         gate_policy = make_gate(gate)
-        # A fresh folder per run by default: an existing audit log would be continued.
+        # A fresh folder per run by default: an existing run's log would be resumed.
         self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime(
             "trust-guard-%Y%m%d-%H%M%S")
         if prober is None and model is not None:
@@ -140,6 +143,7 @@ class TrustGuard(Strategy):
         self._global_np: dict[str, Any] | None = None  # _global decoded, once a round
         self._sent: dict[tuple[str, int], tuple[frozenset[int], str]] = {}  # phase, round ->
         # the nodes instructions went to and their ArrayRecord name (the round's own layout)
+        self._lost_nodes = SentMessages()  # names the node behind the SuperLink's error replies
 
     # ---------------------------------------------------------------- what the core decided
     gate = property(lambda self: self.core.settings.gate.name)
@@ -164,18 +168,18 @@ class TrustGuard(Strategy):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self.core.start(arrays)
+        self.core.start(arrays, server_round)
         self._global, self._global_np = arrays, None
-        self._add_trust_config(config, server_round)
-        return self._remember("train", server_round,
-                              self.inner.configure_train(server_round, arrays, config, grid))
+        self._add_trust_config(config, self.core.round_of(server_round))
+        return self._remember("train", server_round, self._lost_nodes.remember(
+            "train", self.inner.configure_train(server_round, arrays, config, grid)))
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        self.core.start(arrays)
-        self._add_trust_config(config, server_round)
-        return self._remember("evaluate", server_round,
-                              self.inner.configure_evaluate(server_round, arrays, config, grid))
+        self.core.start(arrays, server_round)
+        self._add_trust_config(config, self.core.round_of(server_round))
+        return self._remember("evaluate", server_round, self._lost_nodes.remember(
+            "evaluate", self.inner.configure_evaluate(server_round, arrays, config, grid)))
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -184,6 +188,7 @@ class TrustGuard(Strategy):
         if self._global is None:  # no configure_train before: nothing to check arrays against
             return None, self._unconfigured(server_round, replies)
         sees_updates = not self.core.settings.secure_aggregation
+        replies = self._lost_nodes.attribute("train", replies)
         screened = self._screen(replies, "train", server_round, check_finite=not sees_updates)
         if sees_updates and self._global_np is None:
             assert self._global is not None
@@ -202,7 +207,8 @@ class TrustGuard(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
-        screened = self._screen(replies, "evaluate", server_round)
+        screened = self._screen(self._lost_nodes.attribute("evaluate", replies), "evaluate",
+                                server_round)
         ev = self._evidence(server_round, "evaluate", screened)
         try:
             metrics = self.inner.aggregate_evaluate(server_round, screened.valid)
@@ -260,7 +266,8 @@ class TrustGuard(Strategy):
         if phase == "train" and self._global is not None:
             layout = {k: (tuple(v.shape), str(v.dtype)) for k, v in self._global.items()}
         spec = RoundSpec(server_round, layout, arrays_name, nodes, weighted_key_of(self.inner),
-                         protocol.hash_to_int(self.client_suite_hash), self.max_weight_share)
+                         protocol.hash_to_int(self.client_suite_hash), self.max_weight_share,
+                         self.core.round_of(server_round))
         screened = screen_replies(replies, spec, check_finite=check_finite)
         for node, reason in screened.errors.items():
             log.warning("TrustGuard: client error reply from node %s: %s", node, reason)
