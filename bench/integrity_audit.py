@@ -14,7 +14,7 @@ the server audits the replies with `flwr_trust.detect.integrity.audit_round` on 
   `perfect`: a consistent clear report of the reference model (the initial global model) on
   this round's sample; `shifted`: its true report with every value moved by `--shift` in the
   "better" direction; `shifted headlines`: only each mode's headline moved, by the smaller
-  `--headline-shift` (a lie below one item of n passes: it is the bf16 tolerance);
+  `--headline-shift` (a lie within the bf16 tolerance, two items of n, passes);
   `noise, pp=1`: shifted, with `.noise = --noise` on every metric and public post-processing
   still 1; `noise, pp=0`: the same with post-processing 0; `noise, consistent`: a
   hidden-model report whose noise and stderr match a declared noise multiplier
@@ -294,7 +294,9 @@ def print_table(args, fractions, honest_kinds, n_clients, audited, flagged, chec
     print()
     print("honest false flags (flagged / audited, all fractions and draws)")
     for kind in honest_kinds:
-        print(f"  {kind:<28} {flagged[kind]:>5} / {audited[kind]}")
+        fired = ", ".join(c for c, _ in checks[kind].most_common())
+        print(f"  {kind:<28} {flagged[kind]:>5} / {audited[kind]}"
+              + (f"   checks that fired (f={fractions[-1]:g}): {fired}" if fired else ""))
     print()
     head = "".join(f"{f'f={f:g}':>8}" for f in fractions)
     print("spoofer catch rate (audited and flagged / spoofer rounds) by audit fraction")

@@ -198,12 +198,12 @@ def test_a_relabelled_or_shifted_report_is_caught_by_its_numbers(honest):
     alarms = _audit([(7, _shift(report, 0.05), arrays)], 2)
     assert _checks(alarms) == {"value"}
     inflated = dict(report)
-    key = "trust.alignment.refusal-rate"
-    inflated[key + protocol.STDERR] = report[key + protocol.STDERR] + 0.5
+    key = "trust.alignment.refusal-margin"  # unbounded: a tight stderr tolerance at small n
+    inflated[key + protocol.STDERR] = report[key + protocol.STDERR] + 0.1
     inflated[key + protocol.N] = report[key + protocol.N] + 1
     alarms = _audit([(7, inflated, arrays)], 2)
     assert _checks(alarms) == {"stderr", "n"}
-    assert {a.metric for a in alarms} == {"alignment.refusal-rate"}
+    assert {a.metric for a in alarms} == {"alignment.refusal-margin"}
     wrong_budget = dict(report) | {protocol.PROBE_BUDGET: BUDGET + 1}
     assert _checks(_audit([(7, wrong_budget, arrays)], 2)) == {"probe-budget"}
 
@@ -258,18 +258,21 @@ def test_clear_tolerance_is_one_item_of_n_for_rates_and_relative_otherwise():
             | protocol.entry("trust.alignment.refusal-margin", margin, 0.05, 25)
         return {a.metric for a in audit_report(measured, report, node=1, scope=_scope())}
 
-    assert flagged(0.5 + 1 / 25, -2.0 + 0.02) == set()  # one item flipped; 1% of |-2|
-    assert flagged(0.5 + 2 / 25, -2.0 + 0.03) == {"alignment.refusal-rate",
+    assert flagged(0.5 + 2 / 25, -2.0 + 0.02) == set()  # two items flipped; 1% of |-2|
+    assert flagged(0.5 + 3 / 25, -2.0 + 0.03) == {"alignment.refusal-rate",
                                                   "alignment.refusal-margin"}
+    many = _profile({"alignment": {"refusal-rate": MetricValue(0.5, 0.03, 300)}})
+    report = CLEAR | protocol.entry("trust.alignment.refusal-rate", 0.5 + 3 / 300, 0.03, 300)
+    assert audit_report(many, report, node=1, scope=_scope()) == []  # 1% of 300 items
 
 
-def test_group_derived_metrics_allow_one_item_of_the_smallest_group():
+def test_group_derived_metrics_allow_flips_in_the_smallest_group():
     measured = _profile({"fairness": {"group-gap": MetricValue(0.2, 0.1, 100),
                                       "accuracy": MetricValue(0.5, 0.05, 100),
                                       "accuracy/a": MetricValue(0.6, 0.1, 20),
                                       "accuracy/b": MetricValue(0.4, 0.1, 80)}})
-    report = CLEAR | protocol.entry("trust.fairness.group-gap", 0.2 + 1 / 20, 0.1, 100) \
-        | protocol.entry("trust.fairness.accuracy", 0.5 + 1 / 20, 0.05, 100)
+    report = CLEAR | protocol.entry("trust.fairness.group-gap", 0.2 + 2 / 20, 0.1, 100) \
+        | protocol.entry("trust.fairness.accuracy", 0.5 + 2 / 20, 0.05, 100)
     alarms = audit_report(measured, report, node=1, scope=_scope())
     assert {a.metric for a in alarms} == {"fairness.accuracy"}  # its own n is 100
 
@@ -282,9 +285,10 @@ def test_noised_headline_value_allowance_comes_from_the_declared_multiplier():
         report = hidden | protocol.entry("trust.alignment.refusal-rate", value, 0.1, 25, 0.1)
         return _checks(audit_report(measured, report, node=1, scope=_scope(n_audited=4)))
 
-    # 4 audited x (1 metric + 1 noise test) at alpha 0.01: z_crit 3.23, + 1/25 + 0.001
-    assert checks(0.5 + 0.3) == set()
-    assert checks(0.5 + 0.4) == {"value"}
+    # 4 audited x (1 metric + 1 noise test) at alpha 0.01: z_crit 3.23; allowance
+    # 3.23 x 0.1 + 2/25 + 0.001 = 0.40
+    assert checks(0.5 + 0.35) == set()
+    assert checks(0.5 + 0.45) == {"value"}
     assert checks(0.5 + 1e-6) == {"noise-added"}  # a value this close was never noised
 
 

@@ -43,7 +43,8 @@ from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 
 NUMERIC_FLOOR = 1e-3  # absolute slack on every comparison (float summation order)
-NUMERIC_ITEMS = 1  # bf16 vs fp32 may flip this many items of a bounded metric
+NUMERIC_ITEMS = 2  # bf16 vs fp32 may flip this many items of a bounded metric (an ECE bin
+NUMERIC_SHARE = 0.01  # move counts twice), or this share of them when more
 NUMERIC_REL = 0.01  # ... and move an unbounded one by this share of its scale
 EXACT_REL = 1e-6  # numbers fixed by a formula (the noise and stderr of a noised metric)
 
@@ -145,12 +146,14 @@ def _claim(report: Mapping[str, Any], key: str) -> _Claim | None:
 
 def numeric_tolerance(mv: MetricValue, span: float, n_items: int) -> tuple[float, float]:
     """(value, stderr) slack for scoring differences (bf16 vs fp32, kernels), from the server's
-    own measurement: a bounded metric may move by `NUMERIC_ITEMS` items of `n_items` (a one-item
-    flip on a rate is 1/n); an unbounded one by `NUMERIC_REL` of its scale (max of 1, |value|
-    and the per-item spread). Moving every item by at most e moves the stderr by at most
-    e / sqrt(n - 1)."""
+    own measurement. A bounded metric may move by k items of `n_items`, k = max(NUMERIC_ITEMS,
+    ceil(NUMERIC_SHARE x n)): bf16 flips near-tie items, and their number grows with n (2 of
+    300 on the tiny model). An unbounded one may move by `NUMERIC_REL` of its scale (max of 1,
+    |value| and the per-item spread); moving every item by at most e moves the stderr by at
+    most e / sqrt(n - 1)."""
     if math.isfinite(span):
-        slack = span * NUMERIC_ITEMS / max(1, n_items)
+        n = max(1, n_items)
+        slack = span * max(NUMERIC_ITEMS, math.ceil(NUMERIC_SHARE * n)) / n
         return slack + NUMERIC_FLOOR, slack + NUMERIC_FLOOR
     scale = max(1.0, abs(mv.value), mv.stderr * math.sqrt(max(1, mv.n)))
     slack = NUMERIC_REL * scale
@@ -158,9 +161,9 @@ def numeric_tolerance(mv: MetricValue, span: float, n_items: int) -> tuple[float
 
 
 def _item_count(metrics: Mapping[str, MetricValue], name: str) -> int:
-    """Items whose flip moves `name` by span/n. A mode's metric without per-group variants in a
-    mode that reports some (fairness.group-gap) may be a function of group results: one flip
-    in the smallest group moves it by span/n_group."""
+    """The n whose items' flips move `name` by span/n. A mode's metric without per-group
+    variants in a mode that reports some (fairness.group-gap) may be a function of group
+    results: a flip in the smallest group moves it by span/n_group."""
     grouped = {k.partition("/")[0] for k in metrics if "/" in k}
     if grouped and "/" not in name and name not in grouped:
         sizes = [mv.n for k, mv in metrics.items() if "/" in k and mv.n > 0]
