@@ -45,3 +45,14 @@ def test_update_checks_power_quick() -> None:
 def test_probe_throughput_on_the_tiny_model() -> None:
     out = _run("bench/probe_throughput.py", "--model", "tiny", "--repeats", "1", "--modes", "bias")
     assert "RATIO scorer / raw forward (full logits):" in out and "WALL one pass" in out
+
+
+def test_integrity_audit_quick() -> None:
+    out = _run("bench/integrity_audit.py", "--quick")
+    assert out.startswith("command: python bench/integrity_audit.py --quick")
+    honest = [line for line in out.splitlines() if line.strip().startswith("honest,")]
+    assert len(honest) == 3 and all(" 0 / " in line for line in honest), out  # no false flag
+    for kind in ("perfect", "shifted", "noise, pp=1", "noise, pp=0", "noise, consistent",
+                 "stale"):
+        row = next(line for line in out.splitlines() if line.strip().startswith(kind + " "))
+        assert row.split()[len(kind.split()) + 3] == "1.000", row  # f = 1: always caught

@@ -2,69 +2,328 @@
 
 The server holds each client's update in the clear (no secure aggregation), so it can score the
 client's model on exactly the probes the client scored: the same suites and, under a per-round
-probe budget, the same (suite hash, round)-seeded sample (`client_suites`). An honest report
-then differs from the server's measurement only by numerical noise (bf16 kernels) and any DP
-noise the client added. A report is inconsistent when |reported - measured| > z_crit *
-sqrt(stderr^2 + noise^2): the stated sampling error is a generous allowance (it bounds how far
-a different item sample could move the value), and z_crit is Bonferroni-corrected over the
-audited clients and metrics.
+probe budget, the same (suite hash, round)-seeded sample (`client_suites`). A report is then
+judged only against what the server measured and what the client's declared privacy parameters
+imply, never against the client's own claims of uncertainty (a spoofer could claim any stderr
+or noise). Per audited report:
+
+- `round`, `budget`: the echoed ``trust.round`` / ``trust.probe-budget`` must be this round's
+  (a stale or differently sampled report is not about the model it came with);
+- absent metrics (``.n = 0``) are skipped: a private outgoing model releases only headlines;
+- `n`: ``.n`` must equal the items the server scored for that metric;
+- clear metrics (``trust.public-post-processing`` not 0): ``.noise`` must be 0, and value and
+  ``.stderr`` must equal the server's up to a numerical tolerance (`numeric_tolerance`);
+- hidden outgoing model (post-processing 0): only each mode's headline may be present
+  (`headline-only`); its ``.noise`` must be noise-multiplier x span and its ``.stderr`` span /
+  (2 sqrt(n)), as `flwr_trust.reporter.entries` releases it (`noise`, `stderr`); its value must
+  lie within z_crit x that noise (+ tolerance) of the server's clipped value (`value`), and the
+  gaps, in units of that noise, must not be implausibly small (`noise-added`: a lower-tail
+  chi-square test, which catches a client that declares noise it never added).
+
+z_crit is Bonferroni-corrected over audited clients x checks. Honest fp32 clear reports equal
+the server's measurement exactly, and honest noised ones differ by exactly the declared noise,
+so the false-flag rate on honest clients is at most alpha by construction. docs/detection.md
+explains the maths and shows the benchmark (bench/integrity_audit.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Any
 
+from flwr_trust import modes as registry
 from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.probes.sampling import round_sample
+from flwr_trust.probes.sampling import sample_suites
 from flwr_trust.probes.suite import ProbeSuite
-from flwr_trust.scoring.profile import BehaviorProfile
+from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 
-# Floor of the allowance: bf16 scoring on different machines can move a rate by one item flip.
-NUMERIC_FLOOR = 1e-3
+NUMERIC_FLOOR = 1e-3  # absolute slack on every comparison (float summation order)
+NUMERIC_ITEMS = 2  # bf16 vs fp32 may flip this many items of a bounded metric (an ECE bin
+NUMERIC_SHARE = 0.01  # move counts twice), or this share of them when more
+NUMERIC_REL = 0.01  # ... and move an unbounded one by this share of its scale
+EXACT_REL = 1e-6  # numbers fixed by a formula (the noise and stderr of a noised metric)
+
+Probe = Callable[[Any, Mapping[str, ProbeSuite]], BehaviorProfile]
 
 
 def client_suites(suites: Mapping[str, ProbeSuite], server_round: int, budget: int
                   ) -> dict[str, ProbeSuite]:
     """The suites a client probed in `server_round` under `budget` items per mode."""
-    if budget <= 0:
-        return dict(suites)
-    return {m: round_sample(s, server_round, budget) for m, s in suites.items()}
+    return sample_suites(suites, server_round, budget)
 
 
 def unprobeable(node: int, server_round: int, error: Exception) -> Alarm:
     return Alarm("integrity", "unprobeable", "alarm", server_round, (node,),
-                 {"error": str(error)[:300]},
+                 {"check": "unprobeable", "error": str(error)[:300]},
                  f"Node {node}'s model could not be probed for the audit: {error}")
 
 
-def audit_report(measured: BehaviorProfile, report: Mapping[str, float], *, node: int,
-                 server_round: int, n_audited: int, alpha: float) -> list[Alarm]:
-    """Alarms for each public metric where the client's report disagrees with the server's."""
-    checks = []
+@dataclass(frozen=True)
+class AuditScope:
+    """What every report audited in one round is held to.
+
+    suites: the sample the clients scored (`client_suites`); budget: the probe budget the
+    server sent; n_audited: clients audited this round (Bonferroni); alpha: the audit's
+    false-flag budget per round.
+    """
+
+    round: int
+    budget: int
+    suites: Mapping[str, ProbeSuite]
+    n_audited: int = 1
+    alpha: float = 0.01
+
+
+@dataclass
+class AuditResult:
+    """The clients audited in a round and the alarms their reports raised."""
+
+    audited: tuple[int, ...] = ()
+    alarms: list[Alarm] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> set[int]:
+        return {c for a in self.alarms for c in a.clients}
+
+
+def audit_round(replies: Sequence[tuple[int, Mapping[str, Any], Any]], probe: Probe, *,
+                suites: Mapping[str, ProbeSuite], server_round: int, budget: int,
+                fraction: float, rng: random.Random, alpha: float) -> AuditResult:
+    """Audit a random `fraction` (at least one) of the (node, report, model) replies.
+
+    `rng` is the server's own generator, so clients cannot choose to be audited or not.
+    """
+    if fraction <= 0 or not replies:
+        return AuditResult()
+    k = min(len(replies), max(1, round(fraction * len(replies))))
+    scope = AuditScope(server_round, budget, client_suites(suites, server_round, budget), k,
+                       alpha)
+    result = AuditResult()
+    for node, report, model in rng.sample(list(replies), k):
+        result.audited += (node,)
+        try:
+            measured = probe(model, scope.suites)
+        except Exception as exc:  # replies were screened; still, never crash aggregation
+            result.alarms.append(unprobeable(node, server_round, exc))
+            continue
+        result.alarms += audit_report(measured, report, node=node, scope=scope)
+    return result
+
+
+# ------------------------------------------------------------------------ one report
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """One reported metric, parsed."""
+
+    value: float
+    stderr: float
+    n: int
+    noise: float
+
+
+def _number(report: Mapping[str, Any], key: str, default: float = math.nan) -> float:
+    try:
+        return float(report.get(key, default))
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def _claim(report: Mapping[str, Any], key: str) -> _Claim | None:
+    """The four numbers of `key`; None when malformed (non-numeric, non-finite, bad n)."""
+    numbers = [_number(report, key + s, 0.0) for s in ("", protocol.STDERR, protocol.NOISE)]
+    n = _number(report, key + protocol.N, 0.0)
+    if not all(math.isfinite(x) for x in [*numbers, n]) or n < 0 or not n.is_integer():
+        return None
+    return _Claim(numbers[0], numbers[1], int(n), numbers[2])
+
+
+def numeric_tolerance(mv: MetricValue, span: float, n_items: int) -> tuple[float, float]:
+    """(value, stderr) slack for scoring differences (bf16 vs fp32, kernels), from the server's
+    own measurement. A bounded metric may move by k items of `n_items`, k = max(NUMERIC_ITEMS,
+    ceil(NUMERIC_SHARE x n)): bf16 flips near-tie items, and their number grows with n (2 of
+    300 on the tiny model). An unbounded one may move by `NUMERIC_REL` of its scale (max of 1,
+    |value| and the per-item spread); moving every item by at most e moves the stderr by at
+    most e / sqrt(n - 1)."""
+    if math.isfinite(span):
+        n = max(1, n_items)
+        slack = span * max(NUMERIC_ITEMS, math.ceil(NUMERIC_SHARE * n)) / n
+        return slack + NUMERIC_FLOOR, slack + NUMERIC_FLOOR
+    scale = max(1.0, abs(mv.value), mv.stderr * math.sqrt(max(1, mv.n)))
+    slack = NUMERIC_REL * scale
+    return slack + NUMERIC_FLOOR, slack / math.sqrt(max(1, mv.n - 1)) + NUMERIC_FLOOR
+
+
+def _item_count(metrics: Mapping[str, MetricValue], name: str) -> int:
+    """The n whose items' flips move `name` by span/n. A mode's metric without per-group
+    variants in a mode that reports some (fairness.group-gap) may be a function of group
+    results: a flip in the smallest group moves it by span/n_group."""
+    grouped = {k.partition("/")[0] for k in metrics if "/" in k}
+    if grouped and "/" not in name and name not in grouped:
+        sizes = [mv.n for k, mv in metrics.items() if "/" in k and mv.n > 0]
+        if sizes:
+            return min(sizes)
+    return metrics[name].n
+
+
+def _range(mode: str, name: str, suite: ProbeSuite | None) -> tuple[float, float]:
+    """The declared (low, high) of a metric; (-inf, inf) when undeclared or unbounded."""
+    declared = registry.metric(mode, name)
+    try:
+        return declared.span(suite) if declared is not None else (-math.inf, math.inf)
+    except (ValueError, TypeError):
+        return -math.inf, math.inf
+
+
+def _chi2_cdf(x: float, k: int) -> float:
+    """P(chi-square with k degrees of freedom <= x) (series of the lower incomplete gamma)."""
+    if x <= 0:
+        return 0.0
+    a, z = k / 2, x / 2
+    if z > a + 40 * math.sqrt(a) + 40:
+        return 1.0
+    term = total = 1.0 / a
+    i = 1
+    while term > total * 1e-15:
+        term *= z / (a + i)
+        total += term
+        i += 1
+    return min(1.0, math.exp(a * math.log(z) - z - math.lgamma(a)) * total)
+
+
+def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: int,
+                 scope: AuditScope) -> list[Alarm]:
+    """Alarms for every way the report disagrees with the server's measurement of the model
+    or with its own declared privacy parameters (see the module docstring)."""
+    alarm = _Alarms(node, scope.round)
+    for key, expected in ((protocol.ROUND, scope.round), (protocol.PROBE_BUDGET, scope.budget)):
+        echoed = _number(report, key)
+        if echoed != expected:
+            alarm.add(key.removeprefix(protocol.PREFIX), None,
+                      {"reported": echoed if math.isfinite(echoed) else None,
+                       "expected": expected},
+                      f"echoes {key} = {report.get(key)!r}, not {expected}: the report is not "
+                      "about this round's sample")
+    hidden = _number(report, protocol.PUBLIC_POST_PROCESSING, 1.0) == 0
+    multiplier = _number(report, protocol.PRIVACY_NOISE_MULTIPLIER)
+    compared, noised = [], []
     for mode, metrics in measured.metrics.items():
-        for metric, mv in metrics.items():
-            key = protocol.metric_key(mode, metric)
-            if key not in report or not math.isfinite(mv.value):
+        headline = registry.find(mode)
+        for name, mv in metrics.items():
+            key = protocol.metric_key(mode, name)
+            if key not in report or mv.n <= 0 or not math.isfinite(mv.value):
+                continue  # not probed by the client, or nothing to compare with
+            claim = _claim(report, key)
+            if claim is None:
+                alarm.add("malformed", key, {k: str(report.get(key + s))[:40] for k, s in
+                                             (("value", ""), ("stderr", protocol.STDERR),
+                                              ("n", protocol.N), ("noise", protocol.NOISE))},
+                          "sends numbers that are not finite, or a non-integer n")
                 continue
-            checks.append((mode, metric, mv.value, float(report[key]),
-                           float(report.get(key + protocol.STDERR, 0.0)),
-                           float(report.get(key + protocol.NOISE, 0.0))))
-    if not checks:
-        return []
-    m = max(1, n_audited) * len(checks)
-    z_crit = NormalDist().inv_cdf(1 - alpha / (2 * m))
-    alarms = []
-    for mode, metric, server_value, reported, stderr, noise in checks:
-        allowance = z_crit * math.sqrt(stderr**2 + noise**2) + NUMERIC_FLOOR
-        gap = abs(reported - server_value)
-        if gap > allowance:
-            alarms.append(Alarm(
-                "integrity", f"{mode}.{metric}", "alarm", server_round, (node,),
-                {"reported": reported, "measured": server_value, "gap": gap,
-                 "allowance": allowance, "stderr": stderr, "noise": noise, "z_crit": z_crit},
-                f"Node {node} reported {mode}.{metric} = {reported:.4f} but its model scores "
-                f"{server_value:.4f} (allowed gap {allowance:.4f}): the report is not credible."))
-    return alarms
+            if claim.n == 0:
+                continue  # absent: nothing claimed
+            compared.append(key)
+            if claim.n != mv.n:
+                alarm.add("n", key, {"reported": claim.n, "measured": mv.n},
+                          f"claims n = {claim.n} items, the sample has {mv.n}")
+            lo, hi = _range(mode, name, scope.suites.get(mode))
+            span = hi - lo
+            value_tol, se_tol = numeric_tolerance(mv, span, _item_count(metrics, name))
+            if not hidden:
+                _check_clear(alarm, key, claim, mv, value_tol, se_tol)
+            elif headline is None or name != headline.headline.name:
+                alarm.add("headline-only", key, {"reported": claim.value, "n": claim.n},
+                          "reports a non-headline metric of a hidden model (public post-"
+                          "processing 0): only each mode's headline is released, noised")
+            else:
+                noise = multiplier * span if multiplier > 0 else math.nan
+                _check_noised(alarm, key, claim, mv, span, noise, multiplier)
+                gap = claim.value - min(max(mv.value, lo), hi)  # the client clips, then noises
+                noised.append((key, gap, noise, value_tol))
+    if not compared:
+        return alarm.alarms
+    tests = max(1, scope.n_audited) * (len(compared) + 1)
+    z_crit = NormalDist().inv_cdf(1 - scope.alpha / (2 * tests))
+    for key, gap, noise, value_tol in noised:
+        allowance = z_crit * noise + value_tol if math.isfinite(noise) else value_tol
+        if abs(gap) > allowance:
+            alarm.add("value", key, {"gap": gap, "allowance": allowance, "noise": noise,
+                                     "z_crit": z_crit},
+                      f"is {gap:+.4f} from the server's measurement; the declared noise "
+                      f"({noise:.4g}) allows {allowance:.4f}")
+    _check_noise_added(alarm, noised, scope.alpha / tests)
+    return alarm.alarms
+
+
+def _check_clear(alarm: _Alarms, key: str, claim: _Claim, mv: MetricValue, value_tol: float,
+                 se_tol: float) -> None:
+    """A clear metric is post-processing: no noise, the server's value and stderr."""
+    if claim.noise != 0:
+        alarm.add("noise", key, {"reported": claim.noise, "expected": 0.0},
+                  f"declares noise {claim.noise:.4g} on a metric released in the clear "
+                  "(public post-processing): it must be 0")
+    gap = claim.value - mv.value
+    if abs(gap) > value_tol:
+        alarm.add("value", key, {"reported": claim.value, "measured": mv.value, "gap": gap,
+                                 "allowance": value_tol},
+                  f"= {claim.value:.4f} but the model scores {mv.value:.4f} on the same items "
+                  f"(allowed gap {value_tol:.4f})")
+    if abs(claim.stderr - mv.stderr) > se_tol:
+        alarm.add("stderr", key, {"reported": claim.stderr, "measured": mv.stderr,
+                                  "allowance": se_tol},
+                  f"declares stderr {claim.stderr:.4f}; the same items give {mv.stderr:.4f}")
+
+
+def _check_noised(alarm: _Alarms, key: str, claim: _Claim, mv: MetricValue, span: float,
+                  noise: float, multiplier: float) -> None:
+    """The noise and stderr a hidden model's headline is released with."""
+    if not math.isclose(claim.noise, noise, rel_tol=EXACT_REL):
+        alarm.add("noise", key, {"reported": claim.noise, "expected": noise,
+                                 "noise_multiplier": multiplier, "span": span},
+                  f"declares noise {claim.noise:.4g}; noise multiplier {multiplier:.4g} x "
+                  f"span {span:.4g} gives {noise:.4g}")
+    bound = span / (2 * math.sqrt(mv.n))
+    if not math.isclose(claim.stderr, bound, rel_tol=EXACT_REL, abs_tol=1e-12):
+        alarm.add("stderr", key, {"reported": claim.stderr, "expected": bound},
+                  f"declares stderr {claim.stderr:.4g}; a noised metric's is span / "
+                  f"(2 sqrt(n)) = {bound:.4g}")
+
+
+def _check_noise_added(alarm: _Alarms, noised: list[tuple[str, float, float, float]],
+                       level: float) -> None:
+    """Honest gaps of noised values are N(0, noise^2) (plus scoring slack, which only makes
+    them larger): sum (gap / noise)^2 ~ chi-square(k). A sum far below it means the declared
+    noise was never added, so the report's uncertainty is fake."""
+    usable = [(gap, noise) for _, gap, noise, _ in noised if math.isfinite(noise) and noise > 0]
+    if not usable:
+        return
+    stat = sum((gap / noise) ** 2 for gap, noise in usable)
+    p = _chi2_cdf(stat, len(usable))
+    if p <= level:
+        alarm.add("noise-added", None, {"chi2": stat, "df": len(usable), "p": p,
+                                        "level": level},
+                  f"noised values sit too close to the server's measurement (chi-square "
+                  f"{stat:.3g} on {len(usable)} df, p = {p:.2g} <= {level:.2g}): the declared "
+                  "noise was not added")
+
+
+class _Alarms:
+    """Collects one client's integrity alarms, each naming its check and numbers."""
+
+    def __init__(self, node: int, server_round: int) -> None:
+        self.node, self.round = node, server_round
+        self.alarms: list[Alarm] = []
+
+    def add(self, check: str, key: str | None, numbers: dict[str, Any], what: str) -> None:
+        metric = key.removeprefix(protocol.PREFIX) if key else check
+        subject = f"{metric}" if key else "its report"
+        self.alarms.append(Alarm(
+            "integrity", metric, "alarm", self.round, (self.node,),
+            {"check": check, **numbers},
+            f"Integrity check '{check}' failed for node {self.node}: {subject} {what}."))

@@ -22,7 +22,7 @@ from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
 from flwr_trust.detect.config import DetectorConfig
-from flwr_trust.detect.integrity import audit_report, client_suites, unprobeable
+from flwr_trust.detect.integrity import audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.guard import resume
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
@@ -264,23 +264,16 @@ class Guard:
             alarms=[a for a in result.alarms if not set(a.clients) & set(malformed)])
 
     def _audit(self, ev: RoundEvidence) -> list[Alarm]:
-        """Re-probe a random sample of clients and compare with what they reported."""
+        """Re-probe a random sample of clients and compare with what they reported
+        (flwr_trust.detect.integrity: values, stated noise and stderr, n, round)."""
         s = self.settings
         if s.audit_fraction <= 0 or s.secure_aggregation or self.prober is None:
             return []
-        candidates = [r for r in ev.replies if r.trust]
-        k = min(len(candidates), max(1, round(s.audit_fraction * len(candidates))))
-        suites = client_suites(s.client_suites, ev.round, s.client_probe_budget)
-        alarms: list[Alarm] = []
-        for r in self._rng.sample(candidates, k) if candidates else []:
-            try:
-                measured = self.prober.probe(r.model, suites)
-            except Exception as exc:  # replies were screened; still, never crash aggregation
-                alarms.append(unprobeable(r.node, ev.round, exc))
-                continue
-            alarms += audit_report(measured, r.trust, node=r.node, server_round=ev.round,
-                                   n_audited=k, alpha=s.checker.alpha)
-        return alarms
+        replies = [(r.node, r.trust, r.model) for r in ev.replies if r.trust]
+        return audit_round(replies, self.prober.probe, suites=s.client_suites,
+                           server_round=ev.round, budget=s.client_probe_budget,
+                           fraction=s.audit_fraction, rng=self._rng,
+                           alpha=s.checker.alpha).alarms
 
     @staticmethod
     def _aggregate(aggregation: Aggregation, nodes: list[int]
