@@ -70,7 +70,8 @@ def clipped_mean(values: Sequence[float] | np.ndarray, bound: float) -> tuple[fl
     arr = np.clip(np.asarray(values, dtype=np.float64), 0.0, bound)
     if arr.size == 0:
         raise ValueError("clipped_mean needs at least one value")
-    return float(arr.mean()), bound / arr.size
+    # The mean of values in [0, bound] can exceed bound by a rounding ulp: clamp it back.
+    return min(max(float(arr.mean()), 0.0), bound), bound / arr.size
 
 
 def noise_std(sensitivity: float, noise_multiplier: float) -> float:
