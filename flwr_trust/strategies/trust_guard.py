@@ -292,6 +292,7 @@ class TrustGuard(Strategy):
             ev.refuse(node, "no global model to check it against: aggregate_train was called "
                             "before configure_train")
             log.warning("TrustGuard: refused reply from node %s: %s", node, ev.refused[node])
+        self.core.unchecked_round(ev)
         return self._result_metrics(None, ev, [], None, None)
 
     @staticmethod
