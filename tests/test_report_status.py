@@ -102,7 +102,9 @@ def test_a_group_past_tolerance_is_a_warning_that_names_the_group(tmp_path, caps
 
     assert main(["report", str(run)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[:1] == ["bias"])
-    assert "WARNING" in line and "religion" in line
+    assert line.split() == ["bias", "WARNING", *bias["status_note"].split()]
+    assert bias["status_note"] == ("past tolerance, not significant: stereotype-pref for group "
+                                   "religion (round 2)")
 
 
 def test_groups_within_tolerance_stay_ok(tmp_path):
@@ -205,7 +207,7 @@ def test_the_real_run_shows_the_server_and_client_probe_n(run_dir):
 # ------------------------------------------------------------------------------ 4. empty panels
 
 
-def test_update_panels_with_two_clients_say_how_many_they_need(tmp_path):
+def test_update_panels_with_two_clients_say_how_many_they_need(tmp_path, capsys):
     two = {"valid": [1, 2], "refused": {}, "failed": {}}
     reports = {str(n): {"trust.bias.stereotype-pref": 0.5, "trust.bias.stereotype-pref.n": 20}
                for n in (1, 2)}
@@ -232,6 +234,9 @@ def test_update_panels_with_two_clients_say_how_many_they_need(tmp_path):
     assert "this run had 2" in _notes(_chart(page, "bias"))
     assert "train_loss" in _notes(_chart(page, "Training loss"))
     assert need in _mode_row(page, "update")
+    assert main(["report", str(run)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.split()[:1] == ["update"])
+    assert line.split() == ["update", "NO", "DATA", *need.split()]
 
 
 def test_update_panels_under_secure_aggregation_say_so(tmp_path):
