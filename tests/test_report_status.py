@@ -94,7 +94,10 @@ def test_a_group_past_tolerance_is_a_warning_that_names_the_group(tmp_path, caps
     page, _ = render_report(run)
     row = _mode_row(page, "bias")
     assert 'data-status="WARNING"' in row and "religion" in row and ">OK<" not in row
-    assert "groups: night-shift" in _mode_row(page, "fairness")
+    assert "local-loss for group night-shift" in _mode_row(page, "fairness")
+    bias_figure = page[page.index('id="mode-bias"'):page.index('id="mode-fairness"')]
+    assert "bias · stereotype-pref/religion" in bias_figure  # the group gets its panel
+    assert "bias · stereotype-pref/age" not in bias_figure  # within tolerance: no panel
     cells = dict((tip, fill) for fill, tip in _grid_cells(page))
     assert cells["bias, round 2: stereotype-pref/religion past tolerance (not significant)"] \
         == grid.WARNING.fill

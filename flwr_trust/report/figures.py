@@ -130,9 +130,11 @@ def _reference_row(run: RunLog, mode: str, metric: str) -> dict[str, Any]:
 
 
 def _panel_metrics(run: RunLog, mode: str) -> list[str]:
-    """Metrics that get a panel: every base metric, and per-group ones that alarmed/warned."""
+    """Metrics that get a panel: every base metric, and per-group ones that alarmed, warned
+    or went past their tolerance (what a WARNING status names)."""
     flagged = {str(a.get("metric")) for _, a in run.alarms() if a["mode"] == mode}
-    return [m for m in run.metrics_of(mode) if "/" not in m or m in flagged]
+    return [m for m in run.metrics_of(mode)
+            if "/" not in m or m in flagged or run.past_tolerance(mode, m)]
 
 
 def _behavior_panels(run: RunLog, mode: str) -> tuple[list[str], str]:

@@ -39,8 +39,8 @@ LEGEND: list[tuple[Cell, str]] = [
 def grid_legend() -> str:
     """The grid's legend: a sample of each cell style and what it means."""
     spans = "".join(f"<span>{cell_swatch(cell)}{escape(label)}</span>" for cell, label in LEGEND)
-    return (f'<div class="legend grid-legend">{spans}<span>Hover a cell for details.</span>'
-            "</div>")
+    return (f'<div class="legend grid-legend"><span><strong>Status grid:</strong></span>{spans}'
+            "<span>Hover a cell for details.</span></div>")
 
 
 def status_grid_of(run: RunLog, modes: dict[str, dict[str, Any]], rounds: list[int]) -> str:

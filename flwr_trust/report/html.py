@@ -229,11 +229,8 @@ def _summary_section(summary: dict[str, Any]) -> str:
 def _status_detail(s: dict[str, Any]) -> str:
     """What a status rests on, under its badge: the metrics and groups of a warning, or why
     there is no data."""
-    text = s["status_note"] or s["no_data_reason"] or ""
-    groups = ", ".join(s["groups"])
-    head = f"groups: {groups}. " if groups and s["status"] != "OK" else ""
-    return (f'<br><span class="muted status-note">{escape(head + text)}</span>'
-            if head or text else "")
+    text = s["status_note"] or s["no_data_reason"]
+    return f'<br><span class="muted status-note">{escape(text)}</span>' if text else ""
 
 
 def _level(level: str | None) -> str:
@@ -292,7 +289,7 @@ def _modes_section(run: RunLog, summary: dict[str, Any]) -> str:
              "strip between the reference and the tolerance limit in the worse direction. "
              "Values beyond the limit are a practically significant degradation. Points are "
              "single clients' reports. Per-group metrics are drawn only when they alarmed or "
-             "warned; all values are in the JSON summary.</p>"]
+             "warned, or went past their tolerance; all values are in the JSON summary.</p>"]
     for mode, s in summary["modes"].items():
         parts.append(_mode_block(run, mode, s))
     parts.append("</section>")

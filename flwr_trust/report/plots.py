@@ -182,7 +182,8 @@ class Chart:
         out.append(f'<text x="{(left + right) / 2:.1f}" y="{h - 3}" font-size="10.5" '
                    'text-anchor="middle" fill="#555">round</text>')
         if not self.marks and self.note:  # why the panel is empty, wrapped to its width
-            lines = textwrap.wrap(self.note, max(16, int((right - left - 16) / 6.2)))
+            lines = textwrap.wrap(self.note, max(16, int((right - left - 16) / 6.2)),
+                                  break_on_hyphens=False)
             y0 = (top + bottom) / 2 - 7.5 * (len(lines) - 1)
             out.extend(f'<text class="note" x="{(left + right) / 2:.1f}" y="{y0 + 15 * i:.1f}" '
                        f'font-size="12" text-anchor="middle" fill="#555">{escape(line)}</text>'

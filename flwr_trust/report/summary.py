@@ -158,11 +158,7 @@ def past_tolerance(run: RunLog, mode: str, metrics: dict[str, dict[str, Any]]
     worse direction, in some round: [{metric, group, rounds, worst_degradation, tolerance}]."""
     out = []
     for metric, m in metrics.items():
-        rounds = sorted({p.round for phase in PHASES
-                         for p in run.metric_series(mode, metric, phase)
-                         if p.degradation is not None and p.tolerance is not None
-                         and p.degradation > p.tolerance})
-        if rounds:
+        if rounds := run.past_tolerance(mode, metric):
             out.append({"metric": metric, "group": group_of(metric), "rounds": rounds,
                         "worst_degradation": m["worst_degradation"],
                         "tolerance": m["tolerance"]})
