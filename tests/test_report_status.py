@@ -197,6 +197,7 @@ def test_probe_n_per_mode_from_the_reference_and_the_clients_reports(tmp_path):
     assert "clients n = 300 (median of 6 reports from 3 clients, 280-300)" in _mode_row(
         page, "alignment")
     assert '<td class="probe-n">—</td>' in _mode_row(page, "calibration")
+    assert "worse if higher · tolerance 0.05 · n = 20" in _chart(page, "bias · stereotype-pref")
     assert "probe server n = 20 (groups 4-6)" in unescape(
         page[page.index('id="mode-bias"'):page.index('id="mode-alignment"')])
 

@@ -165,6 +165,9 @@ def _metric_chart(run: RunLog, mode: str, metric: str, rounds: list[int],
     tol = next((p.tolerance for p in points if p.tolerance is not None), None)
     subtitle = f"worse if {worse}" + (f" · tolerance {short_number(tol)}" if tol is not None
                                       else "")
+    n = num(_reference_row(run, mode, metric).get("n"))
+    if n:  # the server probes the same items every round (report/samples.py)
+        subtitle += f" · n = {n:g}"
     chart = Chart(f"{mode} · {metric}", rounds, subtitle=subtitle)
     if ref is not None:
         used.add("reference (round 0)")
