@@ -144,7 +144,7 @@ def _behavior_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
     if not metrics:
         chart = Chart(mode, rounds)
         chart.note = "not measured: " + behavior_gap(run, mode)
-        return [chart.svg("No data: " + chart.note)], ""
+        return [chart.svg(chart.note.capitalize() + ".")], ""
     used: set[str] = set()
     return [_metric_chart(run, mode, metric, rounds, used) for metric in metrics], \
         legend([e for e in METRIC_LEGEND if e[4] in used])
