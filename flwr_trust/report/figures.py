@@ -143,8 +143,9 @@ def _behavior_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
     metrics = _panel_metrics(run, mode)
     if not metrics:
         chart = Chart(mode, rounds)
-        chart.note = "not measured: " + behavior_gap(run, mode)
-        return [chart.svg(chart.note.capitalize() + ".")], ""
+        why = behavior_gap(run, mode)
+        chart.note = f"not measured: {why}"
+        return [chart.svg(f"Not measured: {why}.")], ""
     used: set[str] = set()
     return [_metric_chart(run, mode, metric, rounds, used) for metric in metrics], \
         legend([e for e in METRIC_LEGEND if e[4] in used])
