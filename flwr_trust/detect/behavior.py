@@ -21,7 +21,8 @@ from typing import Any
 from flwr_trust import modes as registry
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.config import FAMILIES, DetectorConfig, Family
-from flwr_trust.detect.paired import PairedClients, items_of, paired_change, paired_clients
+from flwr_trust.detect.margin import MarginChange, MarginClients, paired_client_test, paired_level
+from flwr_trust.detect.paired import PairedChange, PairedClients, items_of
 from flwr_trust.detect.statistics import ClientStats, critical_z, spend, upper_p
 from flwr_trust.modes.base import Metric
 from flwr_trust.protocol import Observation
@@ -231,7 +232,7 @@ class _ClientBlock:
     stats: ClientStats
     sign: float
     margin: float
-    paired: PairedClients | None = None  # per-item evidence, when every client sent items
+    paired: PairedClients | MarginClients | None = None  # every client sent items
 
 
 class _Round:
@@ -269,10 +270,11 @@ class _Round:
                 items[node] = per_item
         stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling)
                  if len(xs) >= self.cfg.min_clients else None)
-        paired = None
+        paired: PairedChange | MarginChange | None = None
+        margin_scale = self.cfg.paired_scale == "margin" and spec.unit_interval
         if now_t is not None:
             value, se, df, source = now_t[0], math.hypot(now_t[1], now_t[2]), math.inf, "server"
-            paired = paired_change(items_of(now_obs), items_of(ref_obs), sign)
+            paired = paired_level(items_of(now_obs), items_of(ref_obs), sign, margin_scale)
             if paired is not None:  # the same items on both models: the paired stderr
                 se, df = paired.se, paired.df
         elif stats is not None:
@@ -291,14 +293,18 @@ class _Round:
         if stats is not None:  # margin: the tolerance, relative to the median for victims
             margin = tol * abs(stats.median) if spec.victim else tol
             pc = None if spec.victim or len(items) < len(xs) else \
-                paired_clients(items, sign, self.cfg.min_clients)
+                paired_client_test(items, sign, self.cfg.min_clients, margin_scale)
             self.blocks.append(_ClientBlock(mode, metric, spec, tol, stats, sign, margin, pc))
         if d is None or spec.victim:
             return
         ev = {"test": "level", "value": value, "reference": reference, "degradation": d,
               "tolerance": tol, "se": se, "source": source, "df": _json_df(df),
               "paired_items": paired.n if paired is not None else 0}
-        self.tests["level"].append(_Test(mode, metric, (d - tol) / max(se, _TINY), df, ev))
+        z = (d - tol) / max(se, _TINY)
+        if paired is not None:  # on the margin scale: both statistics must exceed the threshold
+            z = min(z, paired.z(tol))
+            ev |= paired.evidence(tol)
+        self.tests["level"].append(_Test(mode, metric, z, df, ev))
         if self.state is not None:
             self._trend(mode, metric, d, se, df, tol)
 
@@ -380,6 +386,7 @@ class _Round:
                       "noise": s.noise[i], "margin": blk.margin, "tolerance": blk.tol,
                       "n_clients": len(s.nodes), "z": z, "z_crit": z_crit,
                       "paired_items": 0 if blk.paired is None else int(blk.paired.df) + 1,
+                      "scale": _scale(blk.paired),
                       "p_value": self._p_adj(upper_p(z, df), b)} | _public(b)
                 if blk.spec.victim:  # a fairness victim: population finding, nobody quarantined
                     ev["victims"] = [s.nodes[h[1]] for h in hits]
@@ -395,6 +402,11 @@ class _Round:
 
 def _public(b: dict[str, Any]) -> dict[str, Any]:
     return {k: b[k] for k in ("alpha_t", "family_alpha", "look", "n_tests")}
+
+
+def _scale(paired: PairedClients | MarginClients | None) -> str | None:
+    """Which paired statistic a per-client test used (None: unpaired)."""
+    return None if paired is None else "margin" if isinstance(paired, MarginClients) else "rate"
 
 
 def _json_df(df: float) -> float | None:

@@ -16,6 +16,8 @@ from flwr_trust.detect.statistics import MIN_CLIENTS
 from flwr_trust.errors import TrustError
 
 Family = Literal["level", "trend", "client"]
+PairedScale = Literal["margin", "rate"]
+PAIRED_SCALES: tuple[PairedScale, ...] = ("margin", "rate")
 FAMILIES: tuple[Family, ...] = ("level", "trend", "client")
 
 
@@ -31,6 +33,9 @@ class DetectorConfig:
                   or DP noise each round; 1: the same items rescored, the trend test adds nothing)
     split:        fractions of alpha for the (level, trend, client) families, summing to <= 1
     min_clients:  fewest client reports for a median estimate or a per-client test
+    paired_scale: "margin": paired tests of soft rates (per-item probabilities, range (0, 1))
+                  compare per-item logits, guarded by the rate's own change
+                  (flwr_trust.detect.margin); "rate": mean of per-item probability changes
     """
 
     alpha: float = 0.05
@@ -40,6 +45,7 @@ class DetectorConfig:
     trend_rho: float = 0.0
     split: tuple[float, float, float] = (0.4, 0.4, 0.2)
     min_clients: int = MIN_CLIENTS
+    paired_scale: PairedScale = "margin"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -69,6 +75,9 @@ class DetectorConfig:
         if self.min_clients < MIN_CLIENTS:
             raise TrustError(f"min_clients must be >= {MIN_CLIENTS}, got {self.min_clients}.",
                              "Robust statistics need at least 3 values.")
+        if self.paired_scale not in PAIRED_SCALES:
+            raise TrustError(f"paired_scale must be one of {PAIRED_SCALES}, got "
+                             f"{self.paired_scale!r}.", "Use \"margin\" (the default).")
         object.__setattr__(self, "modes", modes)
         object.__setattr__(self, "tolerances", tols)
         object.__setattr__(self, "_cache", {})  # (mode, metric) -> tolerance, not a field

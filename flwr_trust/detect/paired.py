@@ -44,6 +44,13 @@ class PairedChange:
     df: float
     n: int
 
+    def z(self, tol: float) -> float:
+        """(degradation - tol) / se: H0 "the mean change is at most `tol`"."""
+        return (self.degradation - tol) / self.se
+
+    def evidence(self, tol: float) -> dict[str, float | str]:
+        return {"scale": "rate"}
+
 
 def paired_change(now: Sequence[float] | None, ref: Sequence[float] | None, sign: float
                   ) -> PairedChange | None:
