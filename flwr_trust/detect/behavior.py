@@ -274,7 +274,8 @@ class _Round:
         margin_scale = self.cfg.paired_scale == "margin" and spec.unit_interval
         if now_t is not None:
             value, se, df, source = now_t[0], math.hypot(now_t[1], now_t[2]), math.inf, "server"
-            paired = paired_level(items_of(now_obs), items_of(ref_obs), sign, margin_scale)
+            paired = paired_level(items_of(now_obs), items_of(ref_obs), sign, tol,
+                                  margin_scale)
             if paired is not None:  # the same items on both models: the paired stderr
                 se, df = paired.se, paired.df
         elif stats is not None:
@@ -385,7 +386,7 @@ class _Round:
                       "value": s.x[i], "client_median": s.median, "client_spread": s.spread,
                       "noise": s.noise[i], "margin": blk.margin, "tolerance": blk.tol,
                       "n_clients": len(s.nodes), "z": z, "z_crit": z_crit,
-                      "paired_items": 0 if blk.paired is None else int(blk.paired.df) + 1,
+                      "paired_items": 0 if blk.paired is None else blk.paired.n_items,
                       "scale": _scale(blk.paired),
                       "p_value": self._p_adj(upper_p(z, df), b)} | _public(b)
                 if blk.spec.victim:  # a fairness victim: population finding, nobody quarantined

@@ -9,16 +9,20 @@ more power than testing the mean probability change, whose spread is the slopes'
 
 The tolerance stays in the metric's units: `shift_for` maps it through the reference items to
 the uniform logit shift that would change the rate by exactly the tolerance. The level test is
-an intersection-union test of two one-sided t statistics with n - 1 df, each at the full level:
+an intersection-union test of two one-sided t statistics, each at the full level:
 
   margin: mean logit change vs that shift   (H0m: the mean shift's implied rate change <= tol)
-  rate:   the rate change vs the tolerance, with the stderr of the residuals around the best
-          uniform-shift fit (H0r: the expected rate change on these items <= tol)
+  rate:   the rate change vs the tolerance, with the larger of two stderrs (the per-item logit
+          noise carried through the slopes; the items' deviations from the tolerance-sized
+          uniform shift)                    (H0r: the expected rate change on these items <= tol)
 
 It alarms only when both reject, so it keeps the level under either null: a shift concentrated
-on saturated items or opposite shifts can make the mean logit change large while the rate stays
-within tolerance, and the rate statistic stops them. docs/detection.md has the maths and the
-simulations (bench/power.py, tests/test_paired.py).
+on saturated items or opposite shifts make the mean logit change large while the rate stays
+within tolerance, and the rate statistic stops those. The margin statistic is valid whenever
+the items share one systematic logit shift, whatever each item's noise (Bakirov & Szekely
+2006); the rate statistic's first stderr whenever the logit noise is homoscedastic, whatever
+the per-item systematic shifts.
+docs/detection.md has the maths and the simulations (bench/power.py, tests/test_paired.py).
 """
 
 from __future__ import annotations
@@ -75,24 +79,23 @@ def shift_for(ref_logits: np.ndarray, sign: float, change: float) -> float:
 
 @dataclass(frozen=True)
 class MarginChange:
-    """One paired comparison of soft-rate items, on both scales.
+    """One paired comparison of soft-rate items against a tolerance, on both scales.
 
-    shift, shift_se: mean logit change (worse way positive) and its stderr over items
-    rate, rate_se:   the rate's degradation (mean probability change, signed) and the stderr of
-                     the residuals around the uniform-shift fit that reproduces it
+    shift, shift_se:  mean logit change (worse way positive) and its stderr over items
+    shift_tolerance:  the uniform logit shift that degrades the reference rate by exactly tol
+    rate:             the rate's degradation (mean per-item probability change, signed)
+    rate_se:          its stderr, the larger of two estimates (`_rate_se`)
+    df:               n - 2 (the residual df of the logit-noise fit), used for both statistics
     """
 
     shift: float
     shift_se: float
+    shift_tolerance: float
     rate: float
     rate_se: float
-    ref_logits: np.ndarray
-    sign: float
+    tolerance: float
     n: int
-
-    @property
-    def df(self) -> float:
-        return float(self.n - 1)
+    df: float
 
     @property
     def se(self) -> float:
@@ -103,95 +106,136 @@ class MarginChange:
     def degradation(self) -> float:
         return self.rate
 
-    def shift_tolerance(self, tol: float) -> float:
-        """The uniform logit shift that degrades the reference rate by exactly `tol`."""
-        return shift_for(self.ref_logits, self.sign, tol)
-
-    def z_margin(self, tol: float) -> float:
-        """(mean logit change - shift_tolerance(tol)) / se: the test of H0m."""
-        bound = self.shift_tolerance(tol)
-        if bound == math.inf:  # no shift degrades the rate by tol: H0m holds
+    @property
+    def z_margin(self) -> float:
+        """(mean logit change - shift_tolerance) / se: the t statistic of H0m."""
+        if self.shift_tolerance == math.inf:  # no shift degrades the rate by tol: H0m holds
             return -math.inf
-        return (self.shift - bound) / self.shift_se
+        return (self.shift - self.shift_tolerance) / self.shift_se
 
-    def z_rate(self, tol: float) -> float:
-        """(rate change - tol) / se: the guard's test of H0r."""
-        return (self.rate - tol) / self.rate_se
+    @property
+    def z_rate(self) -> float:
+        """(rate change - tol) / se: the guard's t statistic of H0r."""
+        if self.shift_tolerance == math.inf:  # the rate cannot degrade by tol: H0r holds
+            return -math.inf
+        return (self.rate - self.tolerance) / self.rate_se
 
     def z(self, tol: float) -> float:
-        """The intersection-union statistic: both must exceed the threshold (same df)."""
-        return min(self.z_margin(tol), self.z_rate(tol))
+        """The intersection-union statistic (both must pass the threshold; same df)."""
+        if tol != self.tolerance:
+            raise ValueError(f"this comparison was made against tolerance {self.tolerance}")
+        return min(self.z_margin, self.z_rate)
 
-    def evidence(self, tol: float) -> dict[str, float]:
+    def evidence(self, tol: float) -> dict[str, float | str]:
         return {"scale": "margin", "logit_shift": self.shift, "logit_se": self.shift_se,
-                "logit_tolerance": self.shift_tolerance(tol), "z_margin": self.z_margin(tol),
-                "z_rate": self.z_rate(tol), "rate_se": self.rate_se}
+                "logit_tolerance": self.shift_tolerance, "z_margin": self.z_margin,
+                "z_rate": self.z_rate, "rate_se": self.rate_se}
 
 
 def is_soft_rate(items: Sequence[float] | None) -> bool:
     """Items that are probabilities (every value in [0, 1])."""
-    return items is not None and bool(np.all((np.asarray(items) >= 0) & (np.asarray(items) <= 1)))
+    if items is None:
+        return False
+    arr = np.asarray(items, dtype=np.float64)
+    return bool(np.all((arr >= 0.0) & (arr <= 1.0)))
 
 
-def margin_change(now: Sequence[float] | None, ref: Sequence[float] | None, sign: float
-                  ) -> MarginChange | None:
-    """Candidate items `now` against reference items `ref` (same items, probabilities); None
-    unless both carry at least MIN_ITEMS probabilities of one length."""
+def margin_change(now: Sequence[float] | None, ref: Sequence[float] | None, sign: float,
+                  tol: float) -> MarginChange | None:
+    """Candidate items `now` against reference items `ref` (the same items, probabilities) and
+    the tolerance `tol` in rate units; None unless both carry at least MIN_ITEMS probabilities
+    of one length."""
     if now is None or ref is None or len(now) != len(ref) or len(now) < MIN_ITEMS \
             or not (is_soft_rate(now) and is_soft_rate(ref)):
         return None
     a, b = logits(ref), logits(now)
-    p_now = _sigmoid(b)  # the clipped probabilities: the same values the logits describe
     n = a.size
     shift = sign * (b - a)
-    rate = float(sign * (p_now.mean() - _sigmoid(a).mean()))
-    fit = shift_for(a, sign, rate)  # finite: the clipped rate is always reachable
-    resid = p_now - _sigmoid(a + sign * fit)
-    resid -= resid.mean()
-    rate_se = math.sqrt(float((resid**2).sum()) / (n * (n - 1)))
-    return MarginChange(float(shift.mean()), max(float(shift.std(ddof=1)) / math.sqrt(n),
-                                                 SE_FLOOR),
-                        rate, max(rate_se, SE_FLOOR), a, sign, n)
+    p_now = _sigmoid(b)
+    change = sign * (p_now - _sigmoid(a))  # per item, in the rate's units (clipped)
+    bound = shift_for(a, sign, tol)
+    return MarginChange(
+        shift=float(shift.mean()), shift_se=max(float(shift.std(ddof=1)) / math.sqrt(n), SE_FLOOR),
+        shift_tolerance=bound, rate=float(change.mean()),
+        rate_se=max(_rate_se(shift, p_now, change, a, sign, bound), SE_FLOOR), tolerance=tol,
+        n=n, df=float(n - 2))
+
+
+def _rate_se(shift: np.ndarray, p_now: np.ndarray, change: np.ndarray, a: np.ndarray,
+             sign: float, bound: float) -> float:
+    """The larger of two stderrs of the rate change, each valid under one noise model:
+
+    - logit noise: the residual variance of the logit changes after a least-squares fit on
+      (1, slopes k_j), carried to the rate as sqrt(s^2 sum k_j^2) / n. With homoscedastic
+      normal logit noise the residuals are independent of the rate's noise whatever the
+      per-item systematic shifts (docs/detection.md);
+    - item deviations: the stderr of y_j = change_j - c_j, c_j the change the
+      tolerance-sized uniform shift makes on item j (mean c_j = tol). At the null with one
+      shared shift the y_j have mean 0 whatever their variances (Bakirov & Szekely 2006).
+    """
+    n = shift.size
+    slopes = p_now * (1.0 - p_now)  # d p / d logit at the candidate: how noise moves the rate
+    design = np.stack([np.ones_like(slopes), slopes], axis=1)
+    coef, *_ = np.linalg.lstsq(design, shift, rcond=None)
+    resid = shift - design @ coef
+    logit_se = math.sqrt(float(resid @ resid) / (n - 2) * float(slopes @ slopes)) / n
+    y = change - sign * (_sigmoid(a + sign * bound) - _sigmoid(a)) if math.isfinite(bound) \
+        else change
+    return max(logit_se, float(y.std(ddof=1)) / math.sqrt(n))
 
 
 @dataclass(frozen=True)
 class MarginClients:
-    """Per client: its items against the clients' per-item median (in logits), on both scales;
-    `z(margin)` is the intersection-union statistic of each, like `PairedClients.z`."""
+    """Per client: its items against the other clients' per-item median (in logits), on both
+    scales; `z(margin)` is each client's intersection-union statistic, like
+    `PairedClients.z`."""
 
     nodes: tuple[int, ...]
-    changes: tuple[MarginChange, ...]
-    df: float
+    logits: np.ndarray  # clients x items
+    sign: float
 
     @property
-    def excess(self) -> tuple[float, ...]:
-        return tuple(c.rate for c in self.changes)
+    def df(self) -> float:
+        """n - 2: the smallest df of the clients' comparisons (conservative for the others)."""
+        return float(self.logits.shape[1] - 2)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.logits.shape[1])
+
+    def changes(self, margin: float) -> list[MarginChange]:
+        """Client i's items against the per-item median of the others (leave-one-out: a
+        client's own values do not pull the median it is compared with)."""
+        out = []
+        for i in range(len(self.nodes)):
+            others = np.delete(self.logits, i, axis=0)
+            found = margin_change(_sigmoid(self.logits[i]), _sigmoid(np.median(others, axis=0)),
+                                  self.sign, margin)
+            assert found is not None  # same length, probabilities, >= MIN_ITEMS: checked
+            out.append(found)
+        return out
 
     def z(self, margin: float) -> list[float]:
-        return [c.z(margin) for c in self.changes]
+        return [c.z(margin) for c in self.changes(margin)]
 
 
 def margin_clients(items: Mapping[int, Sequence[float]], sign: float, min_clients: int
                    ) -> MarginClients | None:
-    """Every client's probabilities against the per-item median of all clients' logits (None
+    """Every client's probabilities, compared item by item with the others' median (None
     unless at least `min_clients` report soft-rate items of one length)."""
     nodes = sorted(items)
     lengths = {len(items[n]) for n in nodes}
     if len(nodes) < min_clients or len(lengths) != 1 or lengths.pop() < MIN_ITEMS \
             or not all(is_soft_rate(items[n]) for n in nodes):
         return None
-    x = np.stack([logits(items[n]) for n in nodes])
-    median = _sigmoid(np.median(x, axis=0))
-    changes = [margin_change(_sigmoid(row), median, sign) for row in x]
-    return MarginClients(tuple(nodes), tuple(c for c in changes if c is not None),
-                         float(x.shape[1] - 1))
+    return MarginClients(tuple(nodes), np.stack([logits(items[n]) for n in nodes]), sign)
 
 
 def paired_level(now: Sequence[float] | None, ref: Sequence[float] | None, sign: float,
-                 margin_scale: bool) -> PairedChange | MarginChange | None:
+                 tol: float, margin_scale: bool) -> PairedChange | MarginChange | None:
     """The paired level evidence of one metric: on the margin scale when asked and the items
     are probabilities, else the mean of paired differences."""
-    found = margin_change(now, ref, sign) if margin_scale else None
+    found = margin_change(now, ref, sign, tol) if margin_scale else None
     return found if found is not None else paired_change(now, ref, sign)
 
 

@@ -74,6 +74,10 @@ class PairedClients:
     se: tuple[float, ...]
     df: float
 
+    @property
+    def n_items(self) -> int:
+        return int(self.df) + 1
+
     def z(self, margin: float) -> list[float]:
         """Per client: (excess - margin) / se: H0 "at most `margin` worse than the clients'
         per-item median" (heterogeneity within the margin is allowed)."""
