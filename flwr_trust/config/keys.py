@@ -216,6 +216,9 @@ KEYS: tuple[Key, ...] = (
         "each)", _S, low=0.0, high=1.0, open_low=True, via="detector"),
     Key("trust.trend-window", "int", 4, "rounds averaged by the trend test", _S, low=2,
         high=_MAX_INT, via="detector"),
+    Key("trust.paired-scale", "choice", "margin", "paired tests of soft rates: `margin` "
+        "compares per-item logits (guarded by the rate's own change; docs/detection.md), "
+        "`rate` per-item probabilities", _S, choices=("margin", "rate"), via="detector"),
     # ---------------------------------------------------------------- client (trust_mod)
     Key("trust.client.enabled", "bool", True, "false: the mod passes every message through "
         "untouched", _C),

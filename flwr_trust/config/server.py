@@ -44,13 +44,15 @@ def guard_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def detector_config(cfg: Mapping[str, Any], modes: tuple[str, ...]) -> DetectorConfig:
-    """trust.alpha, trust.trend-window and trust.tolerance.<mode>.<metric> (the detectors
-    validate the tolerance keys against the registry)."""
+    """trust.alpha, trust.trend-window, trust.paired-scale and trust.tolerance.<mode>.<metric>
+    (the detectors validate the tolerance keys against the registry)."""
     kwargs: dict[str, Any] = {"modes": modes}
     if "trust.alpha" in cfg:
         kwargs["alpha"] = BY_NAME["trust.alpha"].read(cfg["trust.alpha"])
     if "trust.trend-window" in cfg:
         kwargs["trend_window"] = BY_NAME["trust.trend-window"].read(cfg["trust.trend-window"])
+    if "trust.paired-scale" in cfg:
+        kwargs["paired_scale"] = BY_NAME["trust.paired-scale"].read(cfg["trust.paired-scale"])
     tolerances = {}
     for key, value in cfg.items():
         if key.startswith(TOLERANCE_PREFIX):
