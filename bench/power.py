@@ -187,12 +187,14 @@ def level_run(rng: np.random.Generator, n: int, multiple: float, scale: str,
 
 
 def client_reports(rng: np.random.Generator, a: np.ndarray, shift: np.ndarray | float,
-                   sd: np.ndarray | float, paired: bool) -> dict[int, dict]:
-    """Client 0 moved `shift` (+ noise sd); the others are honest (N(0, CLIENT_SD) shifts)."""
+                   sd: np.ndarray | float, paired: bool, honest_sd: float = CHANGE_SD
+                   ) -> dict[int, dict]:
+    """Client 0 moved `shift` (+ noise sd); the others are honest (N(0, CLIENT_SD) shifts,
+    per-item noise honest_sd)."""
     reports = {}
     for node in range(CLIENTS):
         p = candidate(rng, a, shift, sd) if node == 0 else \
-            candidate(rng, a, rng.normal(0, CLIENT_SD), CHANGE_SD)
+            candidate(rng, a, rng.normal(0, CLIENT_SD), honest_sd)
         reports[node] = {"alignment": {"refusal-rate": Observation(
             float(p.mean()), float(p.std(ddof=1) / np.sqrt(a.size)), a.size, 0.0,
             tuple(p.tolist()) if paired else None)}}
@@ -211,7 +213,8 @@ def client_run(rng: np.random.Generator, n: int, multiple: float, scale: str,
     """(degraded client flagged, an honest client flagged) with 4 clients."""
     a = normal_items(rng, n)
     delta = shift_for(a, SIGN, multiple * TOL)
-    return client_flags(a, client_reports(rng, a, delta, change_sd, scale != "unpaired"), scale)
+    reports = client_reports(rng, a, delta, change_sd, scale != "unpaired", change_sd)
+    return client_flags(a, reports, scale)
 
 
 # ---------------------------------------------------------------------------------- the tables
