@@ -4,6 +4,7 @@ independent stderrs, the statistics' edges, and the plumbing (items travel in re
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -210,3 +211,21 @@ def test_items_travel_in_reports_only_for_clear_releases():
     assert "trust.bias.stereotype-pref.items" not in flat  # noised: no per-item values
     obs = protocol.observations(flat)
     assert obs["alignment"]["refusal-rate"].items == (0.7, 0.8, 0.9)
+
+
+def test_margin_spread_reads_the_logit_spread_from_audit_logs(tmp_path, capsys):
+    """bench/margin_spread.py: sd = logit_se * sqrt(items), per run and as a median."""
+    row = {"scale": "margin", "paired_items": 16, "logit_se": 0.05, "logit_shift": 0.4,
+           "logit_tolerance": 0.3, "degradation": 0.06, "z_margin": 2.0, "z_rate": 1.5}
+    records = [{"kind": "run-start", "payload": {}},
+               {"kind": "round", "payload": {"phase": "train", "round": 1, "behavior": {
+                   "alignment": {"refusal-rate": row, "refusal-rate-hard": {"value": 0.5}}}}},
+               {"kind": "round", "payload": {"phase": "evaluate", "round": 1, "behavior": {}}}]
+    run = tmp_path / "scenario" / "trust-off-seed0"
+    run.mkdir(parents=True)
+    (run / "audit.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    spread = load_script(ROOT / "bench" / "margin_spread.py")
+    assert spread.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| alignment.refusal-rate | 1 | 0.200 | 0.200 |" in out
+    assert spread.main([str(tmp_path / "missing")]) == 2

@@ -99,7 +99,9 @@ class DetectionResult:
     alarms:          every Alarm and warning (severity says which); gates act on "alarm" only
     population:      mode -> metric -> value, stderr, source ("server" | "clients"), reference,
                      degradation (positive = worse, None without a reference), tolerance,
-                     client_median, client_spread (1.4826 MAD), n_clients
+                     client_median, client_spread (1.4826 MAD), n_clients; with paired
+                     items also scale ("margin" | "rate") and, on the margin scale,
+                     logit_shift, logit_se, logit_tolerance, z_margin, z_rate, rate_se
     flagged_clients: nodes named by per-client alarms (quarantine candidates)
     ignored:         NaN/Inf (or negative-stderr) numbers that were skipped
     """
@@ -290,7 +292,7 @@ class _Round:
             "client_median": stats.median if stats else None,
             "client_spread": stats.spread if stats else None,
             "n_clients": len(xs),
-        }
+        } | ({} if paired is None else paired.evidence(tol))  # per-item evidence, e.g. logits
         if stats is not None:  # margin: the tolerance, relative to the median for victims
             margin = tol * abs(stats.median) if spec.victim else tol
             pc = None if spec.victim or len(items) < len(xs) else \

@@ -126,10 +126,13 @@ class MarginChange:
             raise ValueError(f"this comparison was made against tolerance {self.tolerance}")
         return min(self.z_margin, self.z_rate)
 
-    def evidence(self, tol: float) -> dict[str, float | str]:
-        return {"scale": "margin", "logit_shift": self.shift, "logit_se": self.shift_se,
-                "logit_tolerance": self.shift_tolerance, "z_margin": self.z_margin,
-                "z_rate": self.z_rate, "rate_se": self.rate_se}
+    def evidence(self, tol: float) -> dict[str, float | int | str | None]:
+        """The numbers behind the test (None for an infinite one: JSON has no infinity)."""
+        numbers = {"logit_shift": self.shift, "logit_se": self.shift_se,
+                   "logit_tolerance": self.shift_tolerance, "z_margin": self.z_margin,
+                   "z_rate": self.z_rate, "rate_se": self.rate_se}
+        return {"scale": "margin", "paired_items": self.n} | {
+            k: v if math.isfinite(v) else None for k, v in numbers.items()}
 
 
 def is_soft_rate(items: Sequence[float] | None) -> bool:

@@ -48,8 +48,8 @@ class PairedChange:
         """(degradation - tol) / se: H0 "the mean change is at most `tol`"."""
         return (self.degradation - tol) / self.se
 
-    def evidence(self, tol: float) -> dict[str, float | str]:
-        return {"scale": "rate"}
+    def evidence(self, tol: float) -> dict[str, int | str]:
+        return {"scale": "rate", "paired_items": self.n}
 
 
 def paired_change(now: Sequence[float] | None, ref: Sequence[float] | None, sign: float
