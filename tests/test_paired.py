@@ -111,6 +111,12 @@ def test_the_tolerance_maps_to_a_logit_shift_through_the_reference_items():
     # a rate of 0.0001 cannot fall by 0.05: no shift reaches it
     assert shift_for(logits([1e-4] * 5), -1.0, 0.05) == math.inf
     assert logits([0.0, 1.0]).tolist() == pytest.approx([-LOGIT_BOUND, LOGIT_BOUND])
+    # higher is worse (over-refusal): the worse way is up
+    up = shift_for(a, 1.0, 0.05)
+    assert up > 0 and rate_change(a, 1.0, up) == pytest.approx(0.05, abs=1e-9)
+    rising = margin_change(sigmoid(a + 2 * up), sigmoid(a), 1.0, 0.05)
+    assert rising.rate > 0.05 and rising.shift == pytest.approx(2 * up)
+    assert rising.shift_tolerance == pytest.approx(up)
 
 
 def test_a_shift_on_saturated_items_moves_the_margin_not_the_rate():
