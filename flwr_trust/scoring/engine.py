@@ -10,11 +10,15 @@ Requests that share a context (the choices of one multiple-choice item, the refu
 compliance reply to one chat prompt) are scored with the context run once: its key/value cache is
 copied to one row per continuation, and only the continuations are run on top of it. This is the
 same computation (to float rounding) with far fewer tokens; `share_prefix=False` turns it off.
+
+Contexts of different items that start with the same tokens (a chat template's system block,
+an instruction header) go further: the prefix they share runs once per call and each of their
+batches starts from a copy of its cache (the plan: flwr_trust.scoring.prefixes);
+`common_prefix=False` turns that off.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -22,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from flwr_trust.scoring import kv
+from flwr_trust.scoring.prefixes import PrefixGroup, plan_prefix_groups
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
 
@@ -51,8 +57,12 @@ def _autocast(precision: Precision, device: torch.device) -> Any:
 
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
                    max_batch_tokens: int = 8192, max_length: int = 2048,
-                   precision: Precision = "fp32", share_prefix: bool = True) -> Scores:
-    """Score every request with batched forward passes; returns arrays in request order."""
+                   precision: Precision = "fp32", share_prefix: bool = True,
+                   common_prefix: bool = True) -> Scores:
+    """Score every request with batched forward passes; returns arrays in request order.
+
+    share_prefix: run each distinct context once for all its continuations;
+    common_prefix: also run a prefix that several contexts share once (needs share_prefix)."""
     _autocast(precision, torch.device("cpu"))  # validates `precision` before any work
     for r in requests:
         if not r.context or not r.continuation:
@@ -62,7 +72,7 @@ def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
         return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
                            max_length=max_length, precision=precision)
     return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         precision=precision)
+                         precision=precision, common_prefix=common_prefix)
 
 
 @torch.inference_mode()
@@ -109,88 +119,102 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
 
 @torch.inference_mode()
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
-                  max_batch_tokens: int, precision: Precision) -> Scores:
-    """Run each distinct context once, then all its continuations on a copy of its cache."""
+                  max_batch_tokens: int, precision: Precision, common_prefix: bool) -> Scores:
+    """Run each distinct context once, then all its continuations on a copy of its cache;
+    with `common_prefix`, contexts that start alike start from their group's prefix cache."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
     n_tokens = np.zeros(n, dtype=np.int64)
-    groups: dict[tuple[int, ...], list[int]] = {}
+    by_context: dict[tuple[int, ...], list[int]] = {}
     for i, r in enumerate(requests):
-        groups.setdefault(r.context, []).append(i)
-    contexts = list(groups)
-    # Cost of a context group ~ its context once plus its continuation rows over the context.
-    cost = [len(c) + len(groups[c]) * (len(c) + max(len(requests[i].continuation)
-                                                    for i in groups[c])) for c in contexts]
+        by_context.setdefault(r.context, []).append(i)
+    contexts = list(by_context)
+    plan = plan_prefix_groups(contexts) if common_prefix else \
+        [PrefixGroup(0, tuple(range(len(contexts))))]
     device = next(model.parameters()).device
-    for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens):
-        ctxs = [contexts[b] for b in batch]
-        width = max(len(c) for c in ctxs)
-        ids = torch.full((len(ctxs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ctxs), width), dtype=torch.long)
-        for row, c in enumerate(ctxs):
-            ids[row, width - len(c):] = torch.tensor(c)
-            mask[row, width - len(c):] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with _autocast(precision, device):
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
-        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-        # One row per (context, continuation): first token from the context's last logits.
-        rows = [(row, i) for row, c in enumerate(ctxs) for i in groups[c]]
-        for row, i in rows:
-            logprob[i] = float(first_logp[row, requests[i].continuation[0]])
-            n_tokens[i] = len(requests[i].continuation)
-        rest = [(row, i) for row, i in rows if len(requests[i].continuation) > 1]
-        if not rest:
-            continue
-        cache = _returned_cache(out)
-        cache.reorder_cache(torch.tensor([row for row, _ in rest], device=device))
-        cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
-        cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
-        cont_mask = torch.zeros((len(rest), cont_width), dtype=torch.long)
-        targets = torch.full((len(rest), cont_width), -1, dtype=torch.long)
-        for k, (_, i) in enumerate(rest):
-            cont = requests[i].continuation
-            cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
-            cont_mask[k, :len(cont) - 1] = 1
-            targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
-        ctx_rows = torch.tensor([row for row, _ in rest])
-        full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
-        start = mask[ctx_rows].sum(dim=1, keepdim=True)
-        cont_pos = start + torch.arange(cont_width)[None, :]
-        with _autocast(precision, device):
-            out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
-                         position_ids=cont_pos.to(device), use_cache=True,
-                         **{_cache_argument(model): cache})
-        logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
-        valid = targets >= 0
-        picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        picked = (picked * valid).sum(dim=1)
-        for k, (_, i) in enumerate(rest):
-            logprob[i] += float(picked[k])
+    for group in plan:
+        members = [contexts[m] for m in group.members]
+        prefix = _prefix_cache(model, members[0][:group.shared], device, precision) \
+            if group.shared else None
+        # Cost of a context ~ its context once plus its continuation rows over the context.
+        cost = [len(c) + len(by_context[c]) * (len(c) + max(
+            len(requests[i].continuation) for i in by_context[c])) for c in members]
+        for batch in _plan_by_cost(cost, [len(c) for c in members], max_batch_tokens):
+            rows = [(c, by_context[c]) for c in (members[b] for b in batch)]
+            scored = _score_batch(model, requests, rows, group.shared, prefix, pad_id=pad_id,
+                                  precision=precision, device=device)
+            for i, (lp, k) in scored.items():
+                logprob[i], n_tokens[i] = lp, k
     return Scores(logprob, n_tokens)
 
 
-def _returned_cache(out: Any) -> Any:
-    """The KV cache of a forward pass: `cache` since transformers 5.2x, `past_key_values`
-    before (the old name still works there but warns on every call)."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+def _prefix_cache(model: Any, prefix: tuple[int, ...], device: torch.device,
+                  precision: Precision) -> Any:
+    """The KV cache of one shared prefix, run alone (one row, no padding)."""
+    ids = torch.tensor([prefix], dtype=torch.long, device=device)
+    with _autocast(precision, device):
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                    position_ids=torch.arange(len(prefix), device=device)[None, :],
+                    use_cache=True, logits_to_keep=1)
+    return kv.returned_cache(out)
 
 
-def _cache_argument(model: Any) -> str:
-    """The forward() keyword that takes a KV cache in this transformers version."""
-    base = getattr(model, "get_base_model", lambda: model)()
-    return _cache_keyword(type(base))
+def _score_batch(model: Any, requests: Sequence[Request],
+                 rows: list[tuple[tuple[int, ...], list[int]]], shared: int, prefix: Any, *,
+                 pad_id: int, precision: Precision, device: torch.device
+                 ) -> dict[int, tuple[float, int]]:
+    """Score the requests of a batch of contexts: (context, its request indices) per row.
 
-
-@functools.cache
-def _cache_keyword(model_class: type) -> str:
-    """Looked up once per model class: this runs for every continuation batch."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters \
-        else "past_key_values"
+    Each context's own tokens (after the `shared` prefix tokens, whose cache is `prefix`) are
+    left-padded up to the prefix, so the last position is every row's last context token;
+    padding in the middle of a row is masked and skipped by the explicit position ids."""
+    width = max(len(c) - shared for c, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    own = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, (c, _) in enumerate(rows):
+        ids[row, width - len(c) + shared:] = torch.tensor(c[shared:])
+        own[row, width - len(c) + shared:] = 1
+    mask = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), own], dim=1)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
+    past = {} if prefix is None else {kv.cache_argument(model): kv.repeated(prefix, len(rows))}
+    with _autocast(precision, device):
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
+                    **past)
+    first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+    # One row per (context, continuation): first token from the context's last logits.
+    pairs = [(row, i) for row, (_, idx) in enumerate(rows) for i in idx]
+    scored = {i: (float(first_logp[row, requests[i].continuation[0]]),
+                  len(requests[i].continuation)) for row, i in pairs}
+    rest = [(row, i) for row, i in pairs if len(requests[i].continuation) > 1]
+    if not rest:
+        return scored
+    cache = kv.select_rows(kv.returned_cache(out), [row for row, _ in rest], device)
+    cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
+    cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros((len(rest), cont_width), dtype=torch.long)
+    targets = torch.full((len(rest), cont_width), -1, dtype=torch.long)
+    for k, (_, i) in enumerate(rest):
+        cont = requests[i].continuation
+        cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
+        cont_mask[k, :len(cont) - 1] = 1
+        targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
+    ctx_rows = torch.tensor([row for row, _ in rest])
+    full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
+    start = mask[ctx_rows].sum(dim=1, keepdim=True)
+    cont_pos = start + torch.arange(cont_width)[None, :]
+    with _autocast(precision, device):
+        out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
+                     position_ids=cont_pos.to(device), use_cache=True,
+                     **{kv.cache_argument(model): cache})
+    logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
+    valid = targets >= 0
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = (picked * valid).sum(dim=1)
+    for k, (_, i) in enumerate(rest):
+        first, count = scored[i]
+        scored[i] = (first + float(picked[k]), count)
+    return scored
 
 
 def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
