@@ -96,10 +96,16 @@ def _assert_same(a: Scores, b: Scores, tol: float = 1e-4) -> None:
 
 
 def _edge_requests() -> list[Request]:
-    """Contexts of many lengths under one shared head, one equal to the head itself, single
-    tokens, and continuations of 1 to 7 tokens (left, middle and right padding)."""
+    """Contexts of many lengths under two shared heads of different lengths (their prefixes
+    run in one padded batch, their contexts mix in batches), one context equal to a head,
+    contexts sharing nothing, and continuations of 1 to 7 tokens (left, middle and right
+    padding)."""
     head = tuple(range(3, 43))
+    other = tuple(range(100, 170))
     return [
+        Request(other + (1, 2), (3, 4)),
+        Request(other + (5,), (6,)),
+        Request(other + (7, 8, 9, 10, 11, 12), (13, 14, 15)),
         Request(head, (50, 51, 52)),
         Request(head + (60,), (70,)),
         Request(head + (60,), (71, 72, 73, 74, 75, 76, 77)),
@@ -114,7 +120,8 @@ def _edge_requests() -> list[Request]:
 def test_edge_cases_score_the_same_under_any_batching(chat_tiny):
     reqs = _edge_requests()
     contexts = list(dict.fromkeys(r.context for r in reqs))
-    assert any(g.shared == 39 for g in plan_prefix_groups(contexts))  # the head, minus one
+    shared = sorted(g.shared for g in plan_prefix_groups(contexts) if g.shared)
+    assert shared == [39, 70]  # the first head minus one token (a context equals it), the other
     model = chat_tiny.model
     flat = score_requests(model, reqs, pad_id=PAD, share_prefix=False)
     unshared = score_requests(model, reqs, pad_id=PAD, common_prefix=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -132,58 +133,93 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
     plan = plan_prefix_groups(contexts) if common_prefix else \
         [PrefixGroup(0, tuple(range(len(contexts))))]
     device = next(model.parameters()).device
-    for group in plan:
-        members = [contexts[m] for m in group.members]
-        prefix = _prefix_cache(model, members[0][:group.shared], device, precision) \
-            if group.shared else None
+    # Passes: the shared prefixes of a chunk of groups run in one batch, then the chunk's
+    # contexts in batches that mix groups freely; contexts sharing nothing run in a last pass.
+    shared = [g for g in plan if g.shared]
+    passes = [[shared[k] for k in chunk]
+              for chunk in plan_batches([g.shared for g in shared], max_batch_tokens)]
+    passes += [[g] for g in plan if not g.shared]
+    for groups in passes:
+        prefixes = _prefixes(model, [contexts[g.members[0]][:g.shared] for g in groups],
+                             pad_id=pad_id, precision=precision, device=device) \
+            if groups[0].shared else None
+        members = [_Row(contexts[m], by_context[contexts[m]], k, g.shared)
+                   for k, g in enumerate(groups) for m in g.members]
         # Cost of a context ~ its context once plus its continuation rows over the context.
-        cost = [len(c) + len(by_context[c]) * (len(c) + max(
-            len(requests[i].continuation) for i in by_context[c])) for c in members]
-        for batch in _plan_by_cost(cost, [len(c) for c in members], max_batch_tokens):
-            rows = [(c, by_context[c]) for c in (members[b] for b in batch)]
-            scored = _score_batch(model, requests, rows, group.shared, prefix, pad_id=pad_id,
-                                  precision=precision, device=device)
+        cost = [len(r.context) + len(r.requests) * (len(r.context) + max(
+            len(requests[i].continuation) for i in r.requests)) for r in members]
+        lengths = [len(r.context) - r.shared for r in members]
+        for batch in _plan_by_cost(cost, lengths, max_batch_tokens):
+            scored = _score_batch(model, requests, [members[b] for b in batch], prefixes,
+                                  pad_id=pad_id, precision=precision, device=device)
             for i, (lp, k) in scored.items():
                 logprob[i], n_tokens[i] = lp, k
     return Scores(logprob, n_tokens)
 
 
-def _prefix_cache(model: Any, prefix: tuple[int, ...], device: torch.device,
-                  precision: Precision) -> Any:
-    """The KV cache of one shared prefix, run alone (one row, no padding)."""
-    ids = torch.tensor([prefix], dtype=torch.long, device=device)
+@dataclass(frozen=True)
+class _Row:
+    """One context of a batch: its tokens, its requests, its prefix's row and length."""
+
+    context: tuple[int, ...]
+    requests: list[int]
+    prefix_row: int
+    shared: int
+
+
+@dataclass(frozen=True)
+class Prefixes:
+    """The KV cache of a batch of shared prefixes (left-padded rows) and its attention mask."""
+
+    cache: Any
+    mask: torch.Tensor
+
+
+def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
+              precision: Precision, device: torch.device) -> Prefixes:
+    """Run shared prefixes once, in one left-padded batch."""
+    width = max(len(p) for p in prefixes)
+    ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for row, p in enumerate(prefixes):
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     with _autocast(precision, device):
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                    position_ids=torch.arange(len(prefix), device=device)[None, :],
-                    use_cache=True, logits_to_keep=1)
-    return kv.returned_cache(out)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    return Prefixes(kv.returned_cache(out), mask)
 
 
-def _score_batch(model: Any, requests: Sequence[Request],
-                 rows: list[tuple[tuple[int, ...], list[int]]], shared: int, prefix: Any, *,
-                 pad_id: int, precision: Precision, device: torch.device
-                 ) -> dict[int, tuple[float, int]]:
-    """Score the requests of a batch of contexts: (context, its request indices) per row.
+def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
+                 prefixes: Prefixes | None, *, pad_id: int, precision: Precision,
+                 device: torch.device) -> dict[int, tuple[float, int]]:
+    """Score the requests of a batch of contexts: request index -> (log-prob, tokens).
 
-    Each context's own tokens (after the `shared` prefix tokens, whose cache is `prefix`) are
-    left-padded up to the prefix, so the last position is every row's last context token;
-    padding in the middle of a row is masked and skipped by the explicit position ids."""
-    width = max(len(c) - shared for c, _ in rows)
+    Each row starts from a copy of its prefix's cache row (none: from nothing) and runs only its
+    context's own tokens after the prefix, left-padded so that the last position is every
+    row's last context token; padding inside a row is masked and skipped by the explicit
+    position ids."""
+    width = max(len(r.context) - r.shared for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     own = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, (c, _) in enumerate(rows):
-        ids[row, width - len(c) + shared:] = torch.tensor(c[shared:])
-        own[row, width - len(c) + shared:] = 1
-    mask = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), own], dim=1)
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
-    past = {} if prefix is None else {kv.cache_argument(model): kv.repeated(prefix, len(rows))}
+    for row, r in enumerate(rows):
+        ids[row, width - len(r.context) + r.shared:] = torch.tensor(r.context[r.shared:])
+        own[row, width - len(r.context) + r.shared:] = 1
+    past: dict[str, Any] = {}
+    mask = own
+    if prefixes is not None:
+        index = [r.prefix_row for r in rows]
+        mask = torch.cat([prefixes.mask[index], own], dim=1)
+        past[kv.cache_argument(model)] = kv.rows_of(prefixes.cache, index, device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, mask.shape[1] - width:]
     with _autocast(precision, device):
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                     position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
                     **past)
     first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
     # One row per (context, continuation): first token from the context's last logits.
-    pairs = [(row, i) for row, (_, idx) in enumerate(rows) for i in idx]
+    pairs = [(row, i) for row, r in enumerate(rows) for i in r.requests]
     scored = {i: (float(first_logp[row, requests[i].continuation[0]]),
                   len(requests[i].continuation)) for row, i in pairs}
     rest = [(row, i) for row, i in pairs if len(requests[i].continuation) > 1]

@@ -3,7 +3,7 @@
 A cache returned by a forward pass (a `DynamicCache`) is extended in place by the next forward
 pass that receives it, so a prefix cache reused for several batches is copied first
 (`copy.deepcopy`, as the transformers cache docs do to re-use a prompt cache) and the copy
-repeated to the batch's rows (`batch_repeat_interleave`).
+its rows picked for the batch (`reorder_cache`, an index_select that may repeat rows).
 """
 
 from __future__ import annotations
@@ -36,12 +36,10 @@ def _cache_keyword(model_class: type) -> str:
         else "past_key_values"
 
 
-def repeated(cache: Any, rows: int) -> Any:
-    """A fresh copy of a one-row cache with `rows` identical rows; `cache` is left unchanged."""
-    out = copy.deepcopy(cache)
-    if rows > 1:
-        out.batch_repeat_interleave(rows)
-    return out
+def rows_of(cache: Any, rows: list[int], device: torch.device) -> Any:
+    """A fresh cache whose row k is row rows[k] of `cache` (rows may repeat); `cache` is left
+    unchanged for the next batch."""
+    return select_rows(copy.deepcopy(cache), rows, device)
 
 
 def select_rows(cache: Any, rows: list[int], device: torch.device) -> Any:

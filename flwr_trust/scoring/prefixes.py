@@ -7,9 +7,11 @@ starts every member context from a copy of its key/value cache (flwr_trust.scori
 
 The plan is a single level of groups over the contexts' prefix tree: a group's prefix is the
 longest prefix all its members share, cut to leave every member at least one token of its own
-(a context may equal the shared prefix). Each group costs one more forward call and keeps its
-members out of other groups' batches, so a group must save more than `overhead` token forwards
-to be chosen; among the tree's nodes the cheapest partition is picked by dynamic programming.
+(a context may equal the shared prefix). The engine runs all groups' prefixes in one padded
+batch, so a group costs no extra forward call, but its prefix row is padded to the longest
+prefix and every batch copies the prefix cache: a group must save more than `overhead` token
+forwards to be chosen; among the tree's nodes the cheapest partition is picked by dynamic
+programming (linear in the contexts times the tree's depth).
 Kept free of torch: the token-count report (bench/probe_tokens.py) uses it without a model.
 """
 
@@ -22,7 +24,8 @@ from typing import Literal
 from flwr_trust.scoring.requests import Request
 
 PREFIX_OVERHEAD = 32
-"""Token forwards a shared prefix must save to pay for its own forward call and cache copies."""
+"""Token forwards a shared prefix must save to be chosen: its row in the prefix batch is padded
+to the longest prefix, and it adds rows to the prefix cache every batch copies."""
 
 Sharing = Literal["none", "context", "prefix"]
 """What a scoring pass runs once: nothing (each request whole), each distinct context (the

@@ -29,8 +29,11 @@ def _as_mapping(suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite]) -> dict
 def profile_model(model: Any, tokenizer: Any,
                   suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite], *,
                   name: str = "", precision: Precision = "fp32",
-                  max_batch_tokens: int = 8192) -> BehaviorProfile:
-    """Score `model` on every suite with one batched pass over all their requests."""
+                  max_batch_tokens: int = 8192, common_prefix: bool = True) -> BehaviorProfile:
+    """Score `model` on every suite with one batched pass over all their requests.
+
+    common_prefix=False runs every context whole (no prefix shared across items): the same
+    numbers to float rounding, for comparing (bench/probe_tokens.py)."""
     by_mode = _as_mapping(suites)
     all_requests: list[Request] = []
     spans: dict[str, tuple[int, int]] = {}
@@ -47,7 +50,7 @@ def profile_model(model: Any, tokenizer: Any,
     model.eval()
     try:
         scores = score_requests(model, all_requests, pad_id=int(pad_id), precision=precision,
-                                max_batch_tokens=max_batch_tokens)
+                                max_batch_tokens=max_batch_tokens, common_prefix=common_prefix)
     finally:
         if was_training:
             model.train()
