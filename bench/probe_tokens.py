@@ -10,8 +10,10 @@ tests/test_prefix_cache.py checks against the engine's real forward calls):
            block, an instruction header) once per scoring call.
 
 Each mode is planned alone (its own scoring call); the `all` row plans every mode in one call,
-as `profile_model` and the client mod do. Printed for the whole default suites and for one
-round's sample at each `--budget` (the client's default is 32 items per mode).
+as `profile_model` does (the server's probe), the `client` row every mode a client without
+planted canaries probes (planted-only modes left out), in one call as the client mod does.
+Printed for the whole default suites and for one round's sample at each `--budget` (the
+client's default is 32 items per mode).
 
 Agreement (needs the model, skipped with --tokens-only): every mode's metrics scored with and
 without the reuse on the same model, the headline's values, their difference and the difference
@@ -78,12 +80,15 @@ def token_table(suites: dict[str, ProbeSuite], tokenizer) -> None:
     encoder = Encoder(tokenizer)
     print(f"{'mode':<13}{'items':>6}{'whole/item':>12}{'before/item':>13}{'after/item':>12}"
           f"{'after/before':>14}")
-    everything = []
+    everything, client = [], []
     for mode, suite in suites.items():
         reqs = registry.get(mode).requests(suite, encoder)
         everything += reqs
+        client += [] if registry.get(mode).planted_only else reqs
         _row(mode, len(suite.items), reqs)
     _row("all", sum(len(s.items) for s in suites.values()), everything)
+    _row("client", sum(len(s.items) for m, s in suites.items()
+                       if not registry.get(m).planted_only), client)
 
 
 def _row(label: str, items: int, reqs) -> None:
