@@ -174,6 +174,7 @@ def test_profile_is_the_same_whatever_the_tokenizer_padding_side(chat_tiny, samp
     for side in ("left", "right"):
         chat_tiny.tokenizer.padding_side = side
         profiles.append(profile_model(chat_tiny.model, chat_tiny.tokenizer, sampled))
+    assert 0 < profiles[0].extra["forwarded_tokens"] < profiles[0].extra["tokens"]
     for mode, metrics in profiles[0].metrics.items():
         for name, mv in metrics.items():
             assert profiles[1].metrics[mode][name].value == pytest.approx(mv.value, nan_ok=True)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from flwr_trust.scoring import kv
-from flwr_trust.scoring.prefixes import PrefixGroup, plan_prefix_groups
+from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
 
@@ -68,12 +68,23 @@ def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
     for r in requests:
         if not r.context or not r.continuation:
             raise ValueError("every request needs a non-empty context and continuation")
-    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
-                               for r in requests):
+    sharing = sharing_used(requests, max_length=max_length, share_prefix=share_prefix,
+                           common_prefix=common_prefix)
+    if sharing == "none":
         return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
                            max_length=max_length, precision=precision)
     return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         precision=precision, common_prefix=common_prefix)
+                         precision=precision, common_prefix=sharing == "prefix")
+
+
+def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
+                 share_prefix: bool = True, common_prefix: bool = True) -> Sharing:
+    """What `score_requests` runs once with these options: requests longer than `max_length`
+    are truncated from the left, which only the unshared path does."""
+    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
+                               for r in requests):
+        return "none"
+    return "prefix" if common_prefix else "context"
 
 
 @torch.inference_mode()

@@ -119,7 +119,8 @@ def forwarded_tokens(requests: Sequence[Request], sharing: Sharing = "prefix", *
                      overhead: int = PREFIX_OVERHEAD) -> int:
     """Tokens the engine runs through the model for `requests` (padding not counted).
 
-    A request's last continuation token is only a target, never an input."""
+    A request's last continuation token is only a target, never an input. "none" counts whole
+    requests, before the engine's left truncation of any longer than its max_length."""
     if sharing == "none":
         return sum(len(r.context) + len(r.continuation) - 1 for r in requests)
     conts = sum(len(r.continuation) - 1 for r in requests)

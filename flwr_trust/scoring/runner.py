@@ -9,7 +9,8 @@ from flwr_trust import modes as registry
 from flwr_trust.errors import SuiteError
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.encoding import cached_requests
-from flwr_trust.scoring.engine import score_requests
+from flwr_trust.scoring.engine import score_requests, sharing_used
+from flwr_trust.scoring.prefixes import forwarded_tokens
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
@@ -62,7 +63,9 @@ def profile_model(model: Any, tokenizer: Any,
     return BehaviorProfile(metrics, {m: s.hash for m, s in by_mode.items()}, model=name,
                            extra={"precision": precision,
                                   "tokens": int(sum(len(r.context) + len(r.continuation)
-                                                    for r in all_requests))})
+                                                    for r in all_requests)),
+                                  "forwarded_tokens": forwarded_tokens(all_requests, sharing_used(
+                                      all_requests, common_prefix=common_prefix))})
 
 
 def profile_arrays(bridge: Any, arrays: Any,
