@@ -134,6 +134,39 @@ def test_edge_cases_score_the_same_under_any_batching(chat_tiny):
     np.testing.assert_allclose(bf16.logprob, flat.logprob, rtol=0.05, atol=0.5)
 
 
+def test_length_chunks_trade_padding_against_calls():
+    from flwr_trust.scoring.engine import _length_chunks
+
+    lengths = [16, 16, 15, 10, 9] + [1] * 35
+    assert _length_chunks(lengths, call=64) == [list(range(5)), list(range(5, 40))]
+    assert _length_chunks(lengths, call=1000) == [list(range(40))]
+    assert _length_chunks(lengths, call=0) == [[0, 1], [2], [3], [4], list(range(5, 40))]
+    assert _length_chunks([3], call=0) == [[0]]
+
+
+def test_continuations_split_by_length_score_the_same(chat_tiny, monkeypatch):
+    """With free forward calls every continuation length gets its own call (copies of the
+    context cache's rows); the scores do not change."""
+    from flwr_trust.scoring import engine
+
+    reqs = _edge_requests()
+    flat = score_requests(chat_tiny.model, reqs, pad_id=PAD, share_prefix=False)
+    calls = [0]
+    handle = chat_tiny.model.register_forward_pre_hook(
+        lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        default = score_requests(chat_tiny.model, reqs, pad_id=PAD)
+        few = calls[0]
+        monkeypatch.setattr(engine, "CALL_TOKENS", 0)
+        calls[0] = 0
+        split = score_requests(chat_tiny.model, reqs, pad_id=PAD)
+    finally:
+        handle.remove()
+    assert calls[0] > few
+    _assert_same(default, flat)
+    _assert_same(split, flat)
+
+
 def test_peft_wrapped_model_scores_the_same(chat_tiny):
     from peft import LoraConfig, get_peft_model
 

@@ -31,6 +31,11 @@ from flwr_trust.scoring import kv
 from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
+CALL_TOKENS = 64
+"""A forward call costs about as much as this many token forwards (module dispatch, kernel
+launches; far more on a GPU than on a CPU relative to a token): a continuation batch is split
+by length only where the padding saved exceeds this."""
+
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
     """Group request indices, longest first, so that rows x padded length <= max_batch_tokens."""
@@ -159,8 +164,11 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         # Cost of a context ~ its context once plus its continuation rows over the context.
         cost = [len(r.context) + len(r.requests) * (len(r.context) + max(
             len(requests[i].continuation) for i in r.requests)) for r in members]
-        lengths = [len(r.context) - r.shared for r in members]
-        for batch in _plan_by_cost(cost, lengths, max_batch_tokens):
+        # Batch contexts whose continuations have about the same length (within 2x) and, among
+        # them, own context lengths close together: both are padded to the batch's longest.
+        order = [(-max(len(requests[i].continuation) for i in r.requests).bit_length(),
+                  -(len(r.context) - r.shared)) for r in members]
+        for batch in _plan_by_cost(cost, order, max_batch_tokens):
             scored = _score_batch(model, requests, [members[b] for b in batch], prefixes,
                                   pad_id=pad_id, precision=precision, device=device)
             for i, (lp, k) in scored.items():
@@ -233,40 +241,80 @@ def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
     pairs = [(row, i) for row, r in enumerate(rows) for i in r.requests]
     scored = {i: (float(first_logp[row, requests[i].continuation[0]]),
                   len(requests[i].continuation)) for row, i in pairs}
-    rest = [(row, i) for row, i in pairs if len(requests[i].continuation) > 1]
-    if not rest:
-        return scored
-    cache = kv.select_rows(kv.returned_cache(out), [row for row, _ in rest], device)
-    cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
-    cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
-    cont_mask = torch.zeros((len(rest), cont_width), dtype=torch.long)
-    targets = torch.full((len(rest), cont_width), -1, dtype=torch.long)
-    for k, (_, i) in enumerate(rest):
+    rest = sorted(((row, i) for row, i in pairs if len(requests[i].continuation) > 1),
+                  key=lambda pair: -len(requests[pair[1]].continuation))
+    chunks = _length_chunks([len(requests[i].continuation) - 1 for _, i in rest])
+    cache = kv.returned_cache(out)
+    for n, chunk in enumerate(chunks):
+        part = [rest[k] for k in chunk]
+        index = [row for row, _ in part]
+        # The last chunk may consume the batch's cache; earlier ones take copies of their rows.
+        rows_cache = kv.select_rows(cache, index, device) if n == len(chunks) - 1 else \
+            kv.rows_of(cache, index, device)
+        picked = _continue(model, requests, part, rows_cache, mask[index], pad_id=pad_id,
+                           precision=precision, device=device)
+        for k, (_, i) in enumerate(part):
+            first, count = scored[i]
+            scored[i] = (first + float(picked[k]), count)
+    return scored
+
+
+def _length_chunks(lengths: Sequence[int], call: int | None = None) -> list[list[int]]:
+    """Cut lengths sorted longest first into runs, one forward call each: a run is
+    right-padded to its first (longest) row, and a call costs about `call` token forwards, so
+    the cuts minimize padded tokens + `call` per run (dynamic programming over the distinct
+    lengths; `call` defaults to CALL_TOKENS)."""
+    call = CALL_TOKENS if call is None else call
+    values = sorted(set(lengths), reverse=True)
+    counts = [sum(1 for n in lengths if n == v) for v in values]
+    best = [0] + [0] * len(values)  # best[j]: cost of the first j distinct lengths
+    cut = [0] * (len(values) + 1)
+    for j in range(1, len(values) + 1):
+        options = [(best[a] + values[a] * sum(counts[a:j]) + call, a) for a in range(j)]
+        best[j], cut[j] = min(options)
+    starts, j = [], len(values)
+    while j > 0:
+        starts.append(values[cut[j]])
+        j = cut[j]
+    firsts = set(starts)
+    chunks: list[list[int]] = []
+    for k, n in enumerate(lengths):
+        if n in firsts and (not chunks or lengths[chunks[-1][0]] != n):
+            chunks.append([])
+        chunks[-1].append(k)
+    return chunks
+
+
+def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int]], cache: Any,
+              ctx_mask: torch.Tensor, *, pad_id: int, precision: Precision,
+              device: torch.device) -> torch.Tensor:
+    """Log-probability of every continuation token after the first, one row per (context row,
+    request) on a cache holding those context rows; right-padded to the longest."""
+    cont_width = max(len(requests[i].continuation) - 1 for _, i in part)
+    cont_ids = torch.full((len(part), cont_width), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros((len(part), cont_width), dtype=torch.long)
+    targets = torch.full((len(part), cont_width), -1, dtype=torch.long)
+    for k, (_, i) in enumerate(part):
         cont = requests[i].continuation
         cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
         cont_mask[k, :len(cont) - 1] = 1
         targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
-    ctx_rows = torch.tensor([row for row, _ in rest])
-    full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
-    start = mask[ctx_rows].sum(dim=1, keepdim=True)
-    cont_pos = start + torch.arange(cont_width)[None, :]
+    full_mask = torch.cat([ctx_mask, cont_mask], dim=1)
+    cont_pos = ctx_mask.sum(dim=1, keepdim=True) + torch.arange(cont_width)[None, :]
     with _autocast(precision, device):
-        out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
-                     position_ids=cont_pos.to(device), use_cache=True,
-                     **{kv.cache_argument(model): cache})
-    logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
+        out = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
+                    position_ids=cont_pos.to(device), use_cache=True,
+                    **{kv.cache_argument(model): cache})
+    logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()
     valid = targets >= 0
     picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    picked = (picked * valid).sum(dim=1)
-    for k, (_, i) in enumerate(rest):
-        first, count = scored[i]
-        scored[i] = (first + float(picked[k]), count)
-    return scored
+    return (picked * valid).sum(dim=1)
 
 
-def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Group items, longest first, so that the summed cost of a batch stays within budget."""
-    order = sorted(range(len(cost)), key=lambda i: -lengths[i])
+def _plan_by_cost(cost: Sequence[int], keys: Sequence[Any], budget: int) -> list[list[int]]:
+    """Group items in the order of their sort keys so that the summed cost of a batch stays
+    within budget."""
+    order = sorted(range(len(cost)), key=lambda i: keys[i])
     batches: list[list[int]] = []
     current: list[int] = []
     total = 0
