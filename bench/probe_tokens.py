@@ -15,6 +15,11 @@ planted canaries probes (planted-only modes left out), in one call as the client
 Printed for the whole default suites and for one round's sample at each `--budget` (the
 client's default is 32 items per mode).
 
+Padding (on by default, --no-padding skips it): the tokens the engine really feeds the model
+include padding (rows of a batch are padded to its longest); they and the forward calls are
+counted by running the engine on a one-layer random model of the tokenizer's vocabulary (the
+batches depend on the tokens only), for the `all` and `client` sets, without and with reuse.
+
 Agreement (needs the model, skipped with --tokens-only): every mode's metrics scored with and
 without the reuse on the same model, the headline's values, their difference and the difference
 in units of the headline's stderr (goal: within float rounding, far below one stderr).
@@ -74,6 +79,53 @@ def load_model(spec: str):
 
     loaded = load_base_model(spec)
     return loaded.model, loaded.tokenizer
+
+
+def counting_model(tokenizer):
+    """A one-layer random Llama of the tokenizer's vocabulary: the engine's batches (padding,
+    calls) depend on the tokens only, so it counts what the real model would be fed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return LlamaForCausalLM(config).eval()
+
+
+def engine_input(model, requests, pad_id: int, common_prefix: bool) -> tuple[int, int, int]:
+    """(input tokens incl. padding, real input tokens, forward calls) of one scoring call."""
+    from flwr_trust.scoring.engine import score_requests
+
+    seen = [0, 0, 0]
+
+    def count(_module, _args, kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        seen[0] += ids.numel()
+        seen[1] += int(mask[:, -ids.shape[1]:].sum())
+        seen[2] += 1
+
+    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        score_requests(model, requests, pad_id=pad_id, common_prefix=common_prefix)
+    finally:
+        handle.remove()
+    return seen[0], seen[1], seen[2]
+
+
+def padding_lines(suites: dict[str, ProbeSuite], tokenizer, model) -> None:
+    encoder = Encoder(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+        else tokenizer.eos_token_id
+    sets = {"all": list(suites), "client": [m for m in suites
+                                            if not registry.get(m).planted_only]}
+    for label, modes in sets.items():
+        reqs = [r for m in modes for r in registry.get(m).requests(suites[m], encoder)]
+        off, on = (engine_input(model, reqs, int(pad), reuse) for reuse in (False, True))
+        print(f"  {label}: engine input incl. padding {off[0]} -> {on[0]} tokens "
+              f"({on[0] / max(off[0], 1):.3f}; real {off[1]} -> {on[1]}), forward calls "
+              f"{off[2]} -> {on[2]}")
 
 
 def token_table(suites: dict[str, ProbeSuite], tokenizer) -> None:
@@ -142,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agree-budget", type=int, default=0,
                     help="items per mode scored for the agreement (0 = whole suites)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--no-padding", action="store_true",
+                    help="skip counting the engine's padded input (a one-layer random model)")
     args = ap.parse_args(argv)
     print("command: python bench/probe_tokens.py " + " ".join(argv if argv is not None
                                                               else sys.argv[1:]))
@@ -151,11 +205,18 @@ def main(argv: list[str] | None = None) -> int:
     model = None
     if not args.tokens_only:
         model, tokenizer = load_model(args.model)
+    counter = None
     for budget in (int(b) for b in args.budget.split(",")):
         label = "whole suites" if budget == 0 else \
             f"round {args.round} sample, {budget} items per mode"
         print(f"\ntokens forwarded per probe item, {label} (model {args.model}):")
-        token_table(sample_suites(suites, args.round, budget), tokenizer)
+        sample = sample_suites(suites, args.round, budget)
+        token_table(sample, tokenizer)
+        if not args.no_padding:
+            counter = counter or counting_model(tokenizer)
+            print("without -> with reuse (one scoring call, default batch budget; padding "
+                  "counted on a one-layer random model of this vocabulary):")
+            padding_lines(sample, tokenizer, counter)
     if model is not None:
         sample = sample_suites(suites, args.round, args.agree_budget)
         print(f"\nheadline agreement with and without shared-prefix reuse (model {args.model}, "

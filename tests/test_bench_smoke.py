@@ -49,11 +49,12 @@ def test_probe_throughput_on_the_tiny_model() -> None:
 
 def test_probe_tokens_on_the_tiny_model() -> None:
     out = _run("bench/probe_tokens.py", "--model", "tiny", "--modes", "alignment,bias",
-               "--budget", "0,8", "--agree-budget", "8")
+               "--budget", "8", "--agree-budget", "8")
     rows = [line.split() for line in out.splitlines() if line.startswith("alignment ")]
-    assert len(rows) == 3, out  # two token tables and the agreement table
+    assert len(rows) == 2, out  # the token table and the agreement table
     whole, before, after = (float(x) for x in rows[0][2:5])
     assert after < before < whole  # the system block is shared
+    assert "client: engine input incl. padding" in out
     assert "(within one stderr)" in out
 
 
