@@ -39,7 +39,6 @@ import functools
 import math
 import os
 import sys
-import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -153,13 +152,8 @@ def _row(label: str, items: int, reqs) -> None:
 def agreement(model, tokenizer, suites: dict[str, ProbeSuite], precision: str) -> None:
     from flwr_trust.scoring.runner import profile_model
 
-    seconds = {}
-    profiles = {}
-    for reuse in (False, True):
-        start = time.perf_counter()
-        profiles[reuse] = profile_model(model, tokenizer, suites, precision=precision,
-                                        common_prefix=reuse)
-        seconds[reuse] = time.perf_counter() - start
+    profiles = {reuse: profile_model(model, tokenizer, suites, precision=precision,
+                                     common_prefix=reuse) for reuse in (False, True)}
     print(f"{'mode':<13}{'headline':<16}{'without':>10}{'with':>10}{'|diff|':>10}"
           f"{'stderr':>9}{'diff/se':>9}{'max|d item|':>13}{'max|d| all':>12}")
     worst = 0.0
@@ -178,8 +172,6 @@ def agreement(model, tokenizer, suites: dict[str, ProbeSuite], precision: str) -
               f"{off.stderr:>9.4f}{ratio:>9.1e}{items:>13.2e}{every:>12.2e}")
     print(f"largest headline difference: {worst:.1e} stderrs "
           f"({'within' if worst < 1 else 'NOT within'} one stderr)")
-    print(f"one pass (this machine, not a timing benchmark): without reuse "
-          f"{seconds[False]:.1f} s, with reuse {seconds[True]:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
