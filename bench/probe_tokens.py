@@ -211,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             padding_lines(sample, tokenizer, counter)
     if model is not None:
         sample = sample_suites(suites, args.round, args.agree_budget)
+        scope = f"{args.agree_budget} items per mode" if args.agree_budget else "whole suites"
         print(f"\nheadline agreement with and without shared-prefix reuse (model {args.model}, "
-              f"{args.precision}, {'whole suites' if not args.agree_budget else args.agree_budget}"
-              f" items per mode):")
+              f"{args.precision}, {scope}):")
         agreement(model, tokenizer, sample, args.precision)
     return 0
 
