@@ -161,7 +161,9 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
             if groups[0].shared else None
         members = [_Row(contexts[m], by_context[contexts[m]], k, g.shared)
                    for k, g in enumerate(groups) for m in g.members]
-        # Cost of a context ~ its context once plus its continuation rows over the context.
+        # Cost of a context ~ its context once plus its continuation rows over the context
+        # (the cache rows of a shorter prefix padded to the pass's longest are left out: they
+        # cost attention and memory, no MLP; counting them splits batches for little).
         cost = [len(r.context) + len(r.requests) * (len(r.context) + max(
             len(requests[i].continuation) for i in r.requests)) for r in members]
         # Batch contexts whose continuations have about the same length (within 2x) and, among
@@ -187,7 +189,7 @@ class _Row:
 
 
 @dataclass(frozen=True)
-class Prefixes:
+class _Prefixes:
     """The KV cache of a batch of shared prefixes (left-padded rows) and its attention mask."""
 
     cache: Any
@@ -195,7 +197,7 @@ class Prefixes:
 
 
 def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
-              precision: Precision, device: torch.device) -> Prefixes:
+              precision: Precision, device: torch.device) -> _Prefixes:
     """Run shared prefixes once, in one left-padded batch."""
     width = max(len(p) for p in prefixes)
     ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
@@ -207,11 +209,11 @@ def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
     with _autocast(precision, device):
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                     position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
-    return Prefixes(kv.returned_cache(out), mask)
+    return _Prefixes(kv.returned_cache(out), mask)
 
 
 def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
-                 prefixes: Prefixes | None, *, pad_id: int, precision: Precision,
+                 prefixes: _Prefixes | None, *, pad_id: int, precision: Precision,
                  device: torch.device) -> dict[int, tuple[float, int]]:
     """Score the requests of a batch of contexts: request index -> (log-prob, tokens).
 
