@@ -12,9 +12,14 @@ copied to one row per continuation, and only the continuations are run on top of
 same computation (to float rounding) with far fewer tokens; `share_prefix=False` turns it off.
 
 Contexts of different items that start with the same tokens (a chat template's system block,
-an instruction header) go further: the prefix they share runs once per call and each of their
-batches starts from a copy of its cache (the plan: flwr_trust.scoring.prefixes);
-`common_prefix=False` turns that off.
+an instruction header) go further: the prefixes they share run once per call, in one batch,
+and each context starts from a copy of its prefix's cache row (the plan:
+flwr_trust.scoring.prefixes); `common_prefix=False` turns that off.
+
+Padding is work too: contexts are batched by the length of their continuations, and a batch's
+continuations run in length runs wherever the padding saved outweighs a forward call
+(`CALL_TOKENS`). Copies of a cache's rows (`kv.rows_of`) are transient and bounded by the
+batch's own cache.
 """
 
 from __future__ import annotations
