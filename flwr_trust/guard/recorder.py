@@ -29,7 +29,7 @@ from flwr_trust.report.records import (
 )
 from flwr_trust.scoring.profile import BehaviorProfile
 
-log = logging.getLogger("flwr_trust")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 # Metric keys that describe system health, shown beside behavior ("loss fine, behavior failing").
 SYSTEM_LOSS_KEYS = ("train_loss", "train-loss", "loss")

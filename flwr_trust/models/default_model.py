@@ -79,3 +79,14 @@ def ensure_default_model() -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"flwr-trust: cached {DEFAULT_MODEL_NAME} at {target}", file=sys.stderr, flush=True)
     return target
+
+
+def default_model_config():
+    """The default model's transformers config, without loading its weights: from the cached
+    safetensors folder, or read from the GGUF file's metadata before the first conversion."""
+    from transformers import AutoConfig
+
+    target = default_model_dir()
+    if (target / "config.json").is_file():
+        return AutoConfig.from_pretrained(target)
+    return AutoConfig.from_pretrained(_gguf_folder(), gguf_file=GGUF_FILE)
