@@ -95,7 +95,7 @@ def test_arrays_of_another_model_name_the_model_key(arrays, tmp_path):
     other = tmp_path / "other-model"
     build_tiny_model(hidden=32).save_pretrained(other)  # another width, same layer names
     with pytest.raises(TrustError, match=r"do not fit the server's model \(model '.*other-model"
-                                         r"' from trust.model.*8 with another shape.*Set "
+                                         r"' from trust.model.*8 with wrong shape.*Set "
                                          r"trust.model to the base model the app trains"):
         resolve(FLOWERTUNE | {"trust.model": str(other)}, arrays)
     with pytest.raises(TrustError, match=r"Set TrustGuard\(model=...\) to the base model"):

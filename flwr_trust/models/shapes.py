@@ -116,13 +116,13 @@ def fit_problems(given: Shapes, expected: Shapes) -> list[str]:
     they fit): counts and examples of missing, unexpected and mis-shaped arrays."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
-    shapes = [f"{k}: {tuple(given[k])}, the model has {tuple(expected[k])}"
+    shapes = [f"{k}: got {tuple(given[k])}, expected {tuple(expected[k])}"
               for k in expected if k in given and tuple(given[k]) != tuple(expected[k])]
     out = []
     if missing:
-        out.append(f"{len(missing)} of the model's arrays missing (e.g. {missing[:2]})")
+        out.append(f"{len(missing)} missing (e.g. {missing[:2]})")
     if unexpected:
-        out.append(f"{len(unexpected)} arrays the model does not have (e.g. {unexpected[:2]})")
+        out.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})")
     if shapes:
-        out.append(f"{len(shapes)} with another shape (e.g. {shapes[:2]})")
+        out.append(f"{len(shapes)} with wrong shape (e.g. {shapes[:2]})")
     return out
