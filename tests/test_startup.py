@@ -85,6 +85,8 @@ def test_full_state_dicts_need_no_adapter_config():
     (FLOWERTUNE | {"model.name": "someone/Some-7B"},
      r"model.name = 'someone/Some-7B' is neither a local model folder nor a model in the "
      r"Hugging Face cache.*Set trust.model to a local folder"),
+    (FLOWERTUNE | {"trust.model": "/no/such/model"},
+     r"trust.model = '/no/such/model' is neither a local model folder.*Set trust.model"),
 ])
 def test_what_cannot_be_resolved_names_the_key_to_set(arrays, cfg, match):
     with pytest.raises(TrustError, match=match):
