@@ -189,6 +189,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             detail += [f"first alarm round {s['first_alarm_round']}", s["action"]]
         if s["culprits"]:
             detail.append("culprits " + ", ".join(s["culprits"]))
+        detail += [x for x in (s["status_note"], s["no_data_reason"]) if x]
         print(f"  {mode:<13} {s['status']:<8} {' · '.join(detail)}".rstrip())
     print(f"wrote {out}")
     if args.json:

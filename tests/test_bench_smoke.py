@@ -56,3 +56,10 @@ def test_integrity_audit_quick() -> None:
                  "stale"):
         row = next(line for line in out.splitlines() if line.strip().startswith(kind + " "))
         assert row.split()[len(kind.split()) + 3] == "1.000", row  # f = 1: always caught
+
+
+def test_adversarial_replies_quick() -> None:
+    out = _run("bench/adversarial_replies.py", "--rounds", "5", "--others", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| fed") or "krum |" in line]
+    assert len(rows) == 9 and all(row.split("|")[8].strip() == "0" for row in rows), out
+    assert "0 contaminated rounds" in out and "Refusals by reason" in out

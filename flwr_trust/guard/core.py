@@ -213,6 +213,14 @@ class Guard:
                 f"{self.recorder.run_dir}).")
         return RoundOutcome(arrays, metrics, decision, alarms, candidate)
 
+    def unchecked_round(self, ev: RoundEvidence) -> None:
+        """Record a train round none of whose replies could be checked (no global model yet:
+        the adapter refused them all); nothing is aggregated and the global model is kept."""
+        self._enter(ev)
+        self.recorder.round(ev, {}, {}, {}, [], GateDecision(
+            "accept", reason="no global model to check replies against; nothing aggregated"),
+            None, self._states())
+
     def evaluate_round(self, ev: RoundEvidence, metrics: Mapping[str, Any] | None
                        ) -> list[Alarm]:
         """Test the evaluate-phase reports (of the global model the clients received)."""

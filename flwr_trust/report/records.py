@@ -23,6 +23,10 @@ from typing import Any, ClassVar
 
 VERSION = 2
 
+SYSTEM_LOSS_KEYS = ("train_loss", "train-loss", "loss")
+"""Metric keys the guard reads the round's aggregated loss from (`RoundRecord.system["loss"]`),
+the system health shown beside behavior ("loss fine, behavior failing")."""
+
 
 def num(value: Any) -> float | None:
     """A finite float from a payload number, else None (non-finite, missing, bool, text)."""

@@ -4,6 +4,7 @@ Flower's DP wrappers get for every reply the guard leaves out."""
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from flwr_trust.strategies.screening import RoundSpec, normalize_round
+
 if TYPE_CHECKING:
     from flwr_trust.strategies.trust_guard import TrustGuard
 
@@ -24,6 +27,7 @@ DP_WRAPPERS = (DifferentialPrivacyClientSideAdaptiveClipping,
                DifferentialPrivacyClientSideFixedClipping,
                DifferentialPrivacyServerSideAdaptiveClipping,
                DifferentialPrivacyServerSideFixedClipping)
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 
 class InnerAggregation:
@@ -36,12 +40,13 @@ class InnerAggregation:
     """
 
     def __init__(self, guard: TrustGuard, server_round: int, messages: dict[int, Message],
-                 failed: list[Message] | None = None):
+                 spec: RoundSpec, failed: list[Message] | None = None):
         self.guard, self.round, self.messages = guard, server_round, messages
-        self.failed = failed
+        self.spec, self.failed = spec, failed
 
     def aggregate(self, nodes: Sequence[int]) -> tuple[Any, Any]:
         replies = [self.messages[n] for n in nodes]
+        log_notes(self.round, normalize_round(replies, self.spec))
         if self.failed is not None:
             left_out = [m for n, m in self.messages.items() if n not in set(nodes)]
             replies += self.failed + [as_error(m) for m in left_out]
@@ -57,9 +62,16 @@ class InnerAggregation:
     def trial(self, checkpoint: tuple[Strategy, dict[int, Message]], nodes: Sequence[int]
               ) -> Any:
         strategy, copies = checkpoint
-        arrays, _ = copy.deepcopy(strategy).aggregate_train(
-            self.round, [copy.deepcopy(copies[n]) for n in nodes])
+        replies = [copy.deepcopy(copies[n]) for n in nodes]
+        normalize_round(replies, self.spec)
+        arrays, _ = copy.deepcopy(strategy).aggregate_train(self.round, replies)
         return arrays
+
+
+def log_notes(server_round: int, notes: list[str]) -> None:
+    """Log the round's reply normalizations (screening.normalize_round)."""
+    for note in notes:
+        log.warning("TrustGuard round %s: %s", server_round, note)
 
 
 def as_error(reply: Message) -> Message:

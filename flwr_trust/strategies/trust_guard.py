@@ -36,9 +36,15 @@ from flwr_trust.probes.suite import ProbeSuite, combined_hash
 from flwr_trust.report.records import RoundRecord, RunStart
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.arrays import decode_array
-from flwr_trust.strategies.inner import DP_WRAPPERS, InnerAggregation, as_error
+from flwr_trust.strategies.inner import DP_WRAPPERS, InnerAggregation, as_error, log_notes
 from flwr_trust.strategies.lost_nodes import SentMessages
-from flwr_trust.strategies.screening import RoundSpec, Screened, screen_replies, weighted_key_of
+from flwr_trust.strategies.screening import (
+    RoundSpec,
+    Screened,
+    normalize_round,
+    screen_replies,
+    weighted_key_of,
+)
 from flwr_trust.strategies.startup import AUTO, resolve_server_model, run_config_of, shapes_of
 
 log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
@@ -226,7 +232,8 @@ class TrustGuard(Strategy):
             return None, self._unconfigured(server_round, replies)
         sees_updates = not self.core.settings.secure_aggregation
         replies = self._lost_nodes.attribute("train", replies)
-        screened = self._screen(replies, "train", server_round, check_finite=not sees_updates)
+        screened, spec = self._screen(replies, "train", server_round,
+                                      check_finite=not sees_updates)
         if sees_updates and self._global_np is None:
             assert self._global is not None
             self._global_np = {k: decode_array(v) for k, v in self._global.items()}
@@ -238,15 +245,16 @@ class TrustGuard(Strategy):
         if isinstance(self.inner, DP_WRAPPERS):
             failed = screened.error_replies + [as_error(m) for m in screened.refused_replies]
         outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages,
-                                                             failed))
+                                                             spec, failed))
         return outcome.arrays, self._result_metrics(outcome.metrics, ev, outcome.alarms,
                                                     outcome.decision, outcome.candidate)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
-        screened = self._screen(self._lost_nodes.attribute("evaluate", replies), "evaluate",
-                                server_round)
+        screened, spec = self._screen(self._lost_nodes.attribute("evaluate", replies),
+                                      "evaluate", server_round)
         ev = self._evidence(server_round, "evaluate", screened)
+        log_notes(server_round, normalize_round(screened.valid, spec))
         try:
             metrics = self.inner.aggregate_evaluate(server_round, screened.valid)
         except Exception as exc:  # the inner strategy must not take the server down
@@ -302,7 +310,7 @@ class TrustGuard(Strategy):
         return out
 
     def _screen(self, replies: Iterable[Message], phase: str, server_round: int, *,
-                check_finite: bool = True) -> Screened:
+                check_finite: bool = True) -> tuple[Screened, RoundSpec]:
         """The reply contract (screening.py) against this round's own configuration."""
         nodes, arrays_name = self._sent.get((phase, server_round), (None, "arrays"))
         layout = None
@@ -316,9 +324,7 @@ class TrustGuard(Strategy):
             log.warning("TrustGuard: client error reply from node %s: %s", node, reason)
         for node, reason in screened.refused.items():
             log.warning("TrustGuard: refused reply from node %s: %s", node, reason)
-        for note in screened.notes:
-            log.warning("TrustGuard round %s: %s", server_round, note)
-        return screened
+        return screened, spec
 
     def _unconfigured(self, server_round: int, replies: Iterable[Message]) -> MetricRecord:
         """aggregate_train before any configure_train (a restarted ServerApp, a custom loop):
@@ -329,6 +335,7 @@ class TrustGuard(Strategy):
             ev.refuse(node, "no global model to check it against: aggregate_train was called "
                             "before configure_train")
             log.warning("TrustGuard: refused reply from node %s: %s", node, ev.refused[node])
+        self.core.unchecked_round(ev)
         return self._result_metrics(None, ev, [], None, None)
 
     @staticmethod
