@@ -195,7 +195,7 @@ class TrustGuard(Strategy):
             self.core.recorder.start = dataclasses.replace(self.core.recorder.start,
                                                            model=resolved.spec)
         elif self.core.prober is not None:
-            notes = (f"server model {self.model_spec!r} (its prober given in code)",)
+            notes = ("the server probes through the prober given in code",)
         self._started = True
         for note in notes:
             log.info("TrustGuard: %s", note)
@@ -204,8 +204,8 @@ class TrustGuard(Strategy):
                  "(0 = whole suites; trust.server-probe-items, trust.client-probe-budget)",
                  ", ".join(f"{m} {n}" for m, n in items.items()) if self.core.prober
                  else "none", self.client_probe_budget)
-        log.warning("TrustGuard: run folder %s (audit log, TensorBoard; report: flwr-trust "
-                    "report %s)", self.run_dir.absolute(), self.run_dir.absolute())
+        log.info("TrustGuard: run folder %s (audit log, TensorBoard; report: flwr-trust "
+                 "report %s)", self.run_dir.absolute(), self.run_dir.absolute())
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -285,8 +285,8 @@ class TrustGuard(Strategy):
     def finish(self) -> Path:
         """Close the records after `start()` returns; returns the run folder."""
         self.close(status="completed")
-        log.warning("TrustGuard: run completed; records in %s (report: flwr-trust report %s)",
-                    self.run_dir.absolute(), self.run_dir.absolute())
+        log.info("TrustGuard: run completed; records in %s (report: flwr-trust report %s)",
+                 self.run_dir.absolute(), self.run_dir.absolute())
         return self.run_dir
 
     # ---------------------------------------------------------------- unpacking and merging
