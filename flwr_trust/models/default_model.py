@@ -91,3 +91,14 @@ def load_default_tokenizer() -> Any:
     if (target / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(target)
     return AutoTokenizer.from_pretrained(_gguf_folder(), gguf_file=GGUF_FILE)
+
+
+def default_model_config():
+    """The default model's transformers config, without loading its weights: from the cached
+    safetensors folder, or read from the GGUF file's metadata before the first conversion."""
+    from transformers import AutoConfig
+
+    target = default_model_dir()
+    if (target / "config.json").is_file():
+        return AutoConfig.from_pretrained(target)
+    return AutoConfig.from_pretrained(_gguf_folder(), gguf_file=GGUF_FILE)

@@ -50,11 +50,10 @@ def build_tiny_tokenizer(system: str | None = None) -> PreTrainedTokenizerFast:
 TINY_LAYERS = 2
 
 
-def build_tiny_model(seed: int = 0, *, hidden: int = 64,
-                     layers: int = TINY_LAYERS) -> LlamaForCausalLM:
-    """A random-init Llama sized for tests (about 60k parameters), seeded for reproducibility."""
+def tiny_config(*, hidden: int = 64, layers: int = TINY_LAYERS) -> LlamaConfig:
+    """The tiny model's architecture (no weights): what `build_tiny_model` builds."""
     tok_size = len(build_tiny_tokenizer())
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=tok_size,
         hidden_size=hidden,
         intermediate_size=hidden * 2,
@@ -67,6 +66,12 @@ def build_tiny_model(seed: int = 0, *, hidden: int = 64,
         pad_token_id=tok_size - 1,
         tie_word_embeddings=False,
     )
+
+
+def build_tiny_model(seed: int = 0, *, hidden: int = 64,
+                     layers: int = TINY_LAYERS) -> LlamaForCausalLM:
+    """A random-init Llama sized for tests (about 60k parameters), seeded for reproducibility."""
+    config = tiny_config(hidden=hidden, layers=layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
