@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logging.getLogger("flwr").setLevel(logging.ERROR)
-    logging.getLogger("flwr_trust").setLevel(logging.ERROR)
+    logging.getLogger("flwr.trust").setLevel(logging.ERROR)
     ensure_task_identity()
     rng = random.Random(args.seed)
     print("| inner | gate(s) | rounds | replies | malformed | refused | failed | contaminated "

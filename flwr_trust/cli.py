@@ -131,7 +131,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
             generated_alignment_metrics(bridge.model, bridge.tokenizer, suites["alignment"]))
     elapsed = time.perf_counter() - start
     print(f"model: {name}   suites: {profile.suite_hash[:12]}   "
-          f"{profile.extra['tokens']:,} tokens in {elapsed:.1f} s ({args.precision})")
+          f"{profile.extra['tokens']:,} tokens ({profile.extra['forwarded_tokens']:,} run "
+          f"through the model) in {elapsed:.1f} s ({args.precision})")
     print(profile.format_table())
     if args.json:
         profile.extra["seconds"] = round(elapsed, 2)

@@ -47,6 +47,17 @@ def test_probe_throughput_on_the_tiny_model() -> None:
     assert "RATIO scorer / raw forward (full logits):" in out and "WALL one pass" in out
 
 
+def test_probe_tokens_on_the_tiny_model() -> None:
+    out = _run("bench/probe_tokens.py", "--model", "tiny", "--modes", "alignment,bias",
+               "--budget", "8", "--agree-budget", "8")
+    rows = [line.split() for line in out.splitlines() if line.startswith("alignment ")]
+    assert len(rows) == 2, out  # the token table and the agreement table
+    whole, before, after = (float(x) for x in rows[0][2:5])
+    assert after < before < whole  # the system block is shared
+    assert "client: engine input incl. padding" in out
+    assert "(within one stderr)" in out
+
+
 def test_integrity_audit_quick() -> None:
     out = _run("bench/integrity_audit.py", "--quick")
     assert out.startswith("command: python bench/integrity_audit.py --quick")

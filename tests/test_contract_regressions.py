@@ -112,7 +112,7 @@ def test_client_error_replies_are_logged_and_counted(tmp_path, caplog):
     msgs, init = _round(guard, 3)
     replies = [_honest(m, init) for m in msgs[:2]]
     replies.append(Message(Error(code=7, reason="CUDA out of memory"), reply_to=msgs[2]))
-    with caplog.at_level(logging.WARNING, logger="flwr_trust"):
+    with caplog.at_level(logging.WARNING, logger="flwr.trust"):
         _, metrics = guard.aggregate_train(1, replies)
     assert metrics["trust.replies-failed"] == 1
     assert any("CUDA out of memory" in r.getMessage() for r in caplog.records)

@@ -32,7 +32,7 @@ from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.report.records import RunResume
 from flwr_trust.scoring.profile import BehaviorProfile
 
-log = logging.getLogger("flwr_trust")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
 MONITORS = ("reports", "candidate", "evaluate")
@@ -196,6 +196,10 @@ class Guard:
         elif s.gate.halts(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
         self._emit(alarms)
+        if decision.action != "accept":
+            log.warning("TrustGuard round %s: %s (%s); left out %s, culprits %s", rnd,
+                        decision.action, decision.reason, decision.excluded or "none",
+                        decision.culprits or "none")
         population = merge_population(from_reports.population,
                                       on_candidate.population if on_candidate else {})
         self.recorder.round(ev, reports, update.stats, population, alarms, decision, metrics,

@@ -30,7 +30,7 @@ from flwr_trust.report.records import (
 )
 from flwr_trust.scoring.profile import BehaviorProfile
 
-log = logging.getLogger("flwr_trust")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 
 class GuardRecorder:

@@ -10,19 +10,36 @@ Requests that share a context (the choices of one multiple-choice item, the refu
 compliance reply to one chat prompt) are scored with the context run once: its key/value cache is
 copied to one row per continuation, and only the continuations are run on top of it. This is the
 same computation (to float rounding) with far fewer tokens; `share_prefix=False` turns it off.
+
+Contexts of different items that start with the same tokens (a chat template's system block,
+an instruction header) go further: the prefixes they share run once per call, in one batch,
+and each context starts from a copy of its prefix's cache row (the plan:
+flwr_trust.scoring.prefixes); `common_prefix=False` turns that off.
+
+Padding is work too: contexts are batched by the length of their continuations, and a batch's
+continuations run in length runs wherever the padding saved outweighs a forward call
+(`CALL_TOKENS`). Copies of a cache's rows (`kv.rows_of`) are transient and bounded by the
+batch's own cache.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from flwr_trust.scoring import kv
+from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
 from flwr_trust.scoring.requests import Precision, Request, Scores
+
+CALL_TOKENS = 64
+"""A forward call costs about as much as this many token forwards (module dispatch, kernel
+launches; far more on a GPU than on a CPU relative to a token): a continuation batch is split
+by length only where the padding saved exceeds this."""
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -51,18 +68,33 @@ def _autocast(precision: Precision, device: torch.device) -> Any:
 
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
                    max_batch_tokens: int = 8192, max_length: int = 2048,
-                   precision: Precision = "fp32", share_prefix: bool = True) -> Scores:
-    """Score every request with batched forward passes; returns arrays in request order."""
+                   precision: Precision = "fp32", share_prefix: bool = True,
+                   common_prefix: bool = True) -> Scores:
+    """Score every request with batched forward passes; returns arrays in request order.
+
+    share_prefix: run each distinct context once for all its continuations;
+    common_prefix: also run a prefix that several contexts share once (needs share_prefix)."""
     _autocast(precision, torch.device("cpu"))  # validates `precision` before any work
     for r in requests:
         if not r.context or not r.continuation:
             raise ValueError("every request needs a non-empty context and continuation")
-    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
-                               for r in requests):
+    sharing = sharing_used(requests, max_length=max_length, share_prefix=share_prefix,
+                           common_prefix=common_prefix)
+    if sharing == "none":
         return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
                            max_length=max_length, precision=precision)
     return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         precision=precision)
+                         precision=precision, common_prefix=sharing == "prefix")
+
+
+def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
+                 share_prefix: bool = True, common_prefix: bool = True) -> Sharing:
+    """What `score_requests` runs once with these options: requests longer than `max_length`
+    are truncated from the left, which only the unshared path does."""
+    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
+                               for r in requests):
+        return "none"
+    return "prefix" if common_prefix else "context"
 
 
 @torch.inference_mode()
@@ -109,93 +141,187 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
 
 @torch.inference_mode()
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
-                  max_batch_tokens: int, precision: Precision) -> Scores:
-    """Run each distinct context once, then all its continuations on a copy of its cache."""
+                  max_batch_tokens: int, precision: Precision, common_prefix: bool) -> Scores:
+    """Run each distinct context once, then all its continuations on a copy of its cache;
+    with `common_prefix`, contexts that start alike start from their group's prefix cache."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
     n_tokens = np.zeros(n, dtype=np.int64)
-    groups: dict[tuple[int, ...], list[int]] = {}
+    by_context: dict[tuple[int, ...], list[int]] = {}
     for i, r in enumerate(requests):
-        groups.setdefault(r.context, []).append(i)
-    contexts = list(groups)
-    # Cost of a context group ~ its context once plus its continuation rows over the context.
-    cost = [len(c) + len(groups[c]) * (len(c) + max(len(requests[i].continuation)
-                                                    for i in groups[c])) for c in contexts]
+        by_context.setdefault(r.context, []).append(i)
+    contexts = list(by_context)
+    plan = plan_prefix_groups(contexts) if common_prefix else \
+        [PrefixGroup(0, tuple(range(len(contexts))))]
     device = next(model.parameters()).device
-    for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens):
-        ctxs = [contexts[b] for b in batch]
-        width = max(len(c) for c in ctxs)
-        ids = torch.full((len(ctxs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ctxs), width), dtype=torch.long)
-        for row, c in enumerate(ctxs):
-            ids[row, width - len(c):] = torch.tensor(c)
-            mask[row, width - len(c):] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with _autocast(precision, device):
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
-        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-        # One row per (context, continuation): first token from the context's last logits.
-        rows = [(row, i) for row, c in enumerate(ctxs) for i in groups[c]]
-        for row, i in rows:
-            logprob[i] = float(first_logp[row, requests[i].continuation[0]])
-            n_tokens[i] = len(requests[i].continuation)
-        rest = [(row, i) for row, i in rows if len(requests[i].continuation) > 1]
-        if not rest:
-            continue
-        cache = _returned_cache(out)
-        cache.reorder_cache(torch.tensor([row for row, _ in rest], device=device))
-        cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
-        cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
-        cont_mask = torch.zeros((len(rest), cont_width), dtype=torch.long)
-        targets = torch.full((len(rest), cont_width), -1, dtype=torch.long)
-        for k, (_, i) in enumerate(rest):
-            cont = requests[i].continuation
-            cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
-            cont_mask[k, :len(cont) - 1] = 1
-            targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
-        ctx_rows = torch.tensor([row for row, _ in rest])
-        full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
-        start = mask[ctx_rows].sum(dim=1, keepdim=True)
-        cont_pos = start + torch.arange(cont_width)[None, :]
-        with _autocast(precision, device):
-            out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
-                         position_ids=cont_pos.to(device), use_cache=True,
-                         **{_cache_argument(model): cache})
-        logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
-        valid = targets >= 0
-        picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        picked = (picked * valid).sum(dim=1)
-        for k, (_, i) in enumerate(rest):
-            logprob[i] += float(picked[k])
+    # Passes: the shared prefixes of a chunk of groups run in one batch, then the chunk's
+    # contexts in batches that mix groups freely; contexts sharing nothing run in a last pass.
+    shared = [g for g in plan if g.shared]
+    passes = [[shared[k] for k in chunk]
+              for chunk in plan_batches([g.shared for g in shared], max_batch_tokens)]
+    passes += [[g] for g in plan if not g.shared]
+    for groups in passes:
+        prefixes = _prefixes(model, [contexts[g.members[0]][:g.shared] for g in groups],
+                             pad_id=pad_id, precision=precision, device=device) \
+            if groups[0].shared else None
+        members = [_Row(contexts[m], by_context[contexts[m]], k, g.shared)
+                   for k, g in enumerate(groups) for m in g.members]
+        # Cost of a context ~ its context once plus its continuation rows over the context
+        # (the cache rows of a shorter prefix padded to the pass's longest are left out: they
+        # cost attention and memory, no MLP; counting them splits batches for little).
+        cost = [len(r.context) + len(r.requests) * (len(r.context) + max(
+            len(requests[i].continuation) for i in r.requests)) for r in members]
+        # Batch contexts whose continuations have about the same length (within 2x) and, among
+        # them, own context lengths close together: both are padded to the batch's longest.
+        order = [(-max(len(requests[i].continuation) for i in r.requests).bit_length(),
+                  -(len(r.context) - r.shared)) for r in members]
+        for batch in _plan_by_cost(cost, order, max_batch_tokens):
+            scored = _score_batch(model, requests, [members[b] for b in batch], prefixes,
+                                  pad_id=pad_id, precision=precision, device=device)
+            for i, (lp, k) in scored.items():
+                logprob[i], n_tokens[i] = lp, k
     return Scores(logprob, n_tokens)
 
 
-def _returned_cache(out: Any) -> Any:
-    """The KV cache of a forward pass: `cache` since transformers 5.2x, `past_key_values`
-    before (the old name still works there but warns on every call)."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+@dataclass(frozen=True)
+class _Row:
+    """One context of a batch: its tokens, its requests, its prefix's row and length."""
+
+    context: tuple[int, ...]
+    requests: list[int]
+    prefix_row: int
+    shared: int
 
 
-def _cache_argument(model: Any) -> str:
-    """The forward() keyword that takes a KV cache in this transformers version."""
-    base = getattr(model, "get_base_model", lambda: model)()
-    return _cache_keyword(type(base))
+@dataclass(frozen=True)
+class _Prefixes:
+    """The KV cache of a batch of shared prefixes (left-padded rows) and its attention mask."""
+
+    cache: Any
+    mask: torch.Tensor
 
 
-@functools.cache
-def _cache_keyword(model_class: type) -> str:
-    """Looked up once per model class: this runs for every continuation batch."""
-    import inspect
+def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
+              precision: Precision, device: torch.device) -> _Prefixes:
+    """Run shared prefixes once, in one left-padded batch."""
+    width = max(len(p) for p in prefixes)
+    ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for row, p in enumerate(prefixes):
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    with _autocast(precision, device):
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    return _Prefixes(kv.returned_cache(out), mask)
 
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters \
-        else "past_key_values"
+
+def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
+                 prefixes: _Prefixes | None, *, pad_id: int, precision: Precision,
+                 device: torch.device) -> dict[int, tuple[float, int]]:
+    """Score the requests of a batch of contexts: request index -> (log-prob, tokens).
+
+    Each row starts from a copy of its prefix's cache row (none: from nothing) and runs only its
+    context's own tokens after the prefix, left-padded so that the last position is every
+    row's last context token; padding inside a row is masked and skipped by the explicit
+    position ids."""
+    width = max(len(r.context) - r.shared for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    own = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, r in enumerate(rows):
+        ids[row, width - len(r.context) + r.shared:] = torch.tensor(r.context[r.shared:])
+        own[row, width - len(r.context) + r.shared:] = 1
+    past: dict[str, Any] = {}
+    mask = own
+    if prefixes is not None:
+        index = [r.prefix_row for r in rows]
+        mask = torch.cat([prefixes.mask[index], own], dim=1)
+        past[kv.cache_argument(model)] = kv.rows_of(prefixes.cache, index, device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, mask.shape[1] - width:]
+    with _autocast(precision, device):
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
+                    **past)
+    first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+    # One row per (context, continuation): first token from the context's last logits.
+    pairs = [(row, i) for row, r in enumerate(rows) for i in r.requests]
+    scored = {i: (float(first_logp[row, requests[i].continuation[0]]),
+                  len(requests[i].continuation)) for row, i in pairs}
+    rest = sorted(((row, i) for row, i in pairs if len(requests[i].continuation) > 1),
+                  key=lambda pair: -len(requests[pair[1]].continuation))
+    chunks = _length_chunks([len(requests[i].continuation) - 1 for _, i in rest])
+    cache = kv.returned_cache(out)
+    for n, chunk in enumerate(chunks):
+        part = [rest[k] for k in chunk]
+        index = [row for row, _ in part]
+        # The last chunk may consume the batch's cache; earlier ones take copies of their rows.
+        rows_cache = kv.select_rows(cache, index, device) if n == len(chunks) - 1 else \
+            kv.rows_of(cache, index, device)
+        picked = _continue(model, requests, part, rows_cache, mask[index], pad_id=pad_id,
+                           precision=precision, device=device)
+        for k, (_, i) in enumerate(part):
+            first, count = scored[i]
+            scored[i] = (first + float(picked[k]), count)
+    return scored
 
 
-def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Group items, longest first, so that the summed cost of a batch stays within budget."""
-    order = sorted(range(len(cost)), key=lambda i: -lengths[i])
+def _length_chunks(lengths: Sequence[int], call: int | None = None) -> list[list[int]]:
+    """Cut lengths sorted longest first into runs, one forward call each: a run is
+    right-padded to its first (longest) row, and a call costs about `call` token forwards, so
+    the cuts minimize padded tokens + `call` per run (dynamic programming over the distinct
+    lengths; `call` defaults to CALL_TOKENS)."""
+    call = CALL_TOKENS if call is None else call
+    values = sorted(set(lengths), reverse=True)
+    counts = [sum(1 for n in lengths if n == v) for v in values]
+    best = [0] + [0] * len(values)  # best[j]: cost of the first j distinct lengths
+    cut = [0] * (len(values) + 1)
+    for j in range(1, len(values) + 1):
+        options = [(best[a] + values[a] * sum(counts[a:j]) + call, a) for a in range(j)]
+        best[j], cut[j] = min(options)
+    starts, j = [], len(values)
+    while j > 0:
+        starts.append(values[cut[j]])
+        j = cut[j]
+    firsts = set(starts)
+    chunks: list[list[int]] = []
+    for k, n in enumerate(lengths):
+        if n in firsts and (not chunks or lengths[chunks[-1][0]] != n):
+            chunks.append([])
+        chunks[-1].append(k)
+    return chunks
+
+
+def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int]], cache: Any,
+              ctx_mask: torch.Tensor, *, pad_id: int, precision: Precision,
+              device: torch.device) -> torch.Tensor:
+    """Log-probability of every continuation token after the first, one row per (context row,
+    request) on a cache holding those context rows; right-padded to the longest."""
+    cont_width = max(len(requests[i].continuation) - 1 for _, i in part)
+    cont_ids = torch.full((len(part), cont_width), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros((len(part), cont_width), dtype=torch.long)
+    targets = torch.full((len(part), cont_width), -1, dtype=torch.long)
+    for k, (_, i) in enumerate(part):
+        cont = requests[i].continuation
+        cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
+        cont_mask[k, :len(cont) - 1] = 1
+        targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
+    full_mask = torch.cat([ctx_mask, cont_mask], dim=1)
+    cont_pos = ctx_mask.sum(dim=1, keepdim=True) + torch.arange(cont_width)[None, :]
+    with _autocast(precision, device):
+        out = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
+                    position_ids=cont_pos.to(device), use_cache=True,
+                    **{kv.cache_argument(model): cache})
+    logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+    valid = targets >= 0
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * valid).sum(dim=1)
+
+
+def _plan_by_cost(cost: Sequence[int], keys: Sequence[Any], budget: int) -> list[list[int]]:
+    """Group items in the order of their sort keys so that the summed cost of a batch stays
+    within budget."""
+    order = sorted(range(len(cost)), key=lambda i: keys[i])
     batches: list[list[int]] = []
     current: list[int] = []
     total = 0
