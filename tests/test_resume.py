@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
 
 from flwr_trust.cli import main as cli
-from flwr_trust.detect.behavior import MonitorState
+from flwr_trust.detect.monitor_state import MonitorState
 from flwr_trust.errors import TrustError
 from flwr_trust.report.audit import AuditLog, read_log, verify_log
 from flwr_trust.report.records import RoundRecord, RunResume

@@ -2,13 +2,9 @@
 audit, all emitting `Alarm` objects. Flower-free."""
 
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.detect.behavior import (
-    BehaviorMonitor,
-    DetectionResult,
-    MonitorState,
-    detect_round,
-)
+from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult, detect_round
 from flwr_trust.detect.config import DetectorConfig
+from flwr_trust.detect.monitor_state import MonitorState
 from flwr_trust.detect.statistics import spend
 from flwr_trust.protocol import Observation, observations
 

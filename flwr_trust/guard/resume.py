@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.detect.behavior import MonitorState
 from flwr_trust.detect.config import FAMILIES
+from flwr_trust.detect.monitor_state import MonitorState
 from flwr_trust.errors import TrustError
 from flwr_trust.report.records import Reference, RoundRecord, RunEnd, RunResume, RunStart
 from flwr_trust.report.torn import TornTail
