@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 
-from flwr_trust.scoring.requests import Precision, Request, Scores
+from flwr_trust.scoring.placement import Placement, pick_placement
+from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
@@ -41,33 +41,30 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int
     return batches
 
 
-def _autocast(precision: Precision, device: torch.device) -> Any:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision == "fp32":
-        return nullcontext()
-    raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-
-
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
                    max_batch_tokens: int = 8192, max_length: int = 2048,
                    precision: Precision = "fp32", share_prefix: bool = True) -> Scores:
-    """Score every request with batched forward passes; returns arrays in request order."""
-    _autocast(precision, torch.device("cpu"))  # validates `precision` before any work
+    """Score every request with batched forward passes; returns arrays in request order.
+
+    They run on the model's own device and dtype (`placement.pick_placement`): `precision`
+    only adds a bf16 autocast (always for bf16, where native for auto)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     for r in requests:
         if not r.context or not r.continuation:
             raise ValueError("every request needs a non-empty context and continuation")
+    place = pick_placement(model, precision)
     if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
                                for r in requests):
         return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                           max_length=max_length, precision=precision)
+                           max_length=max_length, place=place)
     return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         precision=precision)
+                         place=place)
 
 
 @torch.inference_mode()
 def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
-                max_batch_tokens: int, max_length: int, precision: Precision) -> Scores:
+                max_batch_tokens: int, max_length: int, place: Placement) -> Scores:
     """Each request as one sequence: context + continuation."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
@@ -81,7 +78,7 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
             raise ValueError("every request needs a non-empty context and continuation")
         seq = list(r.context) + list(r.continuation[:-1])
         inputs.append(seq[-max_length:])
-    device = next(model.parameters()).device
+    device = place.device
     for batch in plan_batches([len(s) for s in inputs], max_batch_tokens):
         width = max(len(inputs[i]) for i in batch)
         keep = min(width, max(len(requests[i].continuation) for i in batch))
@@ -94,7 +91,7 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
             mask[row, width - len(seq):] = 1
             targets[row, keep - len(cont):] = torch.tensor(cont)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with _autocast(precision, device):
+        with place.context():
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                         position_ids=positions.to(device), logits_to_keep=keep, use_cache=False)
         logp = torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
@@ -109,7 +106,7 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
 
 @torch.inference_mode()
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
-                  max_batch_tokens: int, precision: Precision) -> Scores:
+                  max_batch_tokens: int, place: Placement) -> Scores:
     """Run each distinct context once, then all its continuations on a copy of its cache."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
@@ -121,7 +118,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
     # Cost of a context group ~ its context once plus its continuation rows over the context.
     cost = [len(c) + len(groups[c]) * (len(c) + max(len(requests[i].continuation)
                                                     for i in groups[c])) for c in contexts]
-    device = next(model.parameters()).device
+    device = place.device
     for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens):
         ctxs = [contexts[b] for b in batch]
         width = max(len(c) for c in ctxs)
@@ -131,7 +128,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
             ids[row, width - len(c):] = torch.tensor(c)
             mask[row, width - len(c):] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with _autocast(precision, device):
+        with place.context():
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                         position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
         first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
@@ -158,7 +155,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
         start = mask[ctx_rows].sum(dim=1, keepdim=True)
         cont_pos = start + torch.arange(cont_width)[None, :]
-        with _autocast(precision, device):
+        with place.context():
             out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
                          position_ids=cont_pos.to(device), use_cache=True,
                          **{_cache_argument(model): cache})
