@@ -10,6 +10,11 @@ Requests that share a context (the choices of one multiple-choice item, the refu
 compliance reply to one chat prompt) are scored with the context run once: its key/value cache is
 copied to one row per continuation, and only the continuations are run on top of it. This is the
 same computation (to float rounding) with far fewer tokens; `share_prefix=False` turns it off.
+
+Batches are also capped by the memory of their logits (`MAX_LOGIT_BYTES`): with a large
+vocabulary, the logits of a full token budget of continuations dwarf the model's activations
+(one context's continuations always run together, so a batch holds at least one such group).
+Everything runs on the model's own device and dtype (`placement`).
 """
 
 from __future__ import annotations
@@ -24,18 +29,39 @@ import torch
 from flwr_trust.scoring.placement import Placement, pick_placement
 from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
 
+MAX_LOGIT_BYTES = 256 * 2**20
+"""The most memory one batch's logits may take, with their log-softmax (fp32, so 8 bytes per
+vocabulary entry and position): a batch of 8192 continuation tokens over a 49k vocabulary would
+otherwise hold 3 GiB, more than a client's whole training step on a small model."""
 
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
-    """Group request indices, longest first, so that rows x padded length <= max_batch_tokens."""
+
+def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
+    """How many token positions' logits (and log-softmax) fit in `max_logit_bytes`."""
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if not isinstance(vocab, int) or vocab <= 0:
+        head = getattr(model, "get_output_embeddings", lambda: None)()
+        vocab = int(head.weight.shape[0]) if head is not None else 0
+    return max(1, max_logit_bytes // (8 * vocab)) if vocab > 0 else 1 << 62
+
+
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *,
+                 keeps: Sequence[int] | None = None, max_logits: int = 0) -> list[list[int]]:
+    """Group request indices, longest first, so that rows x padded length <= max_batch_tokens
+    and, given each request's scored positions `keeps`, rows x the batch's largest keep <=
+    max_logits (0: no logits limit)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
+    keep = 0
     for i in order:
         width = lengths[current[0]] if current else lengths[i]  # first is the longest
-        if current and (len(current) + 1) * width > max_batch_tokens:
+        wider = max(keep, keeps[i]) if keeps is not None else 0
+        if current and ((len(current) + 1) * width > max_batch_tokens
+                        or (max_logits and (len(current) + 1) * wider > max_logits)):
             batches.append(current)
-            current = []
+            current, wider = [], keeps[i] if keeps is not None else 0
         current.append(i)
+        keep = wider
     if current:
         batches.append(current)
     return batches
@@ -79,7 +105,9 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
         seq = list(r.context) + list(r.continuation[:-1])
         inputs.append(seq[-max_length:])
     device = place.device
-    for batch in plan_batches([len(s) for s in inputs], max_batch_tokens):
+    for batch in plan_batches([len(s) for s in inputs], max_batch_tokens,
+                              keeps=[len(r.continuation) for r in requests],
+                              max_logits=logit_positions(model, MAX_LOGIT_BYTES)):
         width = max(len(inputs[i]) for i in batch)
         keep = min(width, max(len(requests[i].continuation) for i in batch))
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -118,8 +146,12 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
     # Cost of a context group ~ its context once plus its continuation rows over the context.
     cost = [len(c) + len(groups[c]) * (len(c) + max(len(requests[i].continuation)
                                                     for i in groups[c])) for c in contexts]
+    rows = [sum(len(requests[i].continuation) > 1 for i in groups[c]) for c in contexts]
+    widths = [max(len(requests[i].continuation) - 1 for i in groups[c]) for c in contexts]
     device = place.device
-    for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens):
+    for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens, rows=rows,
+                               widths=widths,
+                               max_logits=logit_positions(model, MAX_LOGIT_BYTES)):
         ctxs = [contexts[b] for b in batch]
         width = max(len(c) for c in ctxs)
         ids = torch.full((len(ctxs), width), pad_id, dtype=torch.long)
@@ -190,18 +222,28 @@ def _cache_keyword(model_class: type) -> str:
         else "past_key_values"
 
 
-def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Group items, longest first, so that the summed cost of a batch stays within budget."""
+def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int, *,
+                  rows: Sequence[int] | None = None, widths: Sequence[int] | None = None,
+                  max_logits: int = 0) -> list[list[int]]:
+    """Group items, longest first, so that the summed cost of a batch stays within budget and,
+    given each item's continuation `rows` and `widths`, the continuation pass's logits (all rows
+    x the widest) stay within max_logits positions (0: no logits limit)."""
     order = sorted(range(len(cost)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
-    total = 0
+    total = n_rows = widest = 0
     for i in order:
-        if current and total + cost[i] > budget:
+        more_rows = n_rows + (rows[i] if rows is not None else 0)
+        wider = max(widest, widths[i] if widths is not None else 0)
+        if current and (total + cost[i] > budget
+                        or (max_logits and more_rows * wider > max_logits)):
             batches.append(current)
             current, total = [], 0
+            more_rows = rows[i] if rows is not None else 0
+            wider = widths[i] if widths is not None else 0
         current.append(i)
         total += cost[i]
+        n_rows, widest = more_rows, wider
     if current:
         batches.append(current)
     return batches
