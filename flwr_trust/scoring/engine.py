@@ -13,7 +13,8 @@ same computation (to float rounding) with far fewer tokens; `share_prefix=False`
 
 Batches are also capped by the memory of their logits (`MAX_LOGIT_BYTES`): with a large
 vocabulary, the logits of a full token budget of continuations dwarf the model's activations
-(one context's continuations always run together, so a batch holds at least one such group).
+(a context with more continuations than fit is run once per part), and batches of shared
+contexts by the memory of their key/value cache (`MAX_CACHE_BYTES`).
 Everything runs on the model's own device and dtype (`placement`).
 """
 
@@ -29,10 +30,12 @@ import torch
 from flwr_trust.scoring.placement import Placement, pick_placement
 from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
 
-MAX_LOGIT_BYTES = 256 * 2**20
+MAX_LOGIT_BYTES = 64 * 2**20
 """The most memory one batch's logits may take, with their log-softmax (fp32, so 8 bytes per
 vocabulary entry and position): a batch of 8192 continuation tokens over a 49k vocabulary would
-otherwise hold 3 GiB, more than a client's whole training step on a small model."""
+otherwise hold 3 GiB, more than a client's whole training step on a small model. Smaller
+batches cost no time here: on a SmolLM2-shaped model (2 layers, 49k vocabulary, 1 CPU thread)
+the default probe took 60 s uncapped, 28-39 s with caps of 32-256 MiB."""
 
 
 def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
@@ -42,6 +45,27 @@ def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
         head = getattr(model, "get_output_embeddings", lambda: None)()
         vocab = int(head.weight.shape[0]) if head is not None else 0
     return max(1, max_logit_bytes // (8 * vocab)) if vocab > 0 else 1 << 62
+
+
+MAX_CACHE_BYTES = 64 * 2**20
+"""The most memory the key/value cache of one batch of shared contexts may take (it is kept
+for every layer while the continuations run, and copied once per continuation row): SmolLM2
+holds 46 KiB per token in fp32, so the 8192-token default budget would keep 377 MiB."""
+
+
+def cache_tokens(model: Any, max_cache_bytes: int = MAX_CACHE_BYTES) -> int:
+    """How many tokens' key/value cache fit in `max_cache_bytes` (no limit when the model's
+    config does not say its layer, head and width sizes)."""
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not all(isinstance(x, int) and x > 0 for x in (layers, heads, hidden)):
+        return 1 << 62
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    per_token = 2 * layers * kv_heads * head_dim * 4  # keys and values, fp32 at most
+    return max(1, max_cache_bytes // per_token)
 
 
 def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *,
@@ -139,19 +163,19 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
     n_tokens = np.zeros(n, dtype=np.int64)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, r in enumerate(requests):
-        groups.setdefault(r.context, []).append(i)
-    contexts = list(groups)
+    max_logits = logit_positions(model, MAX_LOGIT_BYTES)
+    max_batch_tokens = min(max_batch_tokens, cache_tokens(model, MAX_CACHE_BYTES))
+    groups = _context_groups(requests, max_logits)
+    contexts = [c for c, _ in groups]
+    members = [m for _, m in groups]
     # Cost of a context group ~ its context once plus its continuation rows over the context.
-    cost = [len(c) + len(groups[c]) * (len(c) + max(len(requests[i].continuation)
-                                                    for i in groups[c])) for c in contexts]
-    rows = [sum(len(requests[i].continuation) > 1 for i in groups[c]) for c in contexts]
-    widths = [max(len(requests[i].continuation) - 1 for i in groups[c]) for c in contexts]
+    cost = [len(c) + len(m) * (len(c) + max(len(requests[i].continuation) for i in m))
+            for c, m in groups]
+    rows = [sum(len(requests[i].continuation) > 1 for i in m) for m in members]
+    widths = [max(len(requests[i].continuation) - 1 for i in m) for m in members]
     device = place.device
     for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens, rows=rows,
-                               widths=widths,
-                               max_logits=logit_positions(model, MAX_LOGIT_BYTES)):
+                               widths=widths, max_logits=max_logits):
         ctxs = [contexts[b] for b in batch]
         width = max(len(c) for c in ctxs)
         ids = torch.full((len(ctxs), width), pad_id, dtype=torch.long)
@@ -165,7 +189,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
                         position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
         first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
         # One row per (context, continuation): first token from the context's last logits.
-        rows = [(row, i) for row, c in enumerate(ctxs) for i in groups[c]]
+        rows = [(row, i) for row, b in enumerate(batch) for i in members[b]]
         for row, i in rows:
             logprob[i] = float(first_logp[row, requests[i].continuation[0]])
             n_tokens[i] = len(requests[i].continuation)
@@ -198,6 +222,29 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         for k, (_, i) in enumerate(rest):
             logprob[i] += float(picked[k])
     return Scores(logprob, n_tokens)
+
+
+def _context_groups(requests: Sequence[Request], max_logits: int
+                    ) -> list[tuple[tuple[int, ...], list[int]]]:
+    """Requests grouped by context, each group split (in order) so that its continuation pass's
+    logits, rows x the widest continuation, stay within max_logits positions: a context shared
+    by very many continuations (e.g. every bias sentence after BOS) is then run once per part."""
+    by_context: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        by_context.setdefault(r.context, []).append(i)
+    out: list[tuple[tuple[int, ...], list[int]]] = []
+    for context, indices in by_context.items():
+        part: list[int] = []
+        widest = 0
+        for i in indices:
+            wider = max(widest, len(requests[i].continuation) - 1)
+            if part and (len(part) + 1) * wider > max_logits:
+                out.append((context, part))
+                part, wider = [], len(requests[i].continuation) - 1
+            part.append(i)
+            widest = wider
+        out.append((context, part))
+    return out
 
 
 def _returned_cache(out: Any) -> Any:
