@@ -1,7 +1,9 @@
 """Client peak memory with and without `trust_mod`: one FlowerTune-like client per fresh process.
 
     python bench/client_memory.py --model tiny                       # smoke (a tiny model)
-    python bench/client_memory.py --model default --preset flowertune   # SmolLM2 (goal <= 1.1)
+    python bench/client_memory.py --model smollm2-shaped:10          # random, SmolLM2's shape
+    python bench/client_memory.py --model default                    # SmolLM2 (goal <= 1.1)
+    python bench/client_memory.py --model default --preset flowertune
 
 Each variant runs in its own subprocess (so imports, allocator pools and model copies of one
 cannot hide in another's numbers) and reports its own peak resident set size
@@ -13,6 +15,11 @@ the received adapter, train `--steps` AdamW steps on local texts, reply with the
     mod        the same function inside trust_mod, which probes the app's model
                (`use_model(context, model, tokenizer)`, one added line): the goal variant
     own-copy   trust_mod without use_model: the mod loads its own copy of the base model
+
+`--model smollm2-shaped:<layers>` builds a random-init model with SmolLM2-135M's widths and
+49k vocabulary but only <layers> layers (seeded, saved to a temporary folder): the memory of
+probing grows with the vocabulary and the layers, so it shows what a full model would, at a
+fraction of the compute.
 
 The mod runs with its defaults (probe budget, all modes, the shipped suites) and the app's
 local data (shift sketch). Printed: each variant's peak RSS, the ratio to the app alone (goal
@@ -27,6 +34,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,6 +150,32 @@ def child(args: argparse.Namespace) -> dict:
 
 
 # -- the parent: one fresh process per variant -----------------------------------------------------
+SHAPED = "smollm2-shaped:"
+
+
+def materialize(spec: str, folder: str) -> str:
+    """A model folder for `spec`: smollm2-shaped:<layers> is built (random, seeded) and saved
+    into `folder`; any other spec is returned as it is."""
+    if not spec.startswith(SHAPED):
+        return spec
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from flwr_trust.models.tiny import build_tiny_tokenizer
+
+    layers = int(spec[len(SHAPED):])
+    tok = build_tiny_tokenizer()  # token ids stay < 258; the logits span the 49k vocabulary
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=layers, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 def run_variant(variant: str, argv: list[str]) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--variant", variant]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -153,7 +187,8 @@ def run_variant(variant: str, argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="tiny", help="tiny, default (SmolLM2) or a model folder")
+    ap.add_argument("--model", default="tiny", help="tiny, default (SmolLM2), smollm2-shaped:"
+                    "<layers> or a model folder")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch", type=int, default=None)
@@ -180,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}; {args.rounds} train messages per client, each: get_model + "
           f"LoRA r={args.rank}, {args.steps} steps x batch {args.batch} x {args.seq} tokens"
           + ("" if args.budget is None else f"; probe budget {args.budget}/mode"))
-    results = {v: run_variant(v, argv) for v in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = materialize(args.model, tmp)
+        child_argv = argv + ["--model", model]  # the last --model wins
+        results = {v: run_variant(v, child_argv) for v in variants}
     base = results["app"]["peak_mib"]
     for variant, r in results.items():
         ratio = "" if variant == "app" else f"   ratio {r['peak_mib'] / base:.3f}"
