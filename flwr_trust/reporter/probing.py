@@ -25,7 +25,11 @@ Arrays = Mapping[str, Any]
 
 
 class ProbeTarget(Protocol):
-    """What the mod needs of a model: a `ModelBridge` is one; a custom loader may return others."""
+    """What the mod needs of a model: a `ModelBridge` is one, the app's own model wrapped in an
+    `AppModel` another; a custom loader may return others. Optional, used when present:
+    ``state_dict()`` (the exchanged names: legacy arrays, missing adapter layers),
+    ``activate()`` (its adapter), ``check_arrays(arrays)`` (validate without writing) and
+    ``preserved()`` (a context that restores the model after probing)."""
 
     model: Any
     tokenizer: Any
