@@ -257,7 +257,7 @@ def main() -> int:
                              "instead of the default sampled one")
     args = parser.parse_args()
     logging.getLogger("flwr").setLevel(logging.WARNING)  # per-round INFO lines
-    logging.getLogger("flwr_trust").setLevel(logging.ERROR)
+    logging.getLogger("flwr.trust").setLevel(logging.ERROR)
     params = 1 << 17 if args.quick else args.params
     work = Workload(params)
     print(f"updates: {len(work.layout)} LoRA arrays, {work.params:,} float32 parameters "

@@ -43,6 +43,7 @@ from flwr_trust.models import get_bridge  # noqa: E402
 from flwr_trust.mods import make_trust_mod, provide_local_data  # noqa: E402
 from flwr_trust.probes import load_suites, sample_suites  # noqa: E402
 from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
+from flwr_trust.scoring.prefixes import forwarded_tokens  # noqa: E402
 
 print = functools.partial(print, flush=True)  # noqa: A001 - progress shows while it runs
 
@@ -59,12 +60,6 @@ def local_texts(n: int) -> list[str]:
                    f"the details about {t} take practice, patience and a good teacher who "
                    f"explains each step of {t} slowly and clearly, with examples number {i}.")
     return out
-
-
-def computed_tokens(requests) -> int:
-    """Tokens the scorer runs: each distinct prompt once (prefix sharing), plus every choice."""
-    return sum(len(c) for c in {r.context for r in requests}) + sum(
-        len(r.continuation) for r in requests)
 
 
 def make_app(bridge, texts: list[str], steps: int, batch: int, seq: int, precision: str):
@@ -186,14 +181,14 @@ def main() -> None:
     sample = {m: s for m, s in sample_suites({m: suites[m] for m in cfg.modes}, 1,
                                              cfg.probe_budget).items()
               if not registry.get(m).planted_only}
-    tokens = {m: computed_tokens(cached_requests(s, bridge.tokenizer, registry.get(m).requests))
+    tokens = {m: forwarded_tokens(cached_requests(s, bridge.tokenizer, registry.get(m).requests))
               for m, s in sample.items()}
     print(f"median local round: without mod {p:.2f} s, with mod {w:.2f} s")
     print(f"ratio with/without: {w / p:.3f}   (goal <= 1.05)")
     print(f"the mod's {mt:.2f} s: probe forward passes {pr:.2f} s ({100 * pr / max(mt, 1e-9):.0f}%)"
           f", other (arrays, shift sketch, bookkeeping) {mt - pr:.2f} s; training "
           f"{p / args.steps:.2f} s/step")
-    print("probe tokens per round (shared prompt once per item + every choice), per mode: "
+    print("probe tokens forwarded per round (shared prefixes and prompts once), per mode: "
           + ", ".join(f"{m} {n}" for m, n in tokens.items())
           + f" (total {sum(tokens.values())}, {sum(tokens.values()) / max(pr, 1e-9):.0f} tok/s)")
     split = mode_seconds(bridge, sample, args.precision)

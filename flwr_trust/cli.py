@@ -131,7 +131,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
             generated_alignment_metrics(bridge.model, bridge.tokenizer, suites["alignment"]))
     elapsed = time.perf_counter() - start
     print(f"model: {name}   suites: {profile.suite_hash[:12]}   "
-          f"{profile.extra['tokens']:,} tokens in {elapsed:.1f} s ({args.precision})")
+          f"{profile.extra['tokens']:,} tokens ({profile.extra['forwarded_tokens']:,} run "
+          f"through the model) in {elapsed:.1f} s ({args.precision})")
     print(profile.format_table())
     if args.json:
         profile.extra["seconds"] = round(elapsed, 2)
@@ -189,6 +190,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             detail += [f"first alarm round {s['first_alarm_round']}", s["action"]]
         if s["culprits"]:
             detail.append("culprits " + ", ".join(s["culprits"]))
+        detail += [x for x in (s["status_note"], s["no_data_reason"]) if x]
         print(f"  {mode:<13} {s['status']:<8} {' · '.join(detail)}".rstrip())
     print(f"wrote {out}")
     if args.json:

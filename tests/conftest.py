@@ -7,21 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.guard import ensure_task_identity
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _task_identity():
-    """Flower Messages need a run/task identity, which a real ServerApp process sets at start;
-    tests that build Messages in this process get one here (Flower's public setters)."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for name, value in (("run_id", 1), ("task_id", 1), ("node_id", 0)):
-        try:
-            getattr(TaskIdentity, name)
-        except RuntimeError:
-            setattr(TaskIdentity, name, value)
+    ensure_task_identity()
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,7 @@ def test_torn_tail_is_moved_aside_named_and_the_chain_continues(tmp_path, caplog
     result = verify_log(path)
     assert not result.ok and result.first_bad == n - 1 and "truncated" in result.reason
 
-    with caplog.at_level(logging.WARNING, "flwr_trust"), AuditLog(path) as log:
+    with caplog.at_level(logging.WARNING, "flwr.trust"), AuditLog(path) as log:
         assert log.records == n  # n - 1 intact + the torn-tail record
         (tail,) = log.recovered
         appended = log.append("round", {"after": True})

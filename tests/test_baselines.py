@@ -221,3 +221,25 @@ def test_scenario_families_run(tmp_path, shared_cache, scenario, monitor, extra)
     if scenario == "fairness-collapse":
         assert out.target == "fairness.minority-loss-ratio"
         assert math.isfinite(out.reference["target"]) and out.reference["target"] > 0
+
+
+def test_server_app_prints_the_report_path_and_wall_time_once(monkeypatch, capsys, tmp_path):
+    """The summary names the report and the wall time; the ServerApp printed both again."""
+    from silent_failures.sim import apps, server
+    from silent_failures.sim.outcome import RunOutcome
+
+    def fake_run(grid, run_config):  # noqa: ANN001, ANN202
+        return RunOutcome(scenario="clean", monitor=run_config["monitor"], seed=0, model="tiny",
+                          num_clients=2, rounds=1, onset=1, affected=[], target="t",
+                          reference={"target": 1.0, "task_loss": 1.0},
+                          final={"target": 1.0, "task_loss": 1.0}, wall_seconds=3.0,
+                          run_dir=str(tmp_path), report=run_config["report"])
+
+    monkeypatch.setattr(server, "run_baseline", fake_run)
+    for monitor, report, shown in (("trust-rollback", f"{tmp_path}/report.html", "report.html"),
+                                   ("none", "", "summary.md")):
+        apps.run_and_print(None, {"monitor": monitor, "report": report})
+        out = capsys.readouterr().out
+        lines = out.splitlines()
+        assert [ln for ln in lines if ln.startswith("Report:")] == [f"Report: {tmp_path}/{shown}"]
+        assert sum("Wall time" in ln for ln in lines) == 1, out

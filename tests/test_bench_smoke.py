@@ -47,6 +47,17 @@ def test_probe_throughput_on_the_tiny_model() -> None:
     assert "RATIO scorer / raw forward (full logits):" in out and "WALL one pass" in out
 
 
+def test_probe_tokens_on_the_tiny_model() -> None:
+    out = _run("bench/probe_tokens.py", "--model", "tiny", "--modes", "alignment,bias",
+               "--budget", "8", "--agree-budget", "8")
+    rows = [line.split() for line in out.splitlines() if line.startswith("alignment ")]
+    assert len(rows) == 2, out  # the token table and the agreement table
+    whole, before, after = (float(x) for x in rows[0][2:5])
+    assert after < before < whole  # the system block is shared
+    assert "client: engine input incl. padding" in out
+    assert "(within one stderr)" in out
+
+
 def test_integrity_audit_quick() -> None:
     out = _run("bench/integrity_audit.py", "--quick")
     assert out.startswith("command: python bench/integrity_audit.py --quick")
@@ -65,3 +76,10 @@ def test_client_memory_prints_each_variants_peak_and_the_ratio() -> None:
     assert "app       peak RSS" in out and "mod       peak RSS" in out
     assert "ratio" in out and "(goal <= 1.10)" in out
     assert "too small for a second copy to show" in out  # the tiny model says so
+
+
+def test_adversarial_replies_quick() -> None:
+    out = _run("bench/adversarial_replies.py", "--rounds", "5", "--others", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| fed") or "krum |" in line]
+    assert len(rows) == 9 and all(row.split("|")[8].strip() == "0" for row in rows), out
+    assert "0 contaminated rounds" in out and "Refusals by reason" in out

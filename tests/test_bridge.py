@@ -107,7 +107,7 @@ def test_full_arrays_into_adapter_bridge_is_a_clear_error(tiny):
 
 
 def test_unknown_model_and_adapter_paths(tmp_path):
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(ModelLoadError, match="neither a local folder nor a model in the Hugg"):
         load_base_model(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="config.json"):

@@ -79,8 +79,10 @@ def test_trust_first_probes_exactly_what_the_server_receives(flower):
     reply = _run(app)
     m = _check(reply, flower)
     server_view = _outgoing_profile(reply)
+    # Two float32 forward passes batched differently agree to about 1e-7 relative (localdp's
+    # noisy arrays showed 7e-8 in CI), so exact agreement is asked up to float32 rounding.
     assert m["trust.capability.log-ppl"] == pytest.approx(
-        server_view.get("capability", "log-ppl").value, abs=1e-9)
+        server_view.get("capability", "log-ppl").value, rel=1e-6)
 
 
 @pytest.mark.parametrize("flower", sorted(FLOWER_MODS))

@@ -200,7 +200,9 @@ def test_statuses_warning_no_data_and_integrity_from_a_hand_made_log(tmp_path):
     s = summarize(run)
     statuses = {m: v["status"] for m, v in s["modes"].items()}
     assert statuses == {"bias": "WARNING", "calibration": "NO DATA", "memorization": "NO DATA",
-                        "integrity": "ALARM"}
+                        "update": "NO DATA", "integrity": "ALARM"}
+    assert s["modes"]["update"]["no_data_reason"] == "no update statistics recorded"
+    assert "no client reported it" in s["modes"]["calibration"]["no_data_reason"]
     assert s["modes"]["bias"]["first_warning_round"] == 2
     assert s["modes"]["integrity"]["first_alarm_round"] == 3
     assert s["modes"]["integrity"]["culprits"] == ["7"]

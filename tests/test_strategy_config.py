@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideFixedClipping,
@@ -71,18 +73,43 @@ def test_dp_wrapper(tmp_path):
         strategy_from_config(_cfg(tmp_path, **{"trust.dp": "server-fixed"}))
 
 
-def test_lora_config_for_server_probe(tmp_path):
-    guard = strategy_from_config(_cfg(tmp_path, **{"trust.lora.r": 4,
-                                                   "trust.lora.target-modules": "q_proj, k_proj"}))
-    assert guard.peft_config.r == 4
-    assert set(guard.peft_config.target_modules) == {"q_proj", "k_proj"}
+def test_flowertune_fractions_set_the_inner_strategy(tmp_path, caplog):
+    """FlowerTune's strategy.fraction-train / -evaluate (or the older -fit) reach the inner
+    strategy; its own trust.<strategy>.fraction-* keys win; both are logged."""
+    caplog.set_level(logging.INFO, logger="flwr")
+    guard = strategy_from_config(_cfg(tmp_path, **{"strategy.fraction-train": 0.1,
+                                                   "strategy.fraction-evaluate": 0.0}))
+    assert (guard.inner.fraction_train, guard.inner.fraction_evaluate) == (0.1, 0.0)
+    assert "fraction_train=0.1 from strategy.fraction-train" in caplog.text
+    legacy = strategy_from_config(_cfg(tmp_path, **{"strategy.fraction-fit": 0.2}))
+    assert legacy.inner.fraction_train == 0.2
+    ours = strategy_from_config(_cfg(tmp_path, **{"strategy.fraction-train": 0.1,
+                                                  "trust.fedavg.fraction-train": 0.5}))
+    assert ours.inner.fraction_train == 0.5
+    prox = strategy_from_config(_cfg(tmp_path, **{"trust.strategy": "fedprox",
+                                                  "strategy.fraction-evaluate": 0.25}))
+    assert isinstance(prox.inner, FedProx) and prox.inner.fraction_evaluate == 0.25
+    with pytest.raises(TrustError, match=r"strategy.fraction-train = 2 is not a float in "
+                                         r"\[0, 1\]"):
+        strategy_from_config(_cfg(tmp_path, **{"strategy.fraction-train": 2}))
 
 
 @pytest.mark.parametrize("cfg, match", [
     ({"trust.strategy": "fedsgd"}, "Unknown trust.strategy 'fedsgd'.*fedavg"),
     ({"trust.fedavg.proximal-mu": 0.1}, "Unknown option 'trust.fedavg.proximal-mu'.*fraction"),
-    ({"trust.fedprox.proximal-mu": 0.1}, "configures 'fedprox' but trust.strategy is 'fedavg'"),
-    ({"trust.gaet": "halt"}, "Unknown config key trust.gaet.*trust.gate"),
+    ({"trust.fedprox.proximal-mu": 0.1}, "configures 'fedprox' but trust.strategy is 'fedavg'; "
+                                         "remove it"),
+    ({"trust.gaet": "halt"}, "Unknown config key trust.gaet.*Rename it to trust.gate, or remove"),
+    # client keys are checked here too (one config serves both sides): names and values
+    ({"trust.privacy.epsilom": 3.0}, r"trust.privacy.epsilom \(did you mean "
+                                     r"'trust.privacy.epsilon'\?\).*Rename it to "
+                                     r"trust.privacy.epsilon"),
+    ({"trust.privacy.epsilon": "lots"}, "trust.privacy.epsilon = 'lots' is not a float"),
+    ({"trust.policy.rules": "alignment.refusal >= 0.8"}, "names metrics no scorer reports"),
+    ({"trust.local-data.messages": "fit"}, "trust.local-data.messages"),
+    ({"trust.dp.noise-multiplier": 1.0}, "trust.dp is not set; remove it, or set trust.dp"),
+    ({"trust.fedavg.fraction-trian": 0.5}, "did you mean 'trust.fedavg.fraction-train'"),
+    ({"trust.wholly-unknown": 1}, "Remove it, or use one of: trust.alpha"),
     ({"trust.gate": "block"}, "Unknown gate 'block'"),
     ({"trust.dp": "local"}, "Unknown trust.dp 'local'"),
     ({"trust.fedtrimmedavg.beta": 0.9, "trust.strategy": "fedtrimmedavg"}, "could not be built"),

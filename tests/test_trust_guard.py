@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord
@@ -94,6 +96,18 @@ def test_quarantine_leaves_out_flagged_client_and_matches_inner_without_it(tmp_p
     actions = [h.gate for h in guard.history]
     assert all(a.action == "quarantine" and a.excluded == [bad] for a in actions)
     assert any(a.mode == "update" and a.clients == (bad,) for a in guard.alarms)
+
+
+def test_gate_actions_and_alarms_are_logged_under_flowers_logger(tmp_path, caplog):
+    """`flwr run --stream` shows what Flower's logger prints: every gate action (WARNING) and
+    every alarm reaches it."""
+    caplog.set_level(logging.INFO, logger="flwr")
+    run_rounds(_guard(FedAvg(), tmp_path, gate="quarantine"), n_rounds=1, client=_poisoner(103))
+    ours = [r for r in caplog.records if r.name == "flwr.trust"]
+    gate = [r for r in ours if r.getMessage().startswith("TrustGuard round 1: quarantine")]
+    assert len(gate) == 1 and gate[0].levelno == logging.WARNING
+    assert "left out [103]" in gate[0].getMessage()
+    assert any("TrustGuard alarm [update." in r.getMessage() for r in ours)
 
 
 def _profile(refusal: float) -> BehaviorProfile:

@@ -150,20 +150,29 @@ _READERS: dict[str, Callable[[Key, Any], Any]] = {
     "choice": _read_choice, "list": _read_list}
 
 _MAX_INT = 2**31
+# Probe items per mode per round, on the server and on each client: a sample sized for a
+# round. The whole default suites hold 30-315 items per mode (`flwr-trust suites`), and one
+# pass over all six takes 80-116 s on SmolLM2 on 2 CPU cores (docs/benchmarks.md); whole
+# suites only when 0 is asked for.
+DEFAULT_PROBE_ITEMS = 32
 _C, _S, _B = "client", "server", "both"
 KEYS: tuple[Key, ...] = (
     # ---------------------------------------------------------------- both sides
     Key("trust.model", "str", "default", "base model: `default` (SmolLM2-135M-Instruct), "
-        "`tiny`, or a local Hugging Face model folder; on the server also `none` (client "
-        "reports only: no reference probe, no rollback probe, no integrity audit)", _B,
+        "`tiny`, a local Hugging Face model folder or a model name in the local Hugging Face "
+        "cache (never downloaded); on the server also `none` (client reports only: no "
+        "reference probe, no rollback probe, no integrity audit)", _B,
         flowertune="model.name", keyword="model"),
     Key("trust.lora.r", "int", 0, "LoRA rank of the exchanged arrays; 0 = they are a full "
-        "state dict", _B, low=0, high=4096, flowertune="model.lora.peft-lora-r",
-        via="peft_config"),
-    Key("trust.lora.alpha", "int", 16, "LoRA alpha", _B, low=1, high=1 << 20,
-        flowertune="model.lora.peft-lora-alpha", via="peft_config"),
+        "state dict. The server reads the rank from the initial arrays and checks this key "
+        "against them when it is set", _B, low=0, high=4096,
+        flowertune="model.lora.peft-lora-r", via="peft_config"),
+    Key("trust.lora.alpha", "int", 16, "LoRA alpha; the arrays do not carry it, so for LoRA "
+        "arrays the server needs it (or FlowerTune's key) set and stops at startup otherwise",
+        _B, low=1, high=1 << 20, flowertune="model.lora.peft-lora-alpha", via="peft_config"),
     Key("trust.lora.target-modules", "list", "q_proj,v_proj", "comma-separated LoRA target "
-        "modules", _B, via="peft_config"),
+        "modules; the server reads them from the initial arrays' names and checks this key "
+        "against them when it is set", _B, via="peft_config"),
     Key("trust.lora.dropout", "float", 0.0, "LoRA dropout (no effect on probing)", _B, low=0.0,
         high=0.999999, via="peft_config"),
     Key("trust.suites", "str", "default", "probe suites: `default` (shipped), a suite file or "
@@ -181,12 +190,14 @@ KEYS: tuple[Key, ...] = (
         "of the round), rollback (quarantine, then a failing candidate is refused: previous "
         "global kept, leave-one-out over up to 8 aggregated clients names culprits, each trial "
         "re-probing only the failing modes), halt (stop with an error)", _S, keyword="gate"),
-    Key("trust.server-probe-items", "int", 0, "items per mode the server probes for the "
-        "reference and every candidate (a fixed seeded subset, so both are scored on the same "
-        "items); 0 = whole suites", _S, low=0, high=_MAX_INT, keyword="server_probe_items"),
-    Key("trust.client-probe-budget", "int", 0, "items per mode each client probes per round, "
-        "sent as `trust.probe-budget`; a stratified sample rotating across rounds; 0 = whole "
-        "suites", _S, low=0, high=_MAX_INT, keyword="client_probe_budget"),
+    Key("trust.server-probe-items", "int", DEFAULT_PROBE_ITEMS, "items per mode the server "
+        "probes for the reference and every candidate (a fixed seeded subset, so both are "
+        "scored on the same items); 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,
+        keyword="server_probe_items"),
+    Key("trust.client-probe-budget", "int", DEFAULT_PROBE_ITEMS, "items per mode each client "
+        "probes per round, sent as `trust.probe-budget`; a stratified sample rotating across "
+        "rounds; 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,
+        keyword="client_probe_budget"),
     Key("trust.update-alpha", "float", 0.01, "per-round false-alarm budget of the update "
         "checks", _S, low=0.0, high=1.0, open_low=True, keyword="update_alpha"),
     Key("trust.update-centre-clients", "int", 64, "the update checks' robust centre is the "
@@ -225,8 +236,9 @@ KEYS: tuple[Key, ...] = (
         "device: the app's GPU when the app registered its model with `use_model`), or `cpu`, "
         "`cuda`, `cuda:<index>`, `mps`: the model is moved there for probing and back "
         "(refused for 4-/8-bit and multi-device models)", _C),
-    Key("trust.probe-budget", "int", 32, "probe items per mode per round (0 = whole suite); "
-        "the server's `trust.probe-budget` wins when it sends one", _C, low=0, high=_MAX_INT),
+    Key("trust.probe-budget", "int", DEFAULT_PROBE_ITEMS, "probe items per mode per round "
+        "(0 = whole suite); the server's `trust.probe-budget` wins when it sends one", _C,
+        low=0, high=_MAX_INT),
     Key("trust.probe-incoming", "bool", False, "also probe the incoming global model on train "
         "messages and report `trust.delta.*` (outgoing minus incoming)", _C),
     Key("trust.personalized.state-key", "str", "", "ArrayRecord in `context.state` with "
@@ -277,10 +289,16 @@ def defaults(side: Side) -> dict[str, Any]:
     return {k.name: k.default for k in keys_of(side)}
 
 
+def close_match(name: str, known: Iterable[str]) -> str | None:
+    """The known name `name` is most likely a typo of, if any."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def suggest(name: str, known: Iterable[str]) -> str:
     """" (did you mean 'x'?)" for a near-miss, else ""."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = close_match(name, known)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def unknown_key_error(key: str, known: Iterable[str], fix: str) -> TrustConfigError:
@@ -311,8 +329,7 @@ def markdown_table(side: Side) -> str:
             else ["| key | default | meaning |", "| --- | --- | --- |"])
     for key in keys_of(side):
         mark = " (*node*)" if key.node and not server else ""
-        extra = f" (falls back to FlowerTune's `{key.flowertune}`)" if key.flowertune and \
-            not server else ""
+        extra = f" (falls back to FlowerTune's `{key.flowertune}`)" if key.flowertune else ""
         shown = key.keyword or key.via
         keyword = (f" `{shown}` |" if shown else " — |") if server else ""
         rows.append(f"| `{key.name}`{mark} | `{shown_default(key)}` |{keyword} "

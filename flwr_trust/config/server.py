@@ -1,9 +1,10 @@
 """TrustGuard's options from run config: the server-side keys of `flwr_trust.config.keys`.
 
 `guard_options(cfg)` returns the TrustGuard keywords the config sets (unset keys keep the
-constructor's defaults), with the detector settings and the adapter config resolved. The
-choice of inner strategy and DP wrapper needs Flower and lives in
-`flwr_trust.strategies.from_config`, which also checks that no key is unknown
+constructor's defaults), with the detector settings resolved. The model and adapter config
+are resolved at the start of the run, from the config and the initial arrays
+(`flwr_trust.strategies.startup`). The choice of inner strategy and DP wrapper needs Flower
+and lives in `flwr_trust.strategies.from_config`, which also checks that no key is unknown
 (`check_server_keys`).
 """
 
@@ -19,6 +20,7 @@ from flwr_trust.config.keys import (
     KEYS,
     TOLERANCE_PREFIX,
     TrustConfigError,
+    close_match,
     keys_of,
     unknown_key_error,
 )
@@ -39,7 +41,6 @@ def guard_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     modes = parse_modes(cfg["trust.modes"]) if "trust.modes" in cfg else registry.ids()
     out["modes"] = modes
     out["detector"] = detector_config(cfg, modes)
-    out["peft_config"] = peft_config_from(cfg)
     return out
 
 
@@ -64,27 +65,15 @@ def detector_config(cfg: Mapping[str, Any], modes: tuple[str, ...]) -> DetectorC
     return DetectorConfig(**kwargs)
 
 
-def peft_config_from(cfg: Mapping[str, Any]) -> Any | None:
-    """A LoraConfig from trust.lora.* keys (None when trust.lora.r is unset or 0: full
-    weights)."""
-    rank = BY_NAME["trust.lora.r"].read(cfg.get("trust.lora.r", 0))
-    if not rank:
-        return None
-    from peft import LoraConfig
-
-    read = {name: BY_NAME[name].read(cfg.get(name, BY_NAME[name].default)) for name in
-            ("trust.lora.alpha", "trust.lora.dropout", "trust.lora.target-modules")}
-    return LoraConfig(r=rank, lora_alpha=read["trust.lora.alpha"],
-                      lora_dropout=read["trust.lora.dropout"],
-                      target_modules=list(read["trust.lora.target-modules"]))
-
-
 def check_server_keys(cfg: Mapping[str, Any], strategy: str, strategies: Iterable[str]) -> None:
-    """Every ``trust.*`` key must be a known key of either side, an option of the chosen inner
-    strategy (``trust.<strategy>.*``), of the DP wrapper (``trust.dp.*``) or a tolerance."""
+    """Every ``trust.*`` key must be a known key of either side (one config serves both), an
+    option of the chosen inner strategy (``trust.<strategy>.*``), of the DP wrapper
+    (``trust.dp.*``, with trust.dp set) or a tolerance. A near-miss names the key it is most
+    likely a typo of; a key of another strategy or of an unset DP wrapper says "remove it"."""
     names = list(strategies)
     known = {k.name for k in KEYS} | {STRATEGY_KEY, DP_KEY}
-    prefixes = (f"trust.{strategy}.", f"{DP_KEY}.", TOLERANCE_PREFIX)
+    prefixes = (f"trust.{strategy}.", TOLERANCE_PREFIX) + ((f"{DP_KEY}.",) if DP_KEY in cfg
+                                                           else ())
     for key in cfg:
         if not key.startswith("trust.") or key in known or key.startswith(prefixes):
             continue
@@ -93,8 +82,16 @@ def check_server_keys(cfg: Mapping[str, Any], strategy: str, strategies: Iterabl
             raise unknown_key_error(
                 key, [], f"It configures '{other}' but trust.strategy is '{strategy}'; remove "
                 f"it, or set trust.strategy = \"{other}\".")
-        raise unknown_key_error(key, sorted(known), "Valid keys: " + ", ".join(sorted(known))
-                                + f", plus trust.{strategy}.*, trust.dp.*, trust.tolerance.*.")
+        if key.startswith(f"{DP_KEY}."):
+            raise unknown_key_error(
+                key, [], "It configures a DP wrapper but trust.dp is not set; remove it, or "
+                "set trust.dp (server-fixed, client-fixed, server-adaptive, client-adaptive).")
+        close = close_match(key, known)
+        if close is not None:
+            raise unknown_key_error(key, [close], f"Rename it to {close}, or remove it.")
+        raise unknown_key_error(key, [], "Remove it, or use one of: " + ", ".join(sorted(known))
+                                + f", trust.{strategy}.*, trust.dp.*, trust.tolerance.* "
+                                "(docs/configuration.md, docs/client.md).")
 
 
 def tolerance_table() -> str:

@@ -32,7 +32,7 @@ from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.report.records import RunResume
 from flwr_trust.scoring.profile import BehaviorProfile
 
-log = logging.getLogger("flwr_trust")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
 MONITORS = ("reports", "candidate", "evaluate")
@@ -196,6 +196,10 @@ class Guard:
         elif s.gate.halts(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
         self._emit(alarms)
+        if decision.action != "accept":
+            log.warning("TrustGuard round %s: %s (%s); left out %s, culprits %s", rnd,
+                        decision.action, decision.reason, decision.excluded or "none",
+                        decision.culprits or "none")
         population = merge_population(from_reports.population,
                                       on_candidate.population if on_candidate else {})
         self.recorder.round(ev, reports, update.stats, population, alarms, decision, metrics,
@@ -208,6 +212,14 @@ class Guard:
                 f"Read the audit log {self.recorder.audit_path} (flwr-trust report "
                 f"{self.recorder.run_dir}).")
         return RoundOutcome(arrays, metrics, decision, alarms, candidate)
+
+    def unchecked_round(self, ev: RoundEvidence) -> None:
+        """Record a train round none of whose replies could be checked (no global model yet:
+        the adapter refused them all); nothing is aggregated and the global model is kept."""
+        self._enter(ev)
+        self.recorder.round(ev, {}, {}, {}, [], GateDecision(
+            "accept", reason="no global model to check replies against; nothing aggregated"),
+            None, self._states())
 
     def evaluate_round(self, ev: RoundEvidence, metrics: Mapping[str, Any] | None
                        ) -> list[Alarm]:

@@ -19,6 +19,7 @@ from flwr_trust.guard.resume import PriorRun
 from flwr_trust.report.audit import read_log
 from flwr_trust.report.recorder import RunRecorder
 from flwr_trust.report.records import (
+    SYSTEM_LOSS_KEYS,
     Clients,
     Gate,
     Reference,
@@ -29,10 +30,7 @@ from flwr_trust.report.records import (
 )
 from flwr_trust.scoring.profile import BehaviorProfile
 
-log = logging.getLogger("flwr_trust")
-
-# Metric keys that describe system health, shown beside behavior ("loss fine, behavior failing").
-SYSTEM_LOSS_KEYS = ("train_loss", "train-loss", "loss")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 
 class GuardRecorder:

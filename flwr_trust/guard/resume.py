@@ -36,7 +36,7 @@ from flwr_trust.report.records import Reference, RoundRecord, RunEnd, RunResume,
 from flwr_trust.report.torn import TornTail
 from flwr_trust.scoring.profile import BehaviorProfile
 
-log = logging.getLogger("flwr_trust")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 SAME_SUITES = ("modes", "suite_hash", "server_suites")
 """Run-start fields a resumed guard must share with the run: what its evidence is about."""

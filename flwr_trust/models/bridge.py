@@ -197,17 +197,10 @@ def arrays_to_tensors(arrays: ArrayRecord | Mapping[str, Any]) -> dict[str, torc
 def check_arrays_fit(tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],
                      *, what: str) -> None:
     """Raise ArraysMismatchError listing missing, unexpected, mis-shaped or non-finite arrays."""
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    shapes = [f"{k}: got {tuple(tensors[k].shape)}, expected {tuple(expected[k].shape)}"
-              for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[:2]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})")
-    if shapes:
-        problems.append(f"{len(shapes)} with wrong shape (e.g. {shapes[:2]})")
+    from flwr_trust.models.shapes import fit_problems
+
+    problems = fit_problems({k: tuple(t.shape) for k, t in tensors.items()},
+                            {k: tuple(t.shape) for k, t in expected.items()})
     if problems:
         raise ArraysMismatchError(
             f"The {what} do not fit the model: " + "; ".join(problems) + ".",

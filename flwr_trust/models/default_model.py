@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from flwr_trust.errors import ModelLoadError
 
@@ -79,3 +80,25 @@ def ensure_default_model() -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"flwr-trust: cached {DEFAULT_MODEL_NAME} at {target}", file=sys.stderr, flush=True)
     return target
+
+
+def load_default_tokenizer() -> Any:
+    """The default model's tokenizer alone (chat template included), without converting or
+    loading the model: from the converted folder when it exists, else from the GGUF file."""
+    from transformers import AutoTokenizer
+
+    target = default_model_dir()
+    if (target / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(target)
+    return AutoTokenizer.from_pretrained(_gguf_folder(), gguf_file=GGUF_FILE)
+
+
+def default_model_config():
+    """The default model's transformers config, without loading its weights: from the cached
+    safetensors folder, or read from the GGUF file's metadata before the first conversion."""
+    from transformers import AutoConfig
+
+    target = default_model_dir()
+    if (target / "config.json").is_file():
+        return AutoConfig.from_pretrained(target)
+    return AutoConfig.from_pretrained(_gguf_folder(), gguf_file=GGUF_FILE)

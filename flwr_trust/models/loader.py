@@ -36,14 +36,27 @@ def resolve_model_spec(spec: str | os.PathLike[str]) -> str:
         return str(ensure_default_model().resolve())
     path = Path(spec).expanduser()
     if not path.is_dir():
+        path = cached_hub_folder(spec) or path
+    if not path.is_dir():
         raise ModelLoadError(
-            f"Model folder {spec!r} does not exist.",
-            "Pass --model default (the embedded SmolLM2), tiny, or a local Hugging Face model "
-            "folder containing config.json (no hub downloads: flwr-trust works offline).")
+            f"Model {spec!r} is neither a local folder nor a model in the Hugging Face cache.",
+            "Use the model `default` (the embedded SmolLM2), `tiny`, or a local Hugging Face "
+            "model folder containing config.json (flwr-trust never downloads models).")
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{spec} has no config.json: not a Hugging Face model folder.",
                              "Point to the folder that save_pretrained() wrote.")
     return str(path.resolve())
+
+
+def cached_hub_folder(name: str) -> Path | None:
+    """The local snapshot folder of Hugging Face model `name` (e.g. "mistralai/Mistral-7B-v0.3",
+    as FlowerTune's model.name gives it) if the Hugging Face cache holds one; never downloads."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not a repo id, or not cached: both mean "not here"
+        return None
 
 
 def load_base_model(spec: str | os.PathLike[str] = "default", *,

@@ -51,7 +51,7 @@ FIELDS = frozenset({"seq", "time", "kind", "payload", "prev", "hash"})
 
 PathLike = str | os.PathLike[str]
 
-log = logging.getLogger("flwr_trust")
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 
 def canonical_json(obj: Any) -> str:

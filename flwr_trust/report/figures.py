@@ -1,8 +1,8 @@
 """The figures of the report: each a list of inline-SVG charts plus its HTML legend.
 
 html.py lays the page out; this module turns a RunLog into charts (plots.py draws them). A
-figure is one job: the overview charts (loss, update norms, status grid), one figure per
-failure mode, and the privacy spend.
+figure is one job: the overview charts (loss, update norms; the status grid is grid.py), one
+figure per failure mode, and the privacy spend. A panel left empty says why (coverage.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from html import escape
 from typing import Any
 
 from flwr_trust import modes as registry
+from flwr_trust.report.coverage import behavior_gap, loss_gap, update_gap
+from flwr_trust.report.grid import GATE_LETTERS
 from flwr_trust.report.plots import (
     BLUE,
     GREEN,
@@ -20,18 +22,15 @@ from flwr_trust.report.plots import (
     ORANGE,
     PURPLE,
     VERMILION,
-    Cell,
     Chart,
     short_number,
-    status_grid,
     swatch,
 )
-from flwr_trust.report.records import Gate, as_dict, as_list, num
+from flwr_trust.report.records import as_dict, as_list, num
 from flwr_trust.report.runlog import ClientPoint, RunLog, node_key
 
 MAX_POINTS = 2000
 """Above this many client points a panel shows the clients' median +- MAD band instead."""
-GATE_LETTERS = {"quarantine": "Q", "rollback": "R", "halt": "H"}
 GATE_LEGEND = ("vline", INK, "", "", "gate acted: Q quarantine, R rollback, H halt")
 METRIC_LEGEND = [
     ("line", BLUE, "", "circle", "global value (train round)"),
@@ -89,7 +88,7 @@ def loss_chart(run: RunLog, rounds: list[int]) -> str:
         for r in sorted({a["round"] for _, a in run.alarms() if a.get("severity") == "alarm"}):
             chart.flag(r, "alarm")
     else:
-        chart.note = "no loss reported"
+        chart.note = loss_gap()
     return chart.svg("Aggregated training loss per round.")
 
 
@@ -103,66 +102,8 @@ def norm_chart(run: RunLog, rounds: list[int]) -> str:
         chart.line(xs, top, VERMILION, dash="5 3", marker="square")
         gate_marks(run, chart)
     else:
-        chart.note = "no update norms"
+        chart.note = update_gap(run)
     return chart.svg("Median and maximum client update norm per round.")
-
-
-def status_grid_of(run: RunLog, modes: list[str], rounds: list[int]) -> str:
-    """Rows: each mode's worst finding per round, the gate's action, replies refused."""
-    alarms: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for phase, a in run.alarms():
-        alarms.setdefault((a["mode"], a["round"]), []).append(a | {"phase": phase})
-    measured = _measured(run)
-    rows = []
-    for mode in modes:
-        cells = []
-        for r in rounds:
-            found = alarms.get((mode, r), [])
-            names = sorted({f"{a.get('metric')} ({a.get('severity')})" for a in found})
-            tip = f"{mode}, round {r}: " + (", ".join(names) if names else (
-                "measured, nothing significant" if (mode, r) in measured else "no data"))
-            if any(a.get("severity") == "alarm" for a in found):
-                cells.append(Cell("A", "#B34700", "#fff", tip))
-            elif found:
-                cells.append(Cell("W", "#F5C15C", "#3d2a00", tip))
-            elif (mode, r) in measured:
-                cells.append(Cell("", "#D3EDE1", tip=tip))
-            else:
-                cells.append(Cell("", "#f3f3f3", tip=tip))
-        rows.append((mode, cells))
-    gates = run.train_gates()
-    gate_cells = []
-    for r in rounds:
-        g = gates.get(r, Gate())
-        action = g.action
-        tip = f"round {r}: {action}" + (f" ({g.reason})" if g.reason else "")
-        if action in GATE_LETTERS:
-            gate_cells.append(Cell(GATE_LETTERS[action], BLUE, "#fff", tip))
-        else:
-            gate_cells.append(Cell("", "#e9eef5", tip=tip))
-    rows.append(("gate", gate_cells))
-    refused: dict[int, int] = {}
-    for p in run.rounds:
-        refused[p.round] = refused.get(p.round, 0) + len(p.clients.refused)
-    rows.append(("refused", [Cell(str(refused.get(r, 0)) if refused.get(r) else "",
-                                  "#FBE3C4" if refused.get(r) else "#f6f6f6",
-                                  tip=f"round {r}: {refused.get(r, 0)} replies refused")
-                             for r in rounds]))
-    return status_grid("Monitor status per round", rounds, rows,
-                       description="Rows are failure modes, the gate's action and refused "
-                       "replies; columns are rounds.")
-
-
-def _measured(run: RunLog) -> set[tuple[str, int]]:
-    """(mode, round) pairs with a measurement: a metric value, update stats, an audit."""
-    out = set()
-    for p in run.rounds:
-        out.update((mode, p.round) for mode, metrics in p.behavior.items() if metrics)
-        if p.update_stats:
-            out.add(("update", p.round))
-        if run.start.audited and p.phase == "train":
-            out.add(("integrity", p.round))
-    return out
 
 
 def mode_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
@@ -189,9 +130,11 @@ def _reference_row(run: RunLog, mode: str, metric: str) -> dict[str, Any]:
 
 
 def _panel_metrics(run: RunLog, mode: str) -> list[str]:
-    """Metrics that get a panel: every base metric, and per-group ones that alarmed/warned."""
+    """Metrics that get a panel: every base metric, and per-group ones that alarmed, warned
+    or went past their tolerance (what a WARNING status names)."""
     flagged = {str(a.get("metric")) for _, a in run.alarms() if a["mode"] == mode}
-    return [m for m in run.metrics_of(mode) if "/" not in m or m in flagged]
+    return [m for m in run.metrics_of(mode)
+            if "/" not in m or m in flagged or run.past_tolerance(mode, m)]
 
 
 def _behavior_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
@@ -200,8 +143,9 @@ def _behavior_panels(run: RunLog, mode: str) -> tuple[list[str], str]:
     metrics = _panel_metrics(run, mode)
     if not metrics:
         chart = Chart(mode, rounds)
-        chart.note = "not measured"
-        return [chart.svg("No data.")], ""
+        why = behavior_gap(run, mode)
+        chart.note = f"not measured: {why}"
+        return [chart.svg(f"Not measured: {why}.")], ""
     used: set[str] = set()
     return [_metric_chart(run, mode, metric, rounds, used) for metric in metrics], \
         legend([e for e in METRIC_LEGEND if e[4] in used])
@@ -222,6 +166,9 @@ def _metric_chart(run: RunLog, mode: str, metric: str, rounds: list[int],
     tol = next((p.tolerance for p in points if p.tolerance is not None), None)
     subtitle = f"worse if {worse}" + (f" · tolerance {short_number(tol)}" if tol is not None
                                       else "")
+    n = num(_reference_row(run, mode, metric).get("n"))
+    if n:  # the server probes the same items every round (report/samples.py)
+        subtitle += f" · n = {n:g}"
     chart = Chart(f"{mode} · {metric}", rounds, subtitle=subtitle)
     if ref is not None:
         used.add("reference (round 0)")
@@ -316,7 +263,7 @@ def _update_panels(run: RunLog) -> tuple[list[str], str]:
         if values:
             used.update(_spread(chart, values, flagged, BLUE))
         else:
-            chart.note = "no update statistics"
+            chart.note = update_gap(run)
         for r in sorted({a["round"] for _, a in run.alarms() if a["mode"] == "update"
                          and a.get("severity") == "alarm"}):
             chart.flag(r, "alarm")

@@ -25,8 +25,8 @@ from flwr_trust.report.figures import (
     mode_panels,
     norm_chart,
     privacy_chart,
-    status_grid_of,
 )
+from flwr_trust.report.grid import grid_legend, status_grid_of
 from flwr_trust.report.plots import BLUE, VERMILION, short_number
 from flwr_trust.report.records import as_list
 from flwr_trust.report.runlog import RunLog, load_run, node_key
@@ -196,7 +196,8 @@ def _cell(value: Any) -> str:
 
 def _summary_section(summary: dict[str, Any]) -> str:
     head = ("<tr><th>Mode</th><th>Status</th><th>First alarm</th><th>Alarms / warnings</th>"
-            "<th>Action taken</th><th>Culprits</th><th>Global value vs reference</th></tr>")
+            "<th>Action taken</th><th>Culprits</th><th>Global value vs reference</th>"
+            "<th>Probe n per round</th></tr>")
     rows = []
     for mode, s in summary["modes"].items():
         first = f"round {s['first_alarm_round']}" if s["first_alarm_round"] is not None else (
@@ -206,18 +207,30 @@ def _summary_section(summary: dict[str, Any]) -> str:
         rows.append(
             f'<tr data-mode="{escape(mode)}" data-status="{escape(s["status"])}">'
             f'<td><a href="#mode-{escape(mode)}">{escape(mode)}</a></td>'
-            f"<td>{_badge(s['status'])}</td><td>{escape(first)}</td>"
+            f"<td>{_badge(s['status'])}{_status_detail(s)}</td><td>{escape(first)}</td>"
             f"<td>{s['alarms']} / {s['warnings']}{_level(s['alarm_level'])}</td>"
             f'<td class="action">{escape(s["action"])}</td>'
-            f"<td>{escape(culprits)}</td><td>{escape(_largest(s))}</td></tr>")
+            f"<td>{escape(culprits)}</td><td>{escape(_largest(s))}</td>"
+            f'<td class="probe-n">{escape(s["probe_n_text"])}</td></tr>')
     note = ("<p class=\"muted\">ALARM: a test at the run's false-alarm budget fired. WARNING: "
-            "significant at an unadjusted 5 %, below the gating threshold. OK: measured, "
-            "nothing significant. NO DATA: not measured in the verified rounds. Client-level "
+            "significant at an unadjusted 5 %, below the gating threshold, or a metric (often "
+            "one group's) past its tolerance without a significant test; the metrics and groups "
+            "are named under it. OK: measured, nothing significant, nothing past tolerance. "
+            "NO DATA: not measured in the verified rounds (the reason under it). Probe n: "
+            "items the server probes per round (the reference record; per-group metrics rest "
+            "on fewer) and the n clients report with their values. Client-level "
             "alarms name clients that differ from the others (culprits); population-level "
             "alarms mean the global model degraded. The last column compares the global model "
             "with the round-0 reference, in the worse direction.</p>")
     return (f'<section id="summary"><h2>Summary</h2><table class="summary">{head}'
             f"{''.join(rows)}</table>{note}</section>")
+
+
+def _status_detail(s: dict[str, Any]) -> str:
+    """What a status rests on, under its badge: the metrics and groups of a warning, or why
+    there is no data."""
+    text = s["status_note"] or s["no_data_reason"]
+    return f'<br><span class="muted status-note">{escape(text)}</span>' if text else ""
 
 
 def _level(level: str | None) -> str:
@@ -257,15 +270,12 @@ def _overview_section(run: RunLog, summary: dict[str, Any]) -> str:
         "rounds. A healthy loss beside alarm cells is the silent failure this report exists "
         "to show.</p>"
         f'<div class="panels">{loss_chart(run, rounds)}{norm_chart(run, rounds)}'
-        f"{status_grid_of(run, list(summary['modes']), rounds)}</div>"
+        f"{status_grid_of(run, summary['modes'], rounds)}</div>"
         + legend([("line", BLUE, "", "circle", "loss / median norm"),
                    ("line", VERMILION, "5 3", "square", "max norm"),
                    ("flag", VERMILION, "", "", "an alarm in this round (any mode)"),
                    GATE_LEGEND])
-        + _legend_text("Status grid: A = alarm, W = warning, green = measured and fine, grey = "
-                       "no data; gate row: Q = quarantine, R = rollback, H = halt; refused row: "
-                       "replies refused. Hover a cell for details.")
-        + "</section>")
+        + grid_legend() + "</section>")
 
 
 
@@ -279,7 +289,7 @@ def _modes_section(run: RunLog, summary: dict[str, Any]) -> str:
              "strip between the reference and the tolerance limit in the worse direction. "
              "Values beyond the limit are a practically significant degradation. Points are "
              "single clients' reports. Per-group metrics are drawn only when they alarmed or "
-             "warned; all values are in the JSON summary.</p>"]
+             "warned, or went past their tolerance; all values are in the JSON summary.</p>"]
     for mode, s in summary["modes"].items():
         parts.append(_mode_block(run, mode, s))
     parts.append("</section>")
@@ -304,6 +314,12 @@ def _mode_block(run: RunLog, mode: str, s: dict[str, Any]) -> str:
         facts += [f"first alarm in round {s['first_alarm_round']}", f"gate: {s['action']}"]
     if s["culprits"]:
         facts.append(f"culprits: {', '.join(s['culprits'])}")
+    if s["status_note"]:
+        facts.append(s["status_note"])
+    if s["no_data_reason"]:
+        facts.append(f"no data: {s['no_data_reason']}")
+    if s["probe_n_text"] != "—":
+        facts.append(f"probe {s['probe_n_text']}")
     return (f'<section class="mode" id="mode-{escape(mode)}"><h3>{escape(mode)}: '
             f"{escape(name)} {_badge(s['status'])}</h3>"
             f'<p class="muted">{escape("; ".join(facts))}.</p>'
@@ -360,10 +376,6 @@ def _privacy_row(node: str, e: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------- pieces
 
-
-
-def _legend_text(text: str) -> str:
-    return f'<div class="legend">{escape(text)}</div>'
 
 
 def _footer(summary: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -180,10 +181,13 @@ class Chart:
                        f'text-anchor="middle" fill="#333">{x}</text>')
         out.append(f'<text x="{(left + right) / 2:.1f}" y="{h - 3}" font-size="10.5" '
                    'text-anchor="middle" fill="#555">round</text>')
-        if not self.marks and self.note:
-            out.append(f'<text x="{(left + right) / 2:.1f}" y="{(top + bottom) / 2:.1f}" '
-                       f'font-size="12" text-anchor="middle" fill="#555">'
-                       f"{escape(self.note)}</text>")
+        if not self.marks and self.note:  # why the panel is empty, wrapped to its width
+            lines = textwrap.wrap(self.note, max(16, int((right - left - 16) / 6.2)),
+                                  break_on_hyphens=False)
+            y0 = (top + bottom) / 2 - 7.5 * (len(lines) - 1)
+            out.extend(f'<text class="note" x="{(left + right) / 2:.1f}" y="{y0 + 15 * i:.1f}" '
+                       f'font-size="12" text-anchor="middle" fill="#555">{escape(line)}</text>'
+                       for i, line in enumerate(lines))
         per_round = (right - left) / max(self.x1 - self.x0, 1)
         clip = f"plot-area-{next(_CLIP_IDS)}"
         out.append(f'<clipPath id="{clip}"><rect x="{left - 6}" y="{top - 14}" '
@@ -327,6 +331,16 @@ def swatch(kind: str, color: str, *, dash: str = "", shape: str = "circle",
     return "".join(parts)
 
 
+def cell_swatch(cell: Cell) -> str:
+    """A 26x14 legend sample of a status-grid cell: its fill, outline and letter."""
+    outline = f' stroke="{cell.stroke}"' if cell.stroke else ""
+    letter = (f'<text x="13" y="11" font-size="10" font-weight="600" text-anchor="middle" '
+              f'fill="{cell.color}" {FONT}>{escape(cell.text)}</text>' if cell.text else "")
+    return ('<svg class="swatch" width="26" height="14" viewBox="0 0 26 14" aria-hidden="true">'
+            f'<rect x="1" y="0.5" width="24" height="13" fill="{cell.fill}"{outline}/>'
+            f"{letter}</svg>")
+
+
 def _steps():  # noqa: ANN202 - 1, 2, 5, 10, 20, 50, ...
     for mag in itertools.count():
         for m in (1, 2, 5):
@@ -341,6 +355,7 @@ class Cell:
     fill: str
     color: str = INK
     tip: str = ""
+    stroke: str = ""  # an outline, for a fill too pale to see on the page
 
 
 def status_grid(title: str, rounds: Sequence[int], rows: Sequence[tuple[str, Sequence[Cell]]],
@@ -363,8 +378,9 @@ def status_grid(title: str, rounds: Sequence[int], rows: Sequence[tuple[str, Seq
         for j, cell in enumerate(cells):
             x = label_w + j * cell_w
             gap = 1.0 if cell_w >= 8 else 0.0
+            outline = f' stroke="{cell.stroke}"' if cell.stroke else ""
             out.append(f'<rect x="{x + gap / 2:.1f}" y="{y + 1}" width="{cell_w - gap:.2f}" '
-                       f'height="{cell_h - 2}" fill="{cell.fill}">'
+                       f'height="{cell_h - 2}" fill="{cell.fill}"{outline}>'
                        f"<title>{escape(cell.tip)}</title></rect>")
             if cell.text and cell_w >= 12:
                 out.append(f'<text x="{x + cell_w / 2:.1f}" y="{y + 15}" font-size="11" '

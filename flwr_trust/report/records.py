@@ -23,6 +23,10 @@ from typing import Any, ClassVar
 
 VERSION = 2
 
+SYSTEM_LOSS_KEYS = ("train_loss", "train-loss", "loss")
+"""Metric keys the guard reads the round's aggregated loss from (`RoundRecord.system["loss"]`),
+the system health shown beside behavior ("loss fine, behavior failing")."""
+
 
 def num(value: Any) -> float | None:
     """A finite float from a payload number, else None (non-finite, missing, bool, text)."""
@@ -62,6 +66,11 @@ class RunStart:
     audit_fraction: float | None = None
     secure_aggregation: bool | None = None
     version: int = VERSION
+    # Probe sample sizes (absent in logs written before them): items per mode the server
+    # probes for the reference and every candidate, and per mode per round each client
+    # probes (0 = whole suites).
+    server_items: dict[str, int] = field(default_factory=dict)
+    client_probe_budget: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,7 +85,11 @@ class RunStart:
                    {str(k): str(v) for k, v in as_dict(p.get("server_suites")).items()},
                    num(p.get("alpha")), num(p.get("update_alpha")), num(p.get("audit_fraction")),
                    p.get("secure_aggregation") if isinstance(p.get("secure_aggregation"), bool)
-                   else None, _version(p))
+                   else None, _version(p),
+                   {str(k): int(v) for k, v in as_dict(p.get("server_items")).items()
+                    if is_round(v)},
+                   p.get("client_probe_budget") if is_round(p.get("client_probe_budget"))
+                   else None)
 
     @property
     def audited(self) -> bool:

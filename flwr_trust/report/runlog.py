@@ -146,6 +146,13 @@ class RunLog:
                                    num(row.get("client_median")), num(row.get("client_spread"))))
         return out
 
+    def past_tolerance(self, mode: str, metric: str) -> list[int]:
+        """Rounds (either phase) where mode.metric's global value was past its tolerance in
+        the worse direction, whether or not a test found it significant."""
+        return sorted({p.round for phase in PHASES for p in self.metric_series(mode, metric, phase)
+                       if p.degradation is not None and p.tolerance is not None
+                       and p.degradation > p.tolerance})
+
     def client_values(self, key: str, phase: str) -> list[ClientPoint]:
         """Per-client values of a flat key (e.g. "trust.alignment.refusal-rate") per round."""
         return self._per_client(lambda p: p.client_metrics, key, phase)

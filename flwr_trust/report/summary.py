@@ -4,9 +4,13 @@ privacy spend. The HTML report renders this same summary, so the page and the JS
 
 Statuses:
 - ALARM: at least one alarm (the severity gates act on) was raised for the mode;
-- WARNING: warnings only (significant at an unadjusted 5 %, below the gating threshold);
-- OK: measured in the verified rounds, with neither;
-- NO DATA: never measured in the verified rounds. Without data the report cannot call a mode OK.
+- WARNING: no alarm, but warnings (significant at an unadjusted 5 %, below the gating
+  threshold), or a metric whose global value went past its tolerance in some round without a
+  significant test: often a per-group metric (one social group, one client group), which rests
+  on fewer items. `status_note` names the metrics and groups;
+- OK: measured in the verified rounds, with none of these;
+- NO DATA: never measured in the verified rounds (`no_data_reason` says why, when the log
+  shows it). Without data the report cannot call a mode OK.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from flwr_trust.errors import AuditLogError
+from flwr_trust.report.coverage import behavior_gap, update_gap
 from flwr_trust.report.records import Gate, as_list, num
 from flwr_trust.report.runlog import PHASES, RunLog, load_run, node_key
+from flwr_trust.report.samples import describe_sizes, probe_sizes
 
 FORMAT = "flwr-trust-summary/1"
 STATUSES = ("ALARM", "WARNING", "OK", "NO DATA")
@@ -81,11 +87,12 @@ def run_header(run: RunLog) -> dict[str, Any]:
 
 def report_modes(run: RunLog) -> list[str]:
     """The modes the report covers: the run's behavioral modes, then `update` (when the server
-    checked updates), `integrity` (when it audited clients), then any other mode that alarmed,
-    so that no alarm is left out of the summary."""
+    checked updates, or was set up to: run-start has its alpha), `integrity` (when it audited
+    clients), then any other mode that alarmed, so that no alarm is left out of the summary."""
     modes = list(run.modes)
     alarmed = [a["mode"] for _, a in run.alarms()]
-    if any(p.update_stats for p in run.rounds) or "update" in alarmed:
+    if (any(p.update_stats for p in run.rounds) or "update" in alarmed
+            or run.start.update_alpha is not None):
         modes.append("update")
     if run.start.audited or "integrity" in alarmed:
         modes.append("integrity")
@@ -108,12 +115,18 @@ def mode_summary(run: RunLog, mode: str) -> dict[str, Any]:
     """Status, first alarm/warning round, counts, the gate's action and culprits of one mode."""
     alarms = [a for _, a in run.alarms() if a["mode"] == mode and a.get("severity") == "alarm"]
     warnings = [a for _, a in run.alarms() if a["mode"] == mode and a.get("severity") != "alarm"]
+    metrics = {m: metric_summary(run, mode, m) for m in run.metrics_of(mode)}
+    past = past_tolerance(run, mode, metrics)
     if alarms:
         status = "ALARM"
-    elif warnings:
+    elif warnings or any(p["group"] for p in past):
+        # A group past its tolerance is a warning even when not significant (the issue's
+        # complaint); a whole-population estimate past tolerance but not significant keeps
+        # OK with the note saying so: with small probes noise alone puts clean runs there.
         status = "WARNING"
     else:
         status = "OK" if has_data(run, mode) else "NO DATA"
+    sizes = probe_sizes(run, mode)
     alarm_rounds = sorted({a["round"] for a in alarms})
     gates = run.train_gates()
     actions = [{"round": r, "action": gates.get(r, Gate()).action} for r in alarm_rounds]
@@ -132,8 +145,69 @@ def mode_summary(run: RunLog, mode: str) -> dict[str, Any]:
         "action": describe_actions(actions, run.start.gate),
         "culprits": sorted(culprits, key=node_key),
         "alarmed_metrics": sorted({str(a.get("metric")) for a in alarms}),
-        "metrics": {m: metric_summary(run, mode, m) for m in run.metrics_of(mode)},
+        "past_tolerance": past,
+        "groups": flagged_groups(warnings + alarms, past),
+        "status_note": status_note(warnings, past),
+        "no_data_reason": no_data_reason(run, mode) if status == "NO DATA" else None,
+        "probe_n": sizes,
+        "probe_n_text": describe_sizes(sizes),
+        "metrics": metrics,
     }
+
+
+def past_tolerance(run: RunLog, mode: str, metrics: dict[str, dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """Metrics (per-group ones included) whose global value was past their tolerance, in the
+    worse direction, in some round: [{metric, group, rounds, worst_degradation, tolerance}]."""
+    out = []
+    for metric, m in metrics.items():
+        if rounds := run.past_tolerance(mode, metric):
+            out.append({"metric": metric, "group": group_of(metric), "rounds": rounds,
+                        "worst_degradation": m["worst_degradation"],
+                        "tolerance": m["tolerance"]})
+    return out
+
+
+def group_of(metric: str) -> str | None:
+    """"religion" for "stereotype-pref/religion"; None for a whole-population metric."""
+    return metric.split("/", 1)[1] if "/" in metric else None
+
+
+def flagged_groups(alarms: list[dict[str, Any]], past: list[dict[str, Any]]) -> list[str]:
+    """The groups named by alarms and warnings on per-group metrics, or past tolerance."""
+    names = {group_of(str(a.get("metric"))) for a in alarms} | {p["group"] for p in past}
+    return sorted(g for g in names if g)
+
+
+def status_note(warnings: list[dict[str, Any]], past: list[dict[str, Any]]) -> str:
+    """What a WARNING rests on, naming metrics and groups, e.g. "warning: stereotype-pref
+    (round 2); past tolerance, not significant: stereotype-pref for group religion (round 3)";
+    "" when there is nothing to say."""
+    parts = []
+    if warnings:
+        by_metric: dict[str, list[int]] = {}
+        for w in warnings:
+            by_metric.setdefault(str(w.get("metric")), []).append(w["round"])
+        parts.append("warning: " + ", ".join(f"{_named(m)} ({round_ranges(r)})"
+                                             for m, r in sorted(by_metric.items())))
+    if past:
+        parts.append("past tolerance, not significant: " + ", ".join(
+            f"{_named(p['metric'])} ({round_ranges(p['rounds'])})" for p in past))
+    return "; ".join(parts)
+
+
+def _named(metric: str) -> str:
+    group = group_of(metric)
+    return f"{metric.split('/', 1)[0]} for group {group}" if group else metric
+
+
+def no_data_reason(run: RunLog, mode: str) -> str:
+    """Why a mode was never measured, as far as the log shows."""
+    if mode == "update":
+        return update_gap(run)
+    if mode == "integrity":
+        return "integrity audit off" if not run.start.audited else "no train round"
+    return behavior_gap(run, mode)
 
 
 def alarm_level(alarms: list[dict[str, Any]]) -> str | None:

@@ -11,24 +11,41 @@ compliance reply to one chat prompt) are scored with the context run once: its k
 copied to one row per continuation, and only the continuations are run on top of it. This is the
 same computation (to float rounding) with far fewer tokens; `share_prefix=False` turns it off.
 
-Batches are also capped by the memory of their logits (`MAX_LOGIT_BYTES`): with a large
-vocabulary, the logits of a full token budget of continuations dwarf the model's activations
-(a context with more continuations than fit is run once per part), and batches of shared
-contexts by the memory of their key/value cache (`MAX_CACHE_BYTES`).
-Everything runs on the model's own device and dtype (`placement`).
+Contexts of different items that start with the same tokens (a chat template's system block,
+an instruction header) go further: the prefixes they share run once per call, in one batch,
+and each context starts from a copy of its prefix's cache row (the plan:
+flwr_trust.scoring.prefixes); `common_prefix=False` turns that off.
+
+Padding is work too: contexts are batched by the length of their continuations, and a batch's
+continuations run in length runs wherever the padding saved outweighs a forward call
+(`CALL_TOKENS`). Copies of a cache's rows (`kv.rows_of`) are transient and bounded by the
+batch's own cache.
+
+Memory is capped besides the token budget: a batch's logits (`MAX_LOGIT_BYTES`; with a large
+vocabulary the logits of a full token budget of continuations dwarf the model's activations)
+and the key/value cache of a batch of contexts (`MAX_CACHE_BYTES`). Everything runs on the
+model's own device and dtype (`placement`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from flwr_trust.scoring import kv
 from flwr_trust.scoring.placement import Placement, pick_placement
+from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
 from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
+
+CALL_TOKENS = 64
+"""A forward call costs about as much as this many token forwards (module dispatch, kernel
+launches; far more on a GPU than on a CPU relative to a token): a continuation batch is split
+by length only where the padding saved exceeds this."""
+
 
 MAX_LOGIT_BYTES = 64 * 2**20
 """The most memory one batch's logits may take, with their log-softmax (fp32, so 8 bytes per
@@ -36,6 +53,11 @@ vocabulary entry and position): a batch of 8192 continuation tokens over a 49k v
 otherwise hold 3 GiB, more than a client's whole training step on a small model. Smaller
 batches cost no time here: on a SmolLM2-shaped model (2 layers, 49k vocabulary, 1 CPU thread)
 the default probe took 60 s uncapped, 28-39 s with caps of 32-256 MiB."""
+
+MAX_CACHE_BYTES = 64 * 2**20
+"""The most memory the key/value cache of one batch of contexts may take (it is kept for every
+layer while the continuations run, and rows of it are copied): SmolLM2 holds 46 KiB per token
+in fp32, so the 8192-token default budget would keep 377 MiB."""
 
 
 def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
@@ -45,12 +67,6 @@ def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
         head = getattr(model, "get_output_embeddings", lambda: None)()
         vocab = int(head.weight.shape[0]) if head is not None else 0
     return max(1, max_logit_bytes // (8 * vocab)) if vocab > 0 else 1 << 62
-
-
-MAX_CACHE_BYTES = 64 * 2**20
-"""The most memory the key/value cache of one batch of shared contexts may take (it is kept
-for every layer while the continuations run, and copied once per continuation row): SmolLM2
-holds 46 KiB per token in fp32, so the 8192-token default budget would keep 377 MiB."""
 
 
 def cache_tokens(model: Any, max_cache_bytes: int = MAX_CACHE_BYTES) -> int:
@@ -93,9 +109,12 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *,
 
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
                    max_batch_tokens: int = 8192, max_length: int = 2048,
-                   precision: Precision = "fp32", share_prefix: bool = True) -> Scores:
+                   precision: Precision = "fp32", share_prefix: bool = True,
+                   common_prefix: bool = True) -> Scores:
     """Score every request with batched forward passes; returns arrays in request order.
 
+    share_prefix: run each distinct context once for all its continuations;
+    common_prefix: also run a prefix that several contexts share once (needs share_prefix).
     They run on the model's own device and dtype (`placement.pick_placement`): `precision`
     only adds a bf16 autocast (always for bf16, where native for auto)."""
     if precision not in PRECISIONS:
@@ -103,13 +122,24 @@ def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
     for r in requests:
         if not r.context or not r.continuation:
             raise ValueError("every request needs a non-empty context and continuation")
+    sharing = sharing_used(requests, max_length=max_length, share_prefix=share_prefix,
+                           common_prefix=common_prefix)
     place = pick_placement(model, precision)
-    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
-                               for r in requests):
+    if sharing == "none":
         return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
                            max_length=max_length, place=place)
     return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         place=place)
+                         place=place, common_prefix=sharing == "prefix")
+
+
+def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
+                 share_prefix: bool = True, common_prefix: bool = True) -> Sharing:
+    """What `score_requests` runs once with these options: requests longer than `max_length`
+    are truncated from the left, which only the unshared path does."""
+    if not share_prefix or any(len(r.context) + len(r.continuation) > max_length
+                               for r in requests):
+        return "none"
+    return "prefix" if common_prefix else "context"
 
 
 @torch.inference_mode()
@@ -158,139 +188,213 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
 
 @torch.inference_mode()
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
-                  max_batch_tokens: int, place: Placement) -> Scores:
-    """Run each distinct context once, then all its continuations on a copy of its cache."""
+                  max_batch_tokens: int, place: Placement, common_prefix: bool) -> Scores:
+    """Run each distinct context once, then all its continuations on a copy of its cache;
+    with `common_prefix`, contexts that start alike start from their group's prefix cache."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
     n_tokens = np.zeros(n, dtype=np.int64)
-    max_logits = logit_positions(model, MAX_LOGIT_BYTES)
-    max_batch_tokens = min(max_batch_tokens, cache_tokens(model, MAX_CACHE_BYTES))
-    groups = _context_groups(requests, max_logits)
-    contexts = [c for c, _ in groups]
-    members = [m for _, m in groups]
-    # Cost of a context group ~ its context once plus its continuation rows over the context.
-    cost = [len(c) + len(m) * (len(c) + max(len(requests[i].continuation) for i in m))
-            for c, m in groups]
-    rows = [sum(len(requests[i].continuation) > 1 for i in m) for m in members]
-    widths = [max(len(requests[i].continuation) - 1 for i in m) for m in members]
-    device = place.device
-    for batch in _plan_by_cost(cost, [len(c) for c in contexts], max_batch_tokens, rows=rows,
-                               widths=widths, max_logits=max_logits):
-        ctxs = [contexts[b] for b in batch]
-        width = max(len(c) for c in ctxs)
-        ids = torch.full((len(ctxs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ctxs), width), dtype=torch.long)
-        for row, c in enumerate(ctxs):
-            ids[row, width - len(c):] = torch.tensor(c)
-            mask[row, width - len(c):] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with place.context():
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
-        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
-        # One row per (context, continuation): first token from the context's last logits.
-        rows = [(row, i) for row, b in enumerate(batch) for i in members[b]]
-        for row, i in rows:
-            logprob[i] = float(first_logp[row, requests[i].continuation[0]])
-            n_tokens[i] = len(requests[i].continuation)
-        rest = [(row, i) for row, i in rows if len(requests[i].continuation) > 1]
-        if not rest:
-            continue
-        cache = _returned_cache(out)
-        cache.reorder_cache(torch.tensor([row for row, _ in rest], device=device))
-        cont_width = max(len(requests[i].continuation) - 1 for _, i in rest)
-        cont_ids = torch.full((len(rest), cont_width), pad_id, dtype=torch.long)
-        cont_mask = torch.zeros((len(rest), cont_width), dtype=torch.long)
-        targets = torch.full((len(rest), cont_width), -1, dtype=torch.long)
-        for k, (_, i) in enumerate(rest):
-            cont = requests[i].continuation
-            cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
-            cont_mask[k, :len(cont) - 1] = 1
-            targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
-        ctx_rows = torch.tensor([row for row, _ in rest])
-        full_mask = torch.cat([mask[ctx_rows], cont_mask], dim=1)
-        start = mask[ctx_rows].sum(dim=1, keepdim=True)
-        cont_pos = start + torch.arange(cont_width)[None, :]
-        with place.context():
-            out2 = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
-                         position_ids=cont_pos.to(device), use_cache=True,
-                         **{_cache_argument(model): cache})
-        logp = torch.log_softmax(out2.logits.float(), dim=-1).cpu()
-        valid = targets >= 0
-        picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        picked = (picked * valid).sum(dim=1)
-        for k, (_, i) in enumerate(rest):
-            logprob[i] += float(picked[k])
-    return Scores(logprob, n_tokens)
-
-
-def _context_groups(requests: Sequence[Request], max_logits: int
-                    ) -> list[tuple[tuple[int, ...], list[int]]]:
-    """Requests grouped by context, each group split (in order) so that its continuation pass's
-    logits, rows x the widest continuation, stay within max_logits positions: a context shared
-    by very many continuations (e.g. every bias sentence after BOS) is then run once per part."""
     by_context: dict[tuple[int, ...], list[int]] = {}
     for i, r in enumerate(requests):
         by_context.setdefault(r.context, []).append(i)
-    out: list[tuple[tuple[int, ...], list[int]]] = []
-    for context, indices in by_context.items():
-        part: list[int] = []
-        widest = 0
-        for i in indices:
-            wider = max(widest, len(requests[i].continuation) - 1)
-            if part and (len(part) + 1) * wider > max_logits:
-                out.append((context, part))
-                part, wider = [], len(requests[i].continuation) - 1
-            part.append(i)
-            widest = wider
-        out.append((context, part))
+    contexts = list(by_context)
+    plan = plan_prefix_groups(contexts) if common_prefix else \
+        [PrefixGroup(0, tuple(range(len(contexts))))]
+    max_batch_tokens = min(max_batch_tokens, cache_tokens(model, MAX_CACHE_BYTES))
+    max_logits = logit_positions(model, MAX_LOGIT_BYTES)
+    # Passes: the shared prefixes of a chunk of groups run in one batch, then the chunk's
+    # contexts in batches that mix groups freely; contexts sharing nothing run in a last pass.
+    shared = [g for g in plan if g.shared]
+    passes = [[shared[k] for k in chunk]
+              for chunk in plan_batches([g.shared for g in shared], max_batch_tokens)]
+    passes += [[g] for g in plan if not g.shared]
+    for groups in passes:
+        prefixes = _prefixes(model, [contexts[g.members[0]][:g.shared] for g in groups],
+                             pad_id=pad_id, place=place) \
+            if groups[0].shared else None
+        members = [_Row(contexts[m], by_context[contexts[m]], k, g.shared)
+                   for k, g in enumerate(groups) for m in g.members]
+        # Cost of a context ~ its context once plus its continuation rows over the context
+        # (the cache rows of a shorter prefix padded to the pass's longest are left out: they
+        # cost attention and memory, no MLP; counting them splits batches for little).
+        cost = [len(r.context) + len(r.requests) * (len(r.context) + max(
+            len(requests[i].continuation) for i in r.requests)) for r in members]
+        # Batch contexts whose continuations have about the same length (within 2x) and, among
+        # them, own context lengths close together: both are padded to the batch's longest.
+        order = [(-max(len(requests[i].continuation) for i in r.requests).bit_length(),
+                  -(len(r.context) - r.shared)) for r in members]
+        for batch in _plan_by_cost(cost, order, max_batch_tokens):
+            scored = _score_batch(model, requests, [members[b] for b in batch], prefixes,
+                                  pad_id=pad_id, place=place, max_logits=max_logits)
+            for i, (lp, k) in scored.items():
+                logprob[i], n_tokens[i] = lp, k
+    return Scores(logprob, n_tokens)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One context of a batch: its tokens, its requests, its prefix's row and length."""
+
+    context: tuple[int, ...]
+    requests: list[int]
+    prefix_row: int
+    shared: int
+
+
+@dataclass(frozen=True)
+class _Prefixes:
+    """The KV cache of a batch of shared prefixes (left-padded rows) and its attention mask."""
+
+    cache: Any
+    mask: torch.Tensor
+
+
+def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
+              place: Placement) -> _Prefixes:
+    """Run shared prefixes once, in one left-padded batch."""
+    device = place.device
+    width = max(len(p) for p in prefixes)
+    ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for row, p in enumerate(prefixes):
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    with place.context():
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    return _Prefixes(kv.returned_cache(out), mask)
+
+
+def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
+                 prefixes: _Prefixes | None, *, pad_id: int, place: Placement,
+                 max_logits: int = 0) -> dict[int, tuple[float, int]]:
+    """Score the requests of a batch of contexts: request index -> (log-prob, tokens).
+
+    Each row starts from a copy of its prefix's cache row (none: from nothing) and runs only its
+    context's own tokens after the prefix, left-padded so that the last position is every
+    row's last context token; padding inside a row is masked and skipped by the explicit
+    position ids. A continuation run whose logits exceed `max_logits` positions runs in parts."""
+    device = place.device
+    width = max(len(r.context) - r.shared for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    own = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, r in enumerate(rows):
+        ids[row, width - len(r.context) + r.shared:] = torch.tensor(r.context[r.shared:])
+        own[row, width - len(r.context) + r.shared:] = 1
+    past: dict[str, Any] = {}
+    mask = own
+    if prefixes is not None:
+        index = [r.prefix_row for r in rows]
+        mask = torch.cat([prefixes.mask[index], own], dim=1)
+        past[kv.cache_argument(model)] = kv.rows_of(prefixes.cache, index, device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, mask.shape[1] - width:]
+    with place.context():
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
+                    **past)
+    first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+    # One row per (context, continuation): first token from the context's last logits.
+    pairs = [(row, i) for row, r in enumerate(rows) for i in r.requests]
+    scored = {i: (float(first_logp[row, requests[i].continuation[0]]),
+                  len(requests[i].continuation)) for row, i in pairs}
+    rest = sorted(((row, i) for row, i in pairs if len(requests[i].continuation) > 1),
+                  key=lambda pair: -len(requests[pair[1]].continuation))
+    chunks = _logit_parts(_length_chunks([len(requests[i].continuation) - 1 for _, i in rest]),
+                          [len(requests[i].continuation) - 1 for _, i in rest], max_logits)
+    cache = kv.returned_cache(out)
+    for n, chunk in enumerate(chunks):
+        part = [rest[k] for k in chunk]
+        index = [row for row, _ in part]
+        # The last chunk may consume the batch's cache; earlier ones take copies of their rows.
+        rows_cache = kv.select_rows(cache, index, device) if n == len(chunks) - 1 else \
+            kv.rows_of(cache, index, device)
+        picked = _continue(model, requests, part, rows_cache, mask[index], pad_id=pad_id,
+                           place=place)
+        for k, (_, i) in enumerate(part):
+            first, count = scored[i]
+            scored[i] = (first + float(picked[k]), count)
+    return scored
+
+
+def _length_chunks(lengths: Sequence[int], call: int | None = None) -> list[list[int]]:
+    """Cut lengths sorted longest first into runs, one forward call each: a run is
+    right-padded to its first (longest) row, and a call costs about `call` token forwards, so
+    the cuts minimize padded tokens + `call` per run (dynamic programming over the distinct
+    lengths; `call` defaults to CALL_TOKENS)."""
+    call = CALL_TOKENS if call is None else call
+    values = sorted(set(lengths), reverse=True)
+    counts = [sum(1 for n in lengths if n == v) for v in values]
+    best = [0] + [0] * len(values)  # best[j]: cost of the first j distinct lengths
+    cut = [0] * (len(values) + 1)
+    for j in range(1, len(values) + 1):
+        options = [(best[a] + values[a] * sum(counts[a:j]) + call, a) for a in range(j)]
+        best[j], cut[j] = min(options)
+    starts, j = [], len(values)
+    while j > 0:
+        starts.append(values[cut[j]])
+        j = cut[j]
+    firsts = set(starts)
+    chunks: list[list[int]] = []
+    for k, n in enumerate(lengths):
+        if n in firsts and (not chunks or lengths[chunks[-1][0]] != n):
+            chunks.append([])
+        chunks[-1].append(k)
+    return chunks
+
+
+def _logit_parts(chunks: list[list[int]], lengths: Sequence[int],
+                 max_logits: int) -> list[list[int]]:
+    """`chunks` (runs of rows, longest first) cut so that rows x the run's longest length stay
+    within max_logits positions (a single row is never cut; 0: no limit)."""
+    if not max_logits:
+        return chunks
+    out: list[list[int]] = []
+    for chunk in chunks:
+        size = max(1, max_logits // max(1, lengths[chunk[0]]))
+        out += [chunk[k:k + size] for k in range(0, len(chunk), size)]
     return out
 
 
-def _returned_cache(out: Any) -> Any:
-    """The KV cache of a forward pass: `cache` since transformers 5.2x, `past_key_values`
-    before (the old name still works there but warns on every call)."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int]], cache: Any,
+              ctx_mask: torch.Tensor, *, pad_id: int, place: Placement) -> torch.Tensor:
+    """Log-probability of every continuation token after the first, one row per (context row,
+    request) on a cache holding those context rows; right-padded to the longest."""
+    device = place.device
+    cont_width = max(len(requests[i].continuation) - 1 for _, i in part)
+    cont_ids = torch.full((len(part), cont_width), pad_id, dtype=torch.long)
+    cont_mask = torch.zeros((len(part), cont_width), dtype=torch.long)
+    targets = torch.full((len(part), cont_width), -1, dtype=torch.long)
+    for k, (_, i) in enumerate(part):
+        cont = requests[i].continuation
+        cont_ids[k, :len(cont) - 1] = torch.tensor(cont[:-1])
+        cont_mask[k, :len(cont) - 1] = 1
+        targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
+    full_mask = torch.cat([ctx_mask, cont_mask], dim=1)
+    cont_pos = ctx_mask.sum(dim=1, keepdim=True) + torch.arange(cont_width)[None, :]
+    with place.context():
+        out = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
+                    position_ids=cont_pos.to(device), use_cache=True,
+                    **{kv.cache_argument(model): cache})
+    logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()
+    valid = targets >= 0
+    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * valid).sum(dim=1)
 
 
-def _cache_argument(model: Any) -> str:
-    """The forward() keyword that takes a KV cache in this transformers version."""
-    base = getattr(model, "get_base_model", lambda: model)()
-    return _cache_keyword(type(base))
-
-
-@functools.cache
-def _cache_keyword(model_class: type) -> str:
-    """Looked up once per model class: this runs for every continuation batch."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters \
-        else "past_key_values"
-
-
-def _plan_by_cost(cost: Sequence[int], lengths: Sequence[int], budget: int, *,
-                  rows: Sequence[int] | None = None, widths: Sequence[int] | None = None,
-                  max_logits: int = 0) -> list[list[int]]:
-    """Group items, longest first, so that the summed cost of a batch stays within budget and,
-    given each item's continuation `rows` and `widths`, the continuation pass's logits (all rows
-    x the widest) stay within max_logits positions (0: no logits limit)."""
-    order = sorted(range(len(cost)), key=lambda i: -lengths[i])
+def _plan_by_cost(cost: Sequence[int], keys: Sequence[Any], budget: int) -> list[list[int]]:
+    """Group items in the order of their sort keys so that the summed cost of a batch stays
+    within budget."""
+    order = sorted(range(len(cost)), key=lambda i: keys[i])
     batches: list[list[int]] = []
     current: list[int] = []
-    total = n_rows = widest = 0
+    total = 0
     for i in order:
-        more_rows = n_rows + (rows[i] if rows is not None else 0)
-        wider = max(widest, widths[i] if widths is not None else 0)
-        if current and (total + cost[i] > budget
-                        or (max_logits and more_rows * wider > max_logits)):
+        if current and total + cost[i] > budget:
             batches.append(current)
             current, total = [], 0
-            more_rows = rows[i] if rows is not None else 0
-            wider = widths[i] if widths is not None else 0
         current.append(i)
         total += cost[i]
-        n_rows, widest = more_rows, wider
     if current:
         batches.append(current)
     return batches

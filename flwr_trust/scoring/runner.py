@@ -9,8 +9,9 @@ from flwr_trust import modes as registry
 from flwr_trust.errors import SuiteError
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.encoding import cached_requests
-from flwr_trust.scoring.engine import score_requests
+from flwr_trust.scoring.engine import score_requests, sharing_used
 from flwr_trust.scoring.placement import pick_placement
+from flwr_trust.scoring.prefixes import forwarded_tokens
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
@@ -30,8 +31,11 @@ def _as_mapping(suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite]) -> dict
 def profile_model(model: Any, tokenizer: Any,
                   suites: Mapping[str, ProbeSuite] | Iterable[ProbeSuite], *,
                   name: str = "", precision: Precision = "fp32",
-                  max_batch_tokens: int = 8192) -> BehaviorProfile:
-    """Score `model` on every suite with one batched pass over all their requests."""
+                  max_batch_tokens: int = 8192, common_prefix: bool = True) -> BehaviorProfile:
+    """Score `model` on every suite with one batched pass over all their requests.
+
+    common_prefix=False runs every context whole (no prefix shared across items): the same
+    numbers to float rounding, for comparing (bench/probe_tokens.py)."""
     by_mode = _as_mapping(suites)
     all_requests: list[Request] = []
     spans: dict[str, tuple[int, int]] = {}
@@ -48,7 +52,7 @@ def profile_model(model: Any, tokenizer: Any,
     model.eval()
     try:
         scores = score_requests(model, all_requests, pad_id=int(pad_id), precision=precision,
-                                max_batch_tokens=max_batch_tokens)
+                                max_batch_tokens=max_batch_tokens, common_prefix=common_prefix)
     finally:
         if was_training:
             model.train()
@@ -60,7 +64,9 @@ def profile_model(model: Any, tokenizer: Any,
     return BehaviorProfile(metrics, {m: s.hash for m, s in by_mode.items()}, model=name,
                            extra={"precision": pick_placement(model, precision).label,
                                   "tokens": int(sum(len(r.context) + len(r.continuation)
-                                                    for r in all_requests))})
+                                                    for r in all_requests)),
+                                  "forwarded_tokens": forwarded_tokens(all_requests, sharing_used(
+                                      all_requests, common_prefix=common_prefix))})
 
 
 def profile_arrays(bridge: Any, arrays: Any,

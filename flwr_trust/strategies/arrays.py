@@ -66,9 +66,9 @@ def lossless_cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray | None:
         return values
     if values.dtype.kind != "f" or dtype.kind != "f":
         return None
-    cast = values.astype(dtype)
-    if dtype.itemsize > values.dtype.itemsize:
-        return cast
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to Inf is caught below
+        cast = values.astype(dtype)
+        if dtype.itemsize > values.dtype.itemsize:
+            return cast
         same = np.array_equal(cast.astype(values.dtype), values)
     return cast if same else None

@@ -7,20 +7,32 @@
     trust.gate = "quarantine"             # off | quarantine | rollback | halt
     ...                                   # every other key: flwr_trust.config.keys
 
-Unknown names, options and keys are errors that say what is valid.
+FlowerTune's own keys are honoured: ``strategy.fraction-train`` (or the older
+``strategy.fraction-fit``) and ``strategy.fraction-evaluate`` set the inner strategy's
+fractions unless ``trust.<strategy>.fraction-*`` does; ``model.name`` and ``model.lora.*`` give
+the server's model and adapter (resolved at the start of the run: startup.py).
+
+Every ``trust.*`` key of both sides is checked here, names and values (one config serves the
+server and the clients): a typo fails at startup, not in every client's reply. Unknown names,
+options and keys are errors that say what is valid.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from flwr.serverapp import strategy as flwr_strategies
 
+from flwr_trust.config.client import parse_trust_config
+from flwr_trust.config.keys import Key, suggest
 from flwr_trust.config.server import DP_KEY, STRATEGY_KEY, check_server_keys, guard_options
 from flwr_trust.errors import TrustError
 from flwr_trust.strategies.trust_guard import TrustGuard
+
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 STRATEGIES: dict[str, type] = {
     "fedavg": flwr_strategies.FedAvg, "fedprox": flwr_strategies.FedProx,
@@ -36,6 +48,9 @@ DP_WRAPPERS: dict[str, type] = {
     "server-adaptive": flwr_strategies.DifferentialPrivacyServerSideAdaptiveClipping,
     "client-adaptive": flwr_strategies.DifferentialPrivacyClientSideAdaptiveClipping,
 }
+# FlowerTune's strategy keys -> the inner strategy's keyword (first key present wins).
+FLOWERTUNE_FRACTIONS = {"fraction_train": ("strategy.fraction-train", "strategy.fraction-fit"),
+                        "fraction_evaluate": ("strategy.fraction-evaluate",)}
 
 
 def _kwargs_for(cls: type, prefix: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,10 +65,30 @@ def _kwargs_for(cls: type, prefix: str, cfg: Mapping[str, Any]) -> dict[str, Any
             continue
         name = key[len(prefix):]
         if name not in valid:
-            raise TrustError(f"Unknown option {key!r} for {cls.__name__}.",
-                             f"Valid options: {', '.join(prefix + v for v in sorted(valid))}.")
+            options = [prefix + v for v in sorted(valid)]
+            raise TrustError(f"Unknown option {key!r} for {cls.__name__}"
+                             f"{suggest(key, options)}.", f"Valid options: {', '.join(options)}.")
         out[valid[name]] = value
     return out
+
+
+def flowertune_fractions(cls: type, kwargs: dict[str, Any], cfg: Mapping[str, Any]
+                         ) -> list[str]:
+    """Set the inner strategy's fractions from FlowerTune's strategy.* keys where its own
+    trust.<strategy>.fraction-* keys do not; returns what was set, for the startup log."""
+    params = inspect.signature(cls.__init__).parameters
+    notes = []
+    for keyword, keys in FLOWERTUNE_FRACTIONS.items():
+        key = next((k for k in keys if k in cfg), None)
+        if key is None or keyword not in params:
+            continue
+        value = Key(key, "float", 1.0, "", "server", low=0.0, high=1.0).read(cfg[key])
+        if keyword in kwargs:
+            notes.append(f"{keyword}={kwargs[keyword]} (trust.* wins over {key} = {value})")
+            continue
+        kwargs[keyword] = value
+        notes.append(f"{keyword}={value} from {key}")
+    return notes
 
 
 def inner_strategy(cfg: Mapping[str, Any]) -> Any:
@@ -64,8 +99,12 @@ def inner_strategy(cfg: Mapping[str, Any]) -> Any:
         raise TrustError(f"Unknown trust.strategy {name!r}.",
                          f"Use one of {', '.join(sorted(STRATEGIES))}.")
     check_server_keys(cfg, name, STRATEGIES)
+    kwargs = _kwargs_for(STRATEGIES[name], f"trust.{name}.", cfg)
+    notes = flowertune_fractions(STRATEGIES[name], kwargs, cfg)
+    if notes:
+        log.info("TrustGuard: inner %s: %s", STRATEGIES[name].__name__, "; ".join(notes))
     try:
-        inner = STRATEGIES[name](**_kwargs_for(STRATEGIES[name], f"trust.{name}.", cfg))
+        inner = STRATEGIES[name](**kwargs)
     except (TypeError, ValueError) as exc:
         raise TrustError(f"trust.strategy = {name!r} could not be built: {exc}.",
                          f"Set its options as trust.{name}.<option> (kebab-case).") from exc
@@ -84,6 +123,10 @@ def inner_strategy(cfg: Mapping[str, Any]) -> Any:
 
 
 def strategy_from_config(cfg: Mapping[str, Any], **overrides: Any) -> TrustGuard:
-    """TrustGuard(inner from trust.strategy, guard options from trust.*); keywords override."""
-    inner = inner_strategy(cfg)
-    return TrustGuard(inner, **(guard_options(cfg) | overrides))
+    """TrustGuard(inner from trust.strategy, guard options from trust.*); keywords override.
+
+    Checks every trust.* key of both sides first; the model and adapter are resolved from
+    `cfg` and the initial arrays when the run starts (TrustGuard.startup)."""
+    inner = inner_strategy(cfg)  # checks the names of every trust.* key
+    parse_trust_config(cfg)  # the clients' values, checked here once instead of on every client
+    return TrustGuard(inner, **({"run_config": cfg} | guard_options(cfg) | overrides))

@@ -15,10 +15,11 @@ Per reply (violations refuse the reply, with a logged reason naming the problem)
   ``trust.*`` numbers finite within +-MAX_ABS_TRUST_VALUE, their stderr / n / noise not
   negative, and the suite hash, when stated, the server's.
 
-Per round (normalizations, so that no reply is refused for what other replies sent; a
-majority never decides):
-- record names: the ArrayRecord under the name the round's instructions used, every
-  MetricRecord under one name;
+Per round, over the replies the inner strategy is given (`normalize_round`, after every
+refusal; normalizations, so that no reply is refused for what other replies sent; a majority
+never decides):
+- record names: the ArrayRecord under the name the round's instructions used (its arrays in
+  the global model's order), every MetricRecord under one name;
 - user metric keys: those every valid reply carries with the same shape; other keys are
   dropped from the replies that have them (logged);
 - weights: each at most k x the lower median of the round's weights, k = max(1, floor(s /
@@ -84,7 +85,6 @@ class Screened:
     error_replies: list[Message] = field(default_factory=list)
     refused_replies: list[Message] = field(default_factory=list)
     arrays: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # normalizations made (logged)
     n_refused: int = 0  # replies, not nodes: a node that replies twice counts twice
     n_failed: int = 0
 
@@ -141,7 +141,6 @@ def screen_replies(replies: Iterable[Message], spec: RoundSpec, *,
         out.valid.append(msg)
         if decoded:
             out.arrays[node] = decoded
-    _normalize_round(out, spec)
     return out
 
 
@@ -256,41 +255,51 @@ def _arrays_problem(arrays: ArrayRecord, spec: RoundSpec, check_finite: bool
 # ------------------------------------------------------------------------------ per round
 
 
-def _normalize_round(out: Screened, spec: RoundSpec) -> None:
-    """Record names, the metric keys every reply shares, and the weight cap."""
-    if not out.valid:
-        return
-    names = {next(iter(m.content.metric_records)) for m in out.valid}
+def normalize_round(messages: list[Message], spec: RoundSpec) -> list[str]:
+    """Record names, array order, the metric keys every reply shares, and the weight cap, over
+    the replies the inner strategy is given (after every refusal: a refused reply must not
+    move the cap or drop a key). Changes the messages in place; returns the notes to log."""
+    notes: list[str] = []
+    if not messages:
+        return notes
+    names = {next(iter(m.content.metric_records)) for m in messages}
     metrics_name = names.pop() if len(names) == 1 else METRICS_NAME
-    for msg in out.valid:
-        _rename(msg, spec.arrays_name if spec.layout is not None else None, metrics_name)
+    arrays_name = spec.arrays_name if spec.layout is not None else None
+    if metrics_name == arrays_name:  # one RecordDict key cannot hold both records
+        metrics_name = f"{arrays_name}-{METRICS_NAME}"
+    for msg in messages:
+        _rename(msg, arrays_name, metrics_name, list(spec.layout or {}))
     shapes = [{k: len(v) if isinstance(v, list) else -1 for k, v in _metrics(m).items()
-               if not k.startswith(PREFIX)} for m in out.valid]
+               if not k.startswith(PREFIX)} for m in messages]
     shared = set.intersection(*(set(s.items()) for s in shapes))
     dropped = sorted({k for s in shapes for k in s} - {k for k, _ in shared})
     if dropped:
-        out.notes.append(f"metric keys {dropped[:5]} are not carried by every valid reply "
-                         "with one shape: dropped from this round's aggregation")
-        for msg in out.valid:
+        notes.append(f"metric keys {dropped[:5]} are not carried by every valid reply "
+                     "with one shape: dropped from this round's aggregation")
+        for msg in messages:
             record = _metrics(msg)
             for key in dropped:
                 if key in record:
                     del record[key]
     if spec.weighted_by_key is not None:
-        _cap_weights(out, spec)
+        notes += _cap_weights(messages, spec)
+    return notes
 
 
-def _rename(msg: Message, arrays_name: str | None, metrics_name: str) -> None:
+def _rename(msg: Message, arrays_name: str | None, metrics_name: str,
+            order: list[str]) -> None:
+    """Put the reply's records under the round's names (both taken out first: a reply may use
+    one record's name for the other) and its arrays in the global model's order."""
     content = msg.content
+    metrics_key, metrics = next(iter(content.metric_records.items()))
+    del content[metrics_key]
     if arrays_name is not None:
         name, record = next(iter(content.array_records.items()))
-        if name != arrays_name:
-            del content[name]
-            content[arrays_name] = record
-    name, metrics = next(iter(content.metric_records.items()))
-    if name != metrics_name:
         del content[name]
-        content[metrics_name] = metrics
+        if list(record.keys()) != order:
+            record = ArrayRecord({k: record[k] for k in order})
+        content[arrays_name] = record
+    content[metrics_name] = metrics
 
 
 def _metrics(msg: Message) -> MetricRecord:
@@ -305,21 +314,28 @@ def cap_factor(n: int, share: float) -> float:
     return max(1.0, math.floor(share / (1.0 - share) * (n // 2)))
 
 
-def _cap_weights(out: Screened, spec: RoundSpec) -> None:
+def capped_weights(weights: list[float], share: float) -> tuple[list[float], float, float]:
+    """The weight cap on one round's weights (module docstring): the weights with those above
+    the cap set to it, the cap, and the lower median it is a multiple of."""
+    lower_median = sorted(weights)[(len(weights) - 1) // 2]
+    cap = cap_factor(len(weights), share) * lower_median
+    return [min(w, cap) for w in weights], cap, lower_median
+
+
+def _cap_weights(messages: list[Message], spec: RoundSpec) -> list[str]:
     key = spec.weighted_by_key
     assert key is not None
-    weights = sorted(float(_metrics(m)[key]) for m in out.valid)
-    lower_median = weights[(len(weights) - 1) // 2]
-    cap = cap_factor(len(weights), spec.max_weight_share) * lower_median
+    weights = [float(_metrics(m)[key]) for m in messages]
+    new, cap, lower_median = capped_weights(weights, spec.max_weight_share)
     capped = []
-    for msg in out.valid:
-        record = _metrics(msg)
-        if float(record[key]) > cap:
+    for msg, old, weight in zip(messages, weights, new, strict=True):
+        if weight < old:
             capped.append(node_of(msg))
-            record[key] = float(cap)
-    if capped:
-        out.notes.append(f"weights of nodes {capped[:5]} capped at {cap:g} (at most "
-                         f"{spec.max_weight_share:g} of the round; lower median {lower_median:g})")
+            _metrics(msg)[key] = float(weight)
+    if not capped:
+        return []
+    return [f"weights of nodes {capped[:5]} capped at {cap:g} (at most "
+            f"{spec.max_weight_share:g} of the round; lower median {lower_median:g})"]
 
 
 def _short(value: Any, limit: int = 60) -> str:

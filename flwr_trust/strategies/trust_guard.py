@@ -10,47 +10,44 @@ bit-identical to the inner's.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord
-from flwr.common.constant import ErrorCode
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import (
-    DifferentialPrivacyClientSideAdaptiveClipping,
-    DifferentialPrivacyClientSideFixedClipping,
-    DifferentialPrivacyServerSideAdaptiveClipping,
-    DifferentialPrivacyServerSideFixedClipping,
-    Result,
-    Strategy,
-)
+from flwr.serverapp.strategy import Result, Strategy
 
 from flwr_trust import modes as registry
 from flwr_trust import protocol
+from flwr_trust.config.keys import BY_NAME
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.config import DetectorConfig
 from flwr_trust.detect.update import CENTRE_COORDS, CENTRE_SAMPLE, UpdateChecker
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import Guard, GuardRecorder, GuardSettings, Prober, Reply, RoundEvidence
-from flwr_trust.guard.gates import make_gate
+from flwr_trust.guard.gates import GateDecision, make_gate
 from flwr_trust.probes.defaults import load_suites
 from flwr_trust.probes.suite import ProbeSuite, combined_hash
 from flwr_trust.report.records import RoundRecord, RunStart
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.arrays import decode_array
+from flwr_trust.strategies.inner import DP_WRAPPERS, InnerAggregation, as_error, log_notes
 from flwr_trust.strategies.lost_nodes import SentMessages
-from flwr_trust.strategies.screening import RoundSpec, Screened, screen_replies, weighted_key_of
+from flwr_trust.strategies.screening import (
+    RoundSpec,
+    Screened,
+    normalize_round,
+    screen_replies,
+    weighted_key_of,
+)
+from flwr_trust.strategies.startup import AUTO, resolve_server_model, run_config_of, shapes_of
 
-log = logging.getLogger("flwr_trust")
-DP_WRAPPERS = (DifferentialPrivacyClientSideAdaptiveClipping,
-               DifferentialPrivacyClientSideFixedClipping,
-               DifferentialPrivacyServerSideAdaptiveClipping,
-               DifferentialPrivacyServerSideFixedClipping)
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 
 class TrustGuard(Strategy):
@@ -58,9 +55,15 @@ class TrustGuard(Strategy):
 
     inner:          any Message-API strategy (FedAvg, FedProx, FedAdam, Krum, DP wrappers, ...)
     gate:           "off" | "quarantine" | "rollback" | "halt"
-    model:          base model the server probes with ("default", "tiny", a folder), or None to
-                    rely on client reports only (no reference probe, no rollback probe, no audit)
-    peft_config:    the adapter config when the global arrays are a peft adapter state dict
+    model:          base model the server probes with ("default", "tiny", a folder, a name in
+                    the Hugging Face cache), None to rely on client reports only (no reference
+                    probe, no rollback probe, no audit), or "auto": trust.model, else
+                    FlowerTune's model.name, else "default" (startup.py)
+    peft_config:    the adapter config when the global arrays are a peft adapter state dict;
+                    None: read from the initial arrays (LoRA rank, target modules) and the run
+                    config (alpha); checked at the start of the run, before any model loads
+    run_config:     the run config the model keys are read from (strategy_from_config passes
+                    it); None: the config of the run the Grid serves, read from Flower
     suites:         "default", a suite file or folder (must be the clients' suites)
     modes:          the failure modes monitored (default: every registered mode)
     client_probe_budget: items per mode each client probes per round (sent as
@@ -84,10 +87,12 @@ class TrustGuard(Strategy):
                     `UpdateChecker` with the update_* options)
     """
 
-    def __init__(self, inner: Strategy, *, gate: str = "off", model: str | None = "default",
+    def __init__(self, inner: Strategy, *, gate: str = "off", model: str | None = AUTO,
                  peft_config: Any | None = None, suites: str | Path = "default",
-                 modes: Sequence[str] | None = None, server_probe_items: int = 0,
-                 client_probe_budget: int = 0, precision: str = "fp32",
+                 modes: Sequence[str] | None = None,
+                 server_probe_items: int = BY_NAME["trust.server-probe-items"].default,
+                 client_probe_budget: int = BY_NAME["trust.client-probe-budget"].default,
+                 precision: str = "fp32",
                  detector: DetectorConfig | None = None, update_alpha: float = 0.01,
                  update_centre_clients: int = CENTRE_SAMPLE,
                  update_centre_coords: int = CENTRE_COORDS, audit_fraction: float = 0.0,
@@ -95,7 +100,8 @@ class TrustGuard(Strategy):
                  tensorboard: bool = True, on_alarm: Callable[[Alarm], None] | None = None,
                  seed: int = 0, reference: BehaviorProfile | None = None,
                  prober: Prober | None = None, update_checker: UpdateChecker | None = None,
-                 max_weight_share: float = 0.5) -> None:
+                 max_weight_share: float = 0.5,
+                 run_config: Mapping[str, Any] | None = None) -> None:
         if not isinstance(inner, Strategy):
             raise TrustError(f"TrustGuard wraps a Flower Strategy, got {type(inner).__name__}.",
                              "Pass e.g. TrustGuard(FedAvg(), gate='rollback').")
@@ -114,6 +120,8 @@ class TrustGuard(Strategy):
         self.max_weight_share = max_weight_share
         self.model_spec = model
         self.peft_config = peft_config
+        self._run_config = dict(run_config) if run_config is not None else None
+        self._started = False  # the server model is resolved once, at the start (startup.py)
         self.precision = precision
         self.modes = registry.ids() if modes is None else tuple(modes)
         self.client_suites = load_suites(suites, self.modes)
@@ -127,13 +135,12 @@ class TrustGuard(Strategy):
         # A fresh folder per run by default: an existing run's log would be resumed.
         self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime(
             "trust-guard-%Y%m%d-%H%M%S")
-        if prober is None and model is not None:
-            from flwr_trust.models.prober import BridgeProber
-
-            prober = BridgeProber(model, peft_config, precision)  # type: ignore[arg-type]
         start = RunStart(type(inner).__name__, gate_policy.name, model, list(self.modes),
                          self.client_suite_hash, {m: s.hash for m, s in self.suites.items()},
-                         self.detector.alpha, checker.alpha, audit_fraction, secure_aggregation)
+                         self.detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
+                         server_items={m: len(s.items) for m, s in self.suites.items()},
+                         client_probe_budget=client_probe_budget)
+        self._infer = prober is None and model is not None  # else: nothing to resolve
         self.core = Guard(
             GuardSettings(gate_policy, self.detector, self.client_suites, self.suites,
                           client_probe_budget, checker, audit_fraction, secure_aggregation, seed),
@@ -163,11 +170,46 @@ class TrustGuard(Strategy):
     def summary(self) -> None:
         self.inner.summary()
         log.info(
-            "TrustGuard: gate=%s modes=%s suites=%s run_dir=%s", self.gate, ",".join(self.modes),
-            self.client_suite_hash[:12], self.run_dir)
+            "TrustGuard: gate=%s modes=%s suites=%s run folder %s", self.gate,
+            ",".join(self.modes), self.client_suite_hash[:12], self.run_dir.absolute())
+
+    def startup(self, arrays: ArrayRecord, grid: Grid) -> None:
+        """Once, before anything is probed: resolve the server's model and adapter config
+        from the arrays and the run config (startup.py; a TrustError names the key to set) and
+        log what was resolved, the probe sample sizes and the run folder."""
+        if self._started:
+            return
+        notes: tuple[str, ...] = ("no server model: client reports only",)
+        if self._infer:
+            cfg = self._run_config if self._run_config is not None else run_config_of(grid)
+            resolved = resolve_server_model(self.model_spec, self.peft_config, cfg,
+                                            shapes_of(arrays),
+                                            from_config=self._run_config is not None)
+            self.model_spec, self.peft_config = resolved.spec, resolved.peft_config
+            notes = resolved.notes
+            if resolved.spec is not None:
+                from flwr_trust.models.prober import BridgeProber
+
+                self.core.prober = BridgeProber(resolved.spec, resolved.peft_config,
+                                                self.precision)  # type: ignore[arg-type]
+            self.core.recorder.start = dataclasses.replace(self.core.recorder.start,
+                                                           model=resolved.spec)
+        elif self.core.prober is not None:
+            notes = ("the server probes through the prober given in code",)
+        self._started = True
+        for note in notes:
+            log.info("TrustGuard: %s", note)
+        items = self.core.recorder.start.server_items
+        log.info("TrustGuard: probe items per mode: server %s, each client %s per round "
+                 "(0 = whole suites; trust.server-probe-items, trust.client-probe-budget)",
+                 ", ".join(f"{m} {n}" for m, n in items.items()) if self.core.prober
+                 else "none", self.client_probe_budget)
+        log.info("TrustGuard: run folder %s (audit log, TensorBoard; report: flwr-trust "
+                 "report %s)", self.run_dir.absolute(), self.run_dir.absolute())
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
+        self.startup(arrays, grid)
         self.core.start(arrays, server_round)
         self._global, self._global_np = arrays, None
         self._add_trust_config(config, self.core.round_of(server_round))
@@ -176,6 +218,7 @@ class TrustGuard(Strategy):
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
+        self.startup(arrays, grid)
         self.core.start(arrays, server_round)
         self._add_trust_config(config, self.core.round_of(server_round))
         return self._remember("evaluate", server_round, self._lost_nodes.remember(
@@ -189,7 +232,8 @@ class TrustGuard(Strategy):
             return None, self._unconfigured(server_round, replies)
         sees_updates = not self.core.settings.secure_aggregation
         replies = self._lost_nodes.attribute("train", replies)
-        screened = self._screen(replies, "train", server_round, check_finite=not sees_updates)
+        screened, spec = self._screen(replies, "train", server_round,
+                                      check_finite=not sees_updates)
         if sees_updates and self._global_np is None:
             assert self._global is not None
             self._global_np = {k: decode_array(v) for k, v in self._global.items()}
@@ -199,31 +243,36 @@ class TrustGuard(Strategy):
         messages = {msg.metadata.src_node_id: msg for msg in screened.valid}
         failed = None
         if isinstance(self.inner, DP_WRAPPERS):
-            failed = screened.error_replies + [_as_error(m) for m in screened.refused_replies]
+            failed = screened.error_replies + [as_error(m) for m in screened.refused_replies]
         outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages,
-                                                             failed))
+                                                             spec, failed))
         return outcome.arrays, self._result_metrics(outcome.metrics, ev, outcome.alarms,
                                                     outcome.decision, outcome.candidate)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
-        screened = self._screen(self._lost_nodes.attribute("evaluate", replies), "evaluate",
-                                server_round)
+        screened, spec = self._screen(self._lost_nodes.attribute("evaluate", replies),
+                                      "evaluate", server_round)
         ev = self._evidence(server_round, "evaluate", screened)
+        log_notes(server_round, normalize_round(screened.valid, spec))
         try:
             metrics = self.inner.aggregate_evaluate(server_round, screened.valid)
         except Exception as exc:  # the inner strategy must not take the server down
             log.warning("TrustGuard: inner aggregate_evaluate failed (%s); no metrics", exc)
             metrics = None
         alarms = self.core.evaluate_round(ev, metrics)
-        return self._result_metrics(metrics, ev, alarms, None, None)
+        # The gate acts on train rounds only: evaluate rounds carry accept and 0 excluded, so
+        # both phases' MetricRecords have the documented counters.
+        return self._result_metrics(metrics, ev, alarms, GateDecision(), None)
 
     def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3,
               timeout: float = 3600, train_config: ConfigRecord | None = None,
               evaluate_config: ConfigRecord | None = None,
               evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
               ) -> Result:
-        """Flower's own loop (Strategy.start), then the run-end record."""
+        """Flower's own loop (Strategy.start), then the run-end record. The server's model
+        is resolved first, so a setting that is missing fails before any model loads."""
+        self.startup(initial_arrays, grid)
         result = super().start(grid, initial_arrays, num_rounds, timeout, train_config,
                                evaluate_config, evaluate_fn)
         self.finish()
@@ -236,6 +285,8 @@ class TrustGuard(Strategy):
     def finish(self) -> Path:
         """Close the records after `start()` returns; returns the run folder."""
         self.close(status="completed")
+        log.info("TrustGuard: run completed; records in %s (report: flwr-trust report %s)",
+                 self.run_dir.absolute(), self.run_dir.absolute())
         return self.run_dir
 
     # ---------------------------------------------------------------- unpacking and merging
@@ -259,7 +310,7 @@ class TrustGuard(Strategy):
         return out
 
     def _screen(self, replies: Iterable[Message], phase: str, server_round: int, *,
-                check_finite: bool = True) -> Screened:
+                check_finite: bool = True) -> tuple[Screened, RoundSpec]:
         """The reply contract (screening.py) against this round's own configuration."""
         nodes, arrays_name = self._sent.get((phase, server_round), (None, "arrays"))
         layout = None
@@ -273,9 +324,7 @@ class TrustGuard(Strategy):
             log.warning("TrustGuard: client error reply from node %s: %s", node, reason)
         for node, reason in screened.refused.items():
             log.warning("TrustGuard: refused reply from node %s: %s", node, reason)
-        for note in screened.notes:
-            log.warning("TrustGuard round %s: %s", server_round, note)
-        return screened
+        return screened, spec
 
     def _unconfigured(self, server_round: int, replies: Iterable[Message]) -> MetricRecord:
         """aggregate_train before any configure_train (a restarted ServerApp, a custom loop):
@@ -286,6 +335,7 @@ class TrustGuard(Strategy):
             ev.refuse(node, "no global model to check it against: aggregate_train was called "
                             "before configure_train")
             log.warning("TrustGuard: refused reply from node %s: %s", node, ev.refused[node])
+        self.core.unchecked_round(ev)
         return self._result_metrics(None, ev, [], None, None)
 
     @staticmethod
@@ -322,48 +372,6 @@ class TrustGuard(Strategy):
             for key, value in protocol.values_only(candidate.metrics).items():
                 out[key] = value
         return out
-
-
-class InnerAggregation:
-    """The core's `Aggregation` over the guard's inner strategy and this round's messages.
-
-    failed: for a Flower DP wrapper as inner strategy, the round's error replies; every reply
-    the guard does not aggregate (failed, refused, quarantined) is then handed to the wrapper
-    as an error reply, so that its own failure rule and privacy accounting apply exactly as
-    they would without the guard.
-    """
-
-    def __init__(self, guard: TrustGuard, server_round: int, messages: dict[int, Message],
-                 failed: list[Message] | None = None):
-        self.guard, self.round, self.messages = guard, server_round, messages
-        self.failed = failed
-
-    def aggregate(self, nodes: Sequence[int]) -> tuple[Any, Any]:
-        replies = [self.messages[n] for n in nodes]
-        if self.failed is not None:
-            left_out = [m for n, m in self.messages.items() if n not in set(nodes)]
-            replies += self.failed + [_as_error(m) for m in left_out]
-        return self.guard.inner.aggregate_train(self.round, replies)
-
-    def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy, dict[int, Message]]:
-        return (copy.deepcopy(self.guard.inner),
-                {n: copy.deepcopy(self.messages[n]) for n in nodes})
-
-    def restore(self, checkpoint: tuple[Strategy, dict[int, Message]]) -> None:
-        self.guard.inner = checkpoint[0]
-
-    def trial(self, checkpoint: tuple[Strategy, dict[int, Message]], nodes: Sequence[int]
-              ) -> Any:
-        strategy, copies = checkpoint
-        arrays, _ = copy.deepcopy(strategy).aggregate_train(
-            self.round, [copy.deepcopy(copies[n]) for n in nodes])
-        return arrays
-
-
-def _as_error(reply: Message) -> Message:
-    """An error reply standing for a reply the guard left out (for DP wrappers)."""
-    error = Error(code=ErrorCode.UNKNOWN, reason="left out by TrustGuard")
-    return Message(error, reply_to=reply)
 
 
 def server_suites(suites: dict[str, ProbeSuite], items: int, seed: int

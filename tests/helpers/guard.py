@@ -8,6 +8,19 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
+
+def ensure_task_identity() -> None:
+    """Flower Messages need a run/task identity, which a real ServerApp process sets at start;
+    code that builds Messages in this process gets one here (Flower's public setters)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name, value in (("run_id", 1), ("task_id", 1), ("node_id", 0)):
+        try:
+            getattr(TaskIdentity, name)
+        except RuntimeError:
+            setattr(TaskIdentity, name, value)
+
+
 LAYERS = {"layer.a": (16, 8), "layer.b": (8,), "layer.c": (4, 4)}
 
 

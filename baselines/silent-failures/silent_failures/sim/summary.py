@@ -83,8 +83,7 @@ def render_summary(outcome: RunOutcome) -> str:
     if outcome.epsilon:
         eps = ", ".join(f"client {k}: {v:.2f}" for k, v in sorted(outcome.epsilon.items()))
         lines += ["", f"DP-SGD epsilon per client (delta as configured): {eps}"]
-    lines += ["", f"Run folder: {outcome.run_dir}"]
-    if outcome.report:
-        lines.append(f"Report: {outcome.report}")
+    lines += ["", f"Run folder: {outcome.run_dir}",
+              f"Report: {outcome.report or f'{outcome.run_dir}/summary.md'}"]
     lines.append(f"Wall time: {outcome.wall_seconds:.1f} s")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+"""The guard's inner strategy as the decision core's `Aggregation`, and the error replies
+Flower's DP wrappers get for every reply the guard leaves out."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from flwr.app import Error, Message
+from flwr.common.constant import ErrorCode
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    Strategy,
+)
+
+from flwr_trust.strategies.screening import RoundSpec, normalize_round
+
+if TYPE_CHECKING:
+    from flwr_trust.strategies.trust_guard import TrustGuard
+
+DP_WRAPPERS = (DifferentialPrivacyClientSideAdaptiveClipping,
+               DifferentialPrivacyClientSideFixedClipping,
+               DifferentialPrivacyServerSideAdaptiveClipping,
+               DifferentialPrivacyServerSideFixedClipping)
+log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
+
+
+class InnerAggregation:
+    """The core's `Aggregation` over the guard's inner strategy and this round's messages.
+
+    failed: for a Flower DP wrapper as inner strategy, the round's error replies; every reply
+    the guard does not aggregate (failed, refused, quarantined) is then handed to the wrapper
+    as an error reply, so that its own failure rule and privacy accounting apply exactly as
+    they would without the guard.
+    """
+
+    def __init__(self, guard: TrustGuard, server_round: int, messages: dict[int, Message],
+                 spec: RoundSpec, failed: list[Message] | None = None):
+        self.guard, self.round, self.messages = guard, server_round, messages
+        self.spec, self.failed = spec, failed
+
+    def aggregate(self, nodes: Sequence[int]) -> tuple[Any, Any]:
+        replies = [self.messages[n] for n in nodes]
+        log_notes(self.round, normalize_round(replies, self.spec))
+        if self.failed is not None:
+            left_out = [m for n, m in self.messages.items() if n not in set(nodes)]
+            replies += self.failed + [as_error(m) for m in left_out]
+        return self.guard.inner.aggregate_train(self.round, replies)
+
+    def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy, dict[int, Message]]:
+        return (copy.deepcopy(self.guard.inner),
+                {n: copy.deepcopy(self.messages[n]) for n in nodes})
+
+    def restore(self, checkpoint: tuple[Strategy, dict[int, Message]]) -> None:
+        self.guard.inner = checkpoint[0]
+
+    def trial(self, checkpoint: tuple[Strategy, dict[int, Message]], nodes: Sequence[int]
+              ) -> Any:
+        strategy, copies = checkpoint
+        replies = [copy.deepcopy(copies[n]) for n in nodes]
+        normalize_round(replies, self.spec)
+        arrays, _ = copy.deepcopy(strategy).aggregate_train(self.round, replies)
+        return arrays
+
+
+def log_notes(server_round: int, notes: list[str]) -> None:
+    """Log the round's reply normalizations (screening.normalize_round)."""
+    for note in notes:
+        log.warning("TrustGuard round %s: %s", server_round, note)
+
+
+def as_error(reply: Message) -> Message:
+    """An error reply standing for a reply the guard left out (for DP wrappers)."""
+    error = Error(code=ErrorCode.UNKNOWN, reason="left out by TrustGuard")
+    return Message(error, reply_to=reply)
