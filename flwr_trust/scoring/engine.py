@@ -50,9 +50,9 @@ by length only where the padding saved exceeds this."""
 MAX_LOGIT_BYTES = 64 * 2**20
 """The most memory one batch's logits may take, with their log-softmax (fp32, so 8 bytes per
 vocabulary entry and position): a batch of 8192 continuation tokens over a 49k vocabulary would
-otherwise hold 3 GiB, more than a client's whole training step on a small model. Smaller
-batches cost no time here: on a SmolLM2-shaped model (2 layers, 49k vocabulary, 1 CPU thread)
-the default probe took 60 s uncapped, 28-39 s with caps of 32-256 MiB."""
+otherwise hold 3 GiB, more than a client's whole training step on a small model. The smaller
+batches were not slower on a SmolLM2-shaped model on the CPU (bench/client_memory.py
+--model smollm2-shaped:<layers> builds one)."""
 
 MAX_CACHE_BYTES = 64 * 2**20
 """The most memory the key/value cache of one batch of contexts may take (it is kept for every
