@@ -27,7 +27,8 @@ from flwr_trust import modes as registry  # noqa: E402
 from flwr_trust.models import load_base_model  # noqa: E402
 from flwr_trust.probes import default_suites  # noqa: E402
 from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
-from flwr_trust.scoring.engine import _autocast, plan_batches, score_requests  # noqa: E402
+from flwr_trust.scoring.engine import plan_batches, score_requests  # noqa: E402
+from flwr_trust.scoring.placement import pick_placement  # noqa: E402
 from flwr_trust.scoring.runner import profile_model  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def _batches(requests, max_batch_tokens, pad_id):
 @torch.inference_mode()
 def _raw(model, batches, precision, keep_only):
     for ids, mask, pos, keep in batches:
-        with _autocast(precision, ids.device):
+        with pick_placement(model, precision).context():
             kw = {"logits_to_keep": keep} if keep_only else {}
             model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kw)
 

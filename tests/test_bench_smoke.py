@@ -69,6 +69,15 @@ def test_integrity_audit_quick() -> None:
         assert row.split()[len(kind.split()) + 3] == "1.000", row  # f = 1: always caught
 
 
+def test_client_memory_prints_each_variants_peak_and_the_ratio() -> None:
+    out = _run("bench/client_memory.py", "--model", "tiny", "--rounds", "1", "--steps", "1",
+               "--budget", "2", "--variants", "app,mod")
+    assert out.startswith("python bench/client_memory.py --model tiny")
+    assert "app       peak RSS" in out and "mod       peak RSS" in out
+    assert "ratio" in out and "(goal <= 1.10)" in out
+    assert "too small for a second copy to show" in out  # the tiny model says so
+
+
 def test_adversarial_replies_quick() -> None:
     out = _run("bench/adversarial_replies.py", "--rounds", "5", "--others", "1")
     rows = [line for line in out.splitlines() if line.startswith("| fed") or "krum |" in line]

@@ -150,14 +150,39 @@ def test_unknown_suite_hash_is_an_error_reply():
     _expect_error(reply, "does not match")
 
 
+def _warm_mod(**extra):
+    """A mod that has a model at hand before the app runs (its own copy, loaded by an
+    earlier message): it checks the incoming arrays before the app is called."""
+    mod = _mod(**extra)
+    metrics_of(mod(message("evaluate"), context(), evaluate_app))
+    return mod
+
+
+class _Spy:
+    """A train function that records whether it ran."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, msg, ctx):
+        self.calls += 1
+        return echo_train()(msg, ctx)
+
+
 def test_unloadable_arrays_are_an_error_reply_naming_the_cause():
     good = lora_arrays(0)
     key = next(iter(good.keys()))
     bad = ArrayRecord({k: torch.as_tensor(v.numpy()) for k, v in good.items()}
                       | {key: torch.zeros(3, 3)})
-    _expect_error(_mod()(message("train", bad), context(), _never_called),
+    _expect_error(_warm_mod()(message("train", bad), context(), _never_called),
                   "wrong shape", key)
-    _expect_error(_mod()(message("evaluate", bad), context(), _never_called), "wrong shape")
+    _expect_error(_warm_mod()(message("evaluate", bad), context(), _never_called),
+                  "wrong shape")
+    # No model at hand yet (first message, nothing registered): nothing is loaded just to
+    # check; the check runs once the app returned, and the reply is still the error.
+    spy = _Spy()
+    _expect_error(_mod()(message("train", bad), context(), spy), "wrong shape", key)
+    assert spy.calls == 1
 
 
 def test_exceptions_in_the_mod_become_error_replies():
@@ -174,10 +199,14 @@ def test_policy_violation_is_reported_or_refused():
     m = metrics_of(report)
     assert (m["trust.veto"], m["trust.veto.rules"]) == (1, 1)
     assert m["trust.status.incoming"] == STATUS["ok"]
-    refused = _mod()(message("train"), context(policy | {"trust.policy.action": "refuse"}),
-                     _never_called)
+    refuse = policy | {"trust.policy.action": "refuse"}
+    refused = _warm_mod()(message("train"), context(refuse), _never_called)
     reason = _expect_error(refused, "trust_mod veto", "alignment.refusal-rate", ">= 1.01")
     assert "n=" in reason
+    spy = _Spy()  # no model at hand before the app: vetoed after it, the update is not sent
+    late = _mod()(message("train"), context(refuse), spy)
+    assert spy.calls == 1
+    assert _expect_error(late, "trust_mod veto") == reason
     ok = _mod()(message("train"), context({"trust.policy.rules": "alignment.refusal-rate >= 0"}),
                 echo_train())
     assert metrics_of(ok)["trust.veto"] == 0

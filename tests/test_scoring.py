@@ -49,6 +49,45 @@ def test_plan_batches_respects_budget_and_covers_all():
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 60
 
 
+def test_logits_memory_cap_splits_batches_without_changing_scores(tiny, monkeypatch):
+    """A big-vocabulary model's logits are capped per batch (MAX_LOGIT_BYTES): the batches
+    get smaller, the scores stay the same (to float rounding)."""
+    from flwr_trust.scoring import engine
+
+    rng = np.random.default_rng(1)
+    contexts = [tuple(rng.integers(0, 250, rng.integers(2, 12)).tolist()) for _ in range(6)]
+    reqs = [Request(c, tuple(rng.integers(0, 250, rng.integers(1, 20)).tolist()))
+            for c in contexts for _ in range(4)]
+    free = {share: score_requests(tiny.model, reqs, pad_id=257, share_prefix=share)
+            for share in (True, False)}
+    seen: list[int] = []
+    forward = tiny.model.forward
+
+    def record(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        seen.append(out.logits.shape[0] * out.logits.shape[1])
+        return out
+
+    monkeypatch.setattr(tiny.model, "forward", record)
+    positions = 24
+    monkeypatch.setattr(engine, "MAX_LOGIT_BYTES", positions * 8 * tiny.model.config.vocab_size)
+    for share in (True, False):
+        seen.clear()
+        capped = score_requests(tiny.model, reqs, pad_id=257, share_prefix=share)
+        np.testing.assert_allclose(capped.logprob, free[share].logprob, rtol=1e-5, atol=1e-5)
+        longest = max(len(r.continuation) for r in reqs)  # one request cannot be split
+        assert max(seen) <= max(positions, longest) and len(seen) > 4
+
+
+def test_plan_batches_respects_the_logits_cap():
+    lengths, keeps = [30, 30, 30, 10, 10, 10], [20, 2, 2, 9, 9, 9]
+    batches = plan_batches(lengths, max_batch_tokens=1000, keeps=keeps, max_logits=30)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(keeps[i] for i in b) <= 30
+    assert plan_batches(lengths, max_batch_tokens=1000) == [list(range(6))]
+
+
 def test_empty_and_bad_requests(tiny):
     assert score_requests(tiny.model, [], pad_id=0).logprob.size == 0
     with pytest.raises(ValueError, match="non-empty"):

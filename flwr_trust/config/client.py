@@ -9,6 +9,7 @@ MetricRecord keys (Flower's FedAvg refuses to aggregate otherwise).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from flwr_trust.scoring.profile import metric_key
 
 PRIVATE_MESSAGE_TYPES = ("train", "evaluate")
 NODE_KEYS = frozenset(k.name for k in keys_of("client") if k.node)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class TrustConfig:
     modes: tuple[str, ...] = field(default_factory=registry.ids)
     probe_budget: int = 32
     precision: str = "fp32"
+    device: str = "auto"
     probe_incoming: bool = False
     personal_key: str = ""
     outgoing: str = "auto"
@@ -96,6 +99,15 @@ def parse_modes(value: Any, key: str = "trust.modes") -> tuple[str, ...]:
     return names
 
 
+def parse_device(value: Any) -> str:
+    """A `trust.device` value, normalized ("auto" when empty); TrustConfigError otherwise."""
+    key = BY_NAME["trust.device"]
+    text = key.read(value).lower() or "auto"
+    if not DEVICE_PATTERN.match(text):
+        raise key.error(value, "auto, cpu, cuda, cuda:<index>, mps or xpu")
+    return text
+
+
 def parse_trust_config(run_config: Mapping[str, Any],
                        node_config: Mapping[str, Any] | None = None,
                        defaults: Mapping[str, Any] | None = None) -> TrustConfig:
@@ -129,6 +141,7 @@ def parse_trust_config(run_config: Mapping[str, Any],
         modes=modes,
         probe_budget=r["trust.probe-budget"],
         precision=r["trust.precision"],
+        device=parse_device(v["trust.device"]),
         probe_incoming=r["trust.probe-incoming"],
         personal_key=r["trust.personalized.state-key"],
         outgoing=r["trust.privacy.outgoing"],

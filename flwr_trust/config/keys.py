@@ -180,9 +180,11 @@ KEYS: tuple[Key, ...] = (
         keyword="suites"),
     Key("trust.modes", "list", "all", "comma-separated failure modes to probe and monitor, or "
         "`all`", _B, via="modes, detector"),
-    Key("trust.precision", "choice", "fp32", "probe scoring precision: `fp32`, or `bf16` "
-        "(faster only on CPUs with native bf16, e.g. AVX512-BF16/AMX; emulated and several "
-        "times slower on AVX2-only CPUs)", _B, choices=("bf16", "fp32"), keyword="precision"),
+    Key("trust.precision", "choice", "fp32", "probe scoring precision: `fp32` (no autocast: "
+        "the model's own dtype; a bf16, fp16 or 4-/8-bit model runs as it is), `bf16` (bf16 "
+        "autocast; faster only on CUDA or CPUs with native bf16, e.g. AVX512-BF16/AMX; "
+        "emulated and several times slower on AVX2-only CPUs), or `auto` (bf16 where native, "
+        "else fp32)", _B, choices=("auto", "bf16", "fp32"), keyword="precision"),
     # ---------------------------------------------------------------- server (TrustGuard)
     Key("trust.gate", "str", "off", "off (alarms only), quarantine (flagged clients left out "
         "of the round), rollback (quarantine, then a failing candidate is refused: previous "
@@ -233,6 +235,10 @@ KEYS: tuple[Key, ...] = (
     # ---------------------------------------------------------------- client (trust_mod)
     Key("trust.client.enabled", "bool", True, "false: the mod passes every message through "
         "untouched", _C),
+    Key("trust.device", "str", "auto", "where probes run: `auto` (the probed model's own "
+        "device: the app's GPU when the app registered its model with `use_model`), or `cpu`, "
+        "`cuda`, `cuda:<index>`, `mps`: the model is moved there for probing and back "
+        "(refused for 4-/8-bit and multi-device models)", _C),
     Key("trust.probe-budget", "int", DEFAULT_PROBE_ITEMS, "probe items per mode per round "
         "(0 = whole suite); the server's `trust.probe-budget` wins when it sends one", _C,
         low=0, high=_MAX_INT),

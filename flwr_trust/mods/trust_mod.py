@@ -3,7 +3,8 @@
 Train and evaluate messages: unpack the message (config, arrays, SecAgg+ stage), let the
 Flower-free `ClientReporter` check the incoming model, call the app, then merge the reporter's
 ``trust.*`` numbers into the reply's MetricRecord. Other messages pass through untouched. Any
-failure becomes an error reply that names its cause, never an exception.
+failure becomes an error reply that names its cause, never an exception. The model probed is
+the app's own when it registers it with `use_model` (`model_source`).
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from flwr.common.constant import ErrorCode
 from flwr_trust import protocol
 from flwr_trust.config.client import TrustConfig, parse_trust_config
 from flwr_trust.errors import TrustError
+from flwr_trust.models import registered
 from flwr_trust.mods.local_data import RecordState, local_data_from_context
-from flwr_trust.reporter import ClientReporter, LocalData, lazy
-from flwr_trust.reporter.probing import ProbeTarget
+from flwr_trust.mods.model_source import ModelLoader, ModelSource
+from flwr_trust.reporter import ClientReporter, Incoming, LocalData, lazy
 from flwr_trust.reporter.reporter import SuitesArg
 
 LOGGER = logging.getLogger("flwr")  # Flower's own logger, like its built-in mods
 SECAGG_CONFIGS = "secaggplus_configs"  # flwr.common.secure_aggregation.secaggplus_constants
 SECAGG_COLLECT = "collect_masked_vectors"
 LEGACY_METRICS = ("fitres.metrics", "evaluateres.metrics")  # flwr.compat reply records
-ModelLoader = Callable[[Context], ProbeTarget]
 LocalDataSource = Callable[[Context], LocalData | None]
 PersonalSource = Callable[[Message, Message, Context], ArrayRecord | None]
 Handler = Callable[[Message, Context], Message]
@@ -44,12 +45,19 @@ class TrustMod:
                  defaults: Mapping[str, Any] | None = None,
                  rng: np.random.Generator | None = None) -> None:
         self.model_loader = model_loader
+        self.models = ModelSource(model_loader)
         self.local_data = local_data
         self.personal = personal
         self.defaults = dict(defaults or {})
         self.reporter = ClientReporter(suites=suites, rng=rng)
 
     def __call__(self, msg: Message, context: Context, call_next: Handler) -> Message:
+        try:
+            return self._handle(msg, context, call_next)
+        finally:
+            registered.release()  # the app's model is held only while its message is handled
+
+    def _handle(self, msg: Message, context: Context, call_next: Handler) -> Message:
         kind = msg.metadata.message_type.split(".", 1)[0]
         if kind not in ("train", "evaluate") or not msg.has_content() or _secagg_setup(msg):
             return call_next(msg, context)
@@ -61,21 +69,25 @@ class TrustMod:
             server = protocol.ServerConfig.parse(
                 protocol.server_configs(msg.content.config_records), msg.metadata.group_id)
             plan = self.reporter.plan(kind, cfg, server, _secagg(msg))
-            target = lazy(lambda: self._target(cfg, context))
             incoming_arrays = _model_arrays(msg)
-            incoming = self.reporter.check_incoming(plan, incoming_arrays, target)
+            at_hand = self.models.before_app(cfg, context)
+            incoming = None if at_hand is None else \
+                self.reporter.check_incoming(plan, incoming_arrays, lazy(at_hand))
         except Exception as exc:  # every failure becomes an error reply, never a crash
             return _error_reply(msg, exc)
-        if incoming.violations and cfg.policy_action == "refuse":
-            why = "; ".join(v.describe() for v in incoming.violations)
-            return _error_reply(msg, None, f"trust_mod veto: refused to train on the round "
-                                           f"{server.round} global model: {why}")
+        if incoming is not None and _refuses(cfg, incoming):
+            return _veto_reply(msg, server.round, incoming)
         seconds = time.perf_counter() - start
         reply = call_next(msg, context)
         if reply.has_error() or not reply.has_content():
             return reply
         start = time.perf_counter()
         try:
+            target = lazy(lambda: self.models.after_app(cfg, context))
+            if incoming is None:  # no model was at hand before the app: check it now
+                incoming = self.reporter.check_incoming(plan, incoming_arrays, target)
+                if _refuses(cfg, incoming):  # the update trained on it is not sent
+                    return _veto_reply(msg, server.round, incoming)
             wanted = bool(cfg.personal_key) or self.personal is not None
             metrics = self.reporter.report(
                 plan, incoming, incoming_arrays=incoming_arrays,
@@ -90,13 +102,6 @@ class TrustMod:
             return _error_reply(msg, exc)
         return reply
 
-    def _target(self, cfg: TrustConfig, context: Context) -> ProbeTarget:
-        if self.model_loader is not None:
-            return self.model_loader(context)
-        from flwr_trust.models import get_bridge
-
-        return get_bridge(cfg.model, cfg.lora_config(), activate=False)
-
     def _personal(self, msg: Message, reply: Message, context: Context, cfg: TrustConfig
                   ) -> ArrayRecord | None:
         if self.personal is not None:
@@ -107,6 +112,16 @@ class TrustMod:
         if self.local_data is not None:
             return self.local_data(context)
         return local_data_from_context(context)
+
+
+def _refuses(cfg: TrustConfig, incoming: Incoming) -> bool:
+    return bool(incoming.violations) and cfg.policy_action == "refuse"
+
+
+def _veto_reply(msg: Message, server_round: int, incoming: Incoming) -> Message:
+    why = "; ".join(v.describe() for v in incoming.violations)
+    return _error_reply(msg, None, f"trust_mod veto: refused to train on the round "
+                                   f"{server_round} global model: {why}")
 
 
 def _model_arrays(msg: Message) -> ArrayRecord | None:
@@ -173,7 +188,9 @@ def make_trust_mod(*, model_loader: ModelLoader | None = None, suites: SuitesArg
     """A trust mod for apps whose model or data is not described by config.
 
     model_loader(context) -> an object with .model, .tokenizer and .load_arrays(arrays)
-        (e.g. a flwr_trust.models.ModelBridge); default: get_bridge(trust.model, LoRA config).
+        (e.g. a flwr_trust.models.ModelBridge); default: the model the app registered with
+        use_model(context, model, tokenizer), else the mod's own get_bridge(trust.model, LoRA
+        config) (a second copy of the base model: docs/client.md, "Which model the mod probes").
     suites: mode -> ProbeSuite, or a suite path; default: the trust.suites config key.
     local_data(context) -> LocalData | None; default: what the app passed to provide_local_data.
     personal(msg, reply, context) -> ArrayRecord of local-only arrays | None; default: the

@@ -25,7 +25,11 @@ Arrays = Mapping[str, Any]
 
 
 class ProbeTarget(Protocol):
-    """What the mod needs of a model: a `ModelBridge` is one; a custom loader may return others."""
+    """What the mod needs of a model: a `ModelBridge` is one, the app's own model wrapped in an
+    `AppModel` another; a custom loader may return others. Optional, used when present:
+    ``state_dict()`` (the exchanged names: legacy arrays, missing adapter layers),
+    ``activate()`` (its adapter), ``check_arrays(arrays)`` (validate without writing) and
+    ``preserved()`` (a context that restores the model after probing)."""
 
     model: Any
     tokenizer: Any
@@ -85,8 +89,15 @@ def preserved_adapter(target: ProbeTarget) -> Iterator[None]:
     """Activate the target's adapter while probing and give the app its active adapter back.
 
     The mod and the app may share one base model (get_bridge's cache) with different adapters;
-    peft's set_adapter also toggles which adapter is trainable, so restoring matters.
+    peft's set_adapter also toggles which adapter is trainable, so restoring matters. A target
+    that restores itself (`preserved()`, e.g. the app's own model: flwr_trust.models.AppModel)
+    does so instead.
     """
+    keep = getattr(target, "preserved", None)
+    if callable(keep):
+        with keep():
+            yield
+        return
     model = target.model
     before = getattr(model, "active_adapter", None) if hasattr(model, "set_adapter") else None
     activate = getattr(target, "activate", None)
@@ -110,6 +121,17 @@ def probe(target: ProbeTarget, arrays: Arrays, suites: Mapping[str, ProbeSuite],
         profile = profile_model(target.model, target.tokenizer, suites, name=name,
                                 precision=precision)
     return profile, time.perf_counter() - start
+
+
+def validate(target: ProbeTarget, arrays: Arrays) -> None:
+    """Check that `arrays` fit the target (an error naming what does not), without changing it
+    where the target can check alone (`check_arrays`), else by loading them and restoring."""
+    check = getattr(target, "check_arrays", None)
+    if callable(check):
+        check(prepare_arrays(target, arrays))
+        return
+    with loaded(target, arrays):
+        pass
 
 
 @contextmanager

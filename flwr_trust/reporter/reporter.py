@@ -28,7 +28,14 @@ from flwr_trust.probes.suite import ProbeSuite, check_hash, combined_hash
 from flwr_trust.protocol import Number, ServerConfig
 from flwr_trust.reporter import entries
 from flwr_trust.reporter.local import LocalData, LocalEvidence, expected_keys, private_statistics
-from flwr_trust.reporter.probing import Arrays, ProbeTarget, loaded, merge_arrays, probe
+from flwr_trust.reporter.probing import (
+    Arrays,
+    ProbeTarget,
+    loaded,
+    merge_arrays,
+    probe,
+    validate,
+)
 from flwr_trust.reporter.shift import ShiftReporter
 from flwr_trust.scoring.profile import BehaviorProfile
 
@@ -116,8 +123,7 @@ class ClientReporter:
         else:
             wanted = cfg.probe_incoming or bool(cfg.policy)
         if not wanted:
-            with loaded(target(), arrays):  # validate before the app spends a round
-                pass
+            validate(target(), arrays)  # before the app spends a round on arrays that misfit
             probed_by_server = plan.kind == "evaluate"
             return Incoming(status="server-probed" if probed_by_server else "not-configured")
         profile, secs = probe(target(), arrays, plan.sample, precision=cfg.precision,

@@ -20,12 +20,16 @@ Padding is work too: contexts are batched by the length of their continuations, 
 continuations run in length runs wherever the padding saved outweighs a forward call
 (`CALL_TOKENS`). Copies of a cache's rows (`kv.rows_of`) are transient and bounded by the
 batch's own cache.
+
+Memory is capped besides the token budget: a batch's logits (`MAX_LOGIT_BYTES`; with a large
+vocabulary the logits of a full token budget of continuations dwarf the model's activations)
+and the key/value cache of a batch of contexts (`MAX_CACHE_BYTES`). Everything runs on the
+model's own device and dtype (`placement`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +37,9 @@ import numpy as np
 import torch
 
 from flwr_trust.scoring import kv
+from flwr_trust.scoring.placement import Placement, pick_placement
 from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
-from flwr_trust.scoring.requests import Precision, Request, Scores
+from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
 
 CALL_TOKENS = 64
 """A forward call costs about as much as this many token forwards (module dispatch, kernel
@@ -42,28 +47,64 @@ launches; far more on a GPU than on a CPU relative to a token): a continuation b
 by length only where the padding saved exceeds this."""
 
 
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
-    """Group request indices, longest first, so that rows x padded length <= max_batch_tokens."""
+MAX_LOGIT_BYTES = 64 * 2**20
+"""The most memory one batch's logits may take, with their log-softmax (fp32, so 8 bytes per
+vocabulary entry and position): a batch of 8192 continuation tokens over a 49k vocabulary would
+otherwise hold 3 GiB, more than a client's whole training step on a small model. The smaller
+batches were not slower on a SmolLM2-shaped model on the CPU (bench/client_memory.py
+--model smollm2-shaped:<layers> builds one)."""
+
+MAX_CACHE_BYTES = 64 * 2**20
+"""The most memory the key/value cache of one batch of contexts may take (it is kept for every
+layer while the continuations run, and rows of it are copied): SmolLM2 holds 46 KiB per token
+in fp32, so the 8192-token default budget would keep 377 MiB."""
+
+
+def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
+    """How many token positions' logits (and log-softmax) fit in `max_logit_bytes`."""
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if not isinstance(vocab, int) or vocab <= 0:
+        head = getattr(model, "get_output_embeddings", lambda: None)()
+        vocab = int(head.weight.shape[0]) if head is not None else 0
+    return max(1, max_logit_bytes // (8 * vocab)) if vocab > 0 else 1 << 62
+
+
+def cache_tokens(model: Any, max_cache_bytes: int = MAX_CACHE_BYTES) -> int:
+    """How many tokens' key/value cache fit in `max_cache_bytes` (no limit when the model's
+    config does not say its layer, head and width sizes)."""
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not all(isinstance(x, int) and x > 0 for x in (layers, heads, hidden)):
+        return 1 << 62
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    per_token = 2 * layers * kv_heads * head_dim * 4  # keys and values, fp32 at most
+    return max(1, max_cache_bytes // per_token)
+
+
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *,
+                 keeps: Sequence[int] | None = None, max_logits: int = 0) -> list[list[int]]:
+    """Group request indices, longest first, so that rows x padded length <= max_batch_tokens
+    and, given each request's scored positions `keeps`, rows x the batch's largest keep <=
+    max_logits (0: no logits limit)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
+    keep = 0
     for i in order:
         width = lengths[current[0]] if current else lengths[i]  # first is the longest
-        if current and (len(current) + 1) * width > max_batch_tokens:
+        wider = max(keep, keeps[i]) if keeps is not None else 0
+        if current and ((len(current) + 1) * width > max_batch_tokens
+                        or (max_logits and (len(current) + 1) * wider > max_logits)):
             batches.append(current)
-            current = []
+            current, wider = [], keeps[i] if keeps is not None else 0
         current.append(i)
+        keep = wider
     if current:
         batches.append(current)
     return batches
-
-
-def _autocast(precision: Precision, device: torch.device) -> Any:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision == "fp32":
-        return nullcontext()
-    raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
 
 
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
@@ -73,18 +114,22 @@ def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
     """Score every request with batched forward passes; returns arrays in request order.
 
     share_prefix: run each distinct context once for all its continuations;
-    common_prefix: also run a prefix that several contexts share once (needs share_prefix)."""
-    _autocast(precision, torch.device("cpu"))  # validates `precision` before any work
+    common_prefix: also run a prefix that several contexts share once (needs share_prefix).
+    They run on the model's own device and dtype (`placement.pick_placement`): `precision`
+    only adds a bf16 autocast (always for bf16, where native for auto)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     for r in requests:
         if not r.context or not r.continuation:
             raise ValueError("every request needs a non-empty context and continuation")
     sharing = sharing_used(requests, max_length=max_length, share_prefix=share_prefix,
                            common_prefix=common_prefix)
+    place = pick_placement(model, precision)
     if sharing == "none":
         return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                           max_length=max_length, precision=precision)
+                           max_length=max_length, place=place)
     return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         precision=precision, common_prefix=sharing == "prefix")
+                         place=place, common_prefix=sharing == "prefix")
 
 
 def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
@@ -99,7 +144,7 @@ def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
 
 @torch.inference_mode()
 def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
-                max_batch_tokens: int, max_length: int, precision: Precision) -> Scores:
+                max_batch_tokens: int, max_length: int, place: Placement) -> Scores:
     """Each request as one sequence: context + continuation."""
     n = len(requests)
     logprob = np.zeros(n, dtype=np.float64)
@@ -113,8 +158,10 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
             raise ValueError("every request needs a non-empty context and continuation")
         seq = list(r.context) + list(r.continuation[:-1])
         inputs.append(seq[-max_length:])
-    device = next(model.parameters()).device
-    for batch in plan_batches([len(s) for s in inputs], max_batch_tokens):
+    device = place.device
+    for batch in plan_batches([len(s) for s in inputs], max_batch_tokens,
+                              keeps=[len(r.continuation) for r in requests],
+                              max_logits=logit_positions(model, MAX_LOGIT_BYTES)):
         width = max(len(inputs[i]) for i in batch)
         keep = min(width, max(len(requests[i].continuation) for i in batch))
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -126,7 +173,7 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
             mask[row, width - len(seq):] = 1
             targets[row, keep - len(cont):] = torch.tensor(cont)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with _autocast(precision, device):
+        with place.context():
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                         position_ids=positions.to(device), logits_to_keep=keep, use_cache=False)
         logp = torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
@@ -141,7 +188,7 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
 
 @torch.inference_mode()
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
-                  max_batch_tokens: int, precision: Precision, common_prefix: bool) -> Scores:
+                  max_batch_tokens: int, place: Placement, common_prefix: bool) -> Scores:
     """Run each distinct context once, then all its continuations on a copy of its cache;
     with `common_prefix`, contexts that start alike start from their group's prefix cache."""
     n = len(requests)
@@ -153,7 +200,8 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
     contexts = list(by_context)
     plan = plan_prefix_groups(contexts) if common_prefix else \
         [PrefixGroup(0, tuple(range(len(contexts))))]
-    device = next(model.parameters()).device
+    max_batch_tokens = min(max_batch_tokens, cache_tokens(model, MAX_CACHE_BYTES))
+    max_logits = logit_positions(model, MAX_LOGIT_BYTES)
     # Passes: the shared prefixes of a chunk of groups run in one batch, then the chunk's
     # contexts in batches that mix groups freely; contexts sharing nothing run in a last pass.
     shared = [g for g in plan if g.shared]
@@ -162,7 +210,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
     passes += [[g] for g in plan if not g.shared]
     for groups in passes:
         prefixes = _prefixes(model, [contexts[g.members[0]][:g.shared] for g in groups],
-                             pad_id=pad_id, precision=precision, device=device) \
+                             pad_id=pad_id, place=place) \
             if groups[0].shared else None
         members = [_Row(contexts[m], by_context[contexts[m]], k, g.shared)
                    for k, g in enumerate(groups) for m in g.members]
@@ -177,7 +225,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
                   -(len(r.context) - r.shared)) for r in members]
         for batch in _plan_by_cost(cost, order, max_batch_tokens):
             scored = _score_batch(model, requests, [members[b] for b in batch], prefixes,
-                                  pad_id=pad_id, precision=precision, device=device)
+                                  pad_id=pad_id, place=place, max_logits=max_logits)
             for i, (lp, k) in scored.items():
                 logprob[i], n_tokens[i] = lp, k
     return Scores(logprob, n_tokens)
@@ -202,8 +250,9 @@ class _Prefixes:
 
 
 def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
-              precision: Precision, device: torch.device) -> _Prefixes:
+              place: Placement) -> _Prefixes:
     """Run shared prefixes once, in one left-padded batch."""
+    device = place.device
     width = max(len(p) for p in prefixes)
     ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prefixes), width), dtype=torch.long)
@@ -211,21 +260,22 @@ def _prefixes(model: Any, prefixes: list[tuple[int, ...]], *, pad_id: int,
         ids[row, width - len(p):] = torch.tensor(p)
         mask[row, width - len(p):] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    with _autocast(precision, device):
+    with place.context():
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                     position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
     return _Prefixes(kv.returned_cache(out), mask)
 
 
 def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
-                 prefixes: _Prefixes | None, *, pad_id: int, precision: Precision,
-                 device: torch.device) -> dict[int, tuple[float, int]]:
+                 prefixes: _Prefixes | None, *, pad_id: int, place: Placement,
+                 max_logits: int = 0) -> dict[int, tuple[float, int]]:
     """Score the requests of a batch of contexts: request index -> (log-prob, tokens).
 
     Each row starts from a copy of its prefix's cache row (none: from nothing) and runs only its
     context's own tokens after the prefix, left-padded so that the last position is every
     row's last context token; padding inside a row is masked and skipped by the explicit
-    position ids."""
+    position ids. A continuation run whose logits exceed `max_logits` positions runs in parts."""
+    device = place.device
     width = max(len(r.context) - r.shared for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     own = torch.zeros((len(rows), width), dtype=torch.long)
@@ -239,7 +289,7 @@ def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
         mask = torch.cat([prefixes.mask[index], own], dim=1)
         past[kv.cache_argument(model)] = kv.rows_of(prefixes.cache, index, device)
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, mask.shape[1] - width:]
-    with _autocast(precision, device):
+    with place.context():
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                     position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
                     **past)
@@ -250,7 +300,8 @@ def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
                   len(requests[i].continuation)) for row, i in pairs}
     rest = sorted(((row, i) for row, i in pairs if len(requests[i].continuation) > 1),
                   key=lambda pair: -len(requests[pair[1]].continuation))
-    chunks = _length_chunks([len(requests[i].continuation) - 1 for _, i in rest])
+    chunks = _logit_parts(_length_chunks([len(requests[i].continuation) - 1 for _, i in rest]),
+                          [len(requests[i].continuation) - 1 for _, i in rest], max_logits)
     cache = kv.returned_cache(out)
     for n, chunk in enumerate(chunks):
         part = [rest[k] for k in chunk]
@@ -259,7 +310,7 @@ def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
         rows_cache = kv.select_rows(cache, index, device) if n == len(chunks) - 1 else \
             kv.rows_of(cache, index, device)
         picked = _continue(model, requests, part, rows_cache, mask[index], pad_id=pad_id,
-                           precision=precision, device=device)
+                           place=place)
         for k, (_, i) in enumerate(part):
             first, count = scored[i]
             scored[i] = (first + float(picked[k]), count)
@@ -292,11 +343,24 @@ def _length_chunks(lengths: Sequence[int], call: int | None = None) -> list[list
     return chunks
 
 
+def _logit_parts(chunks: list[list[int]], lengths: Sequence[int],
+                 max_logits: int) -> list[list[int]]:
+    """`chunks` (runs of rows, longest first) cut so that rows x the run's longest length stay
+    within max_logits positions (a single row is never cut; 0: no limit)."""
+    if not max_logits:
+        return chunks
+    out: list[list[int]] = []
+    for chunk in chunks:
+        size = max(1, max_logits // max(1, lengths[chunk[0]]))
+        out += [chunk[k:k + size] for k in range(0, len(chunk), size)]
+    return out
+
+
 def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int]], cache: Any,
-              ctx_mask: torch.Tensor, *, pad_id: int, precision: Precision,
-              device: torch.device) -> torch.Tensor:
+              ctx_mask: torch.Tensor, *, pad_id: int, place: Placement) -> torch.Tensor:
     """Log-probability of every continuation token after the first, one row per (context row,
     request) on a cache holding those context rows; right-padded to the longest."""
+    device = place.device
     cont_width = max(len(requests[i].continuation) - 1 for _, i in part)
     cont_ids = torch.full((len(part), cont_width), pad_id, dtype=torch.long)
     cont_mask = torch.zeros((len(part), cont_width), dtype=torch.long)
@@ -308,7 +372,7 @@ def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int
         targets[k, :len(cont) - 1] = torch.tensor(cont[1:])
     full_mask = torch.cat([ctx_mask, cont_mask], dim=1)
     cont_pos = ctx_mask.sum(dim=1, keepdim=True) + torch.arange(cont_width)[None, :]
-    with _autocast(precision, device):
+    with place.context():
         out = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
                     position_ids=cont_pos.to(device), use_cache=True,
                     **{kv.cache_argument(model): cache})

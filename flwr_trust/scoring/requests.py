@@ -11,7 +11,8 @@ from typing import Literal
 
 import numpy as np
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "auto"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
 
 
 @dataclass(frozen=True)

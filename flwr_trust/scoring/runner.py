@@ -10,6 +10,7 @@ from flwr_trust.errors import SuiteError
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.encoding import cached_requests
 from flwr_trust.scoring.engine import score_requests, sharing_used
+from flwr_trust.scoring.placement import pick_placement
 from flwr_trust.scoring.prefixes import forwarded_tokens
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.scoring.requests import Precision, Request, Scores
@@ -61,7 +62,7 @@ def profile_model(model: Any, tokenizer: Any,
         declared = registry.get(mode)
         metrics[mode] = declared.stamp(declared.compute(by_mode[mode], part))
     return BehaviorProfile(metrics, {m: s.hash for m, s in by_mode.items()}, model=name,
-                           extra={"precision": precision,
+                           extra={"precision": pick_placement(model, precision).label,
                                   "tokens": int(sum(len(r.context) + len(r.continuation)
                                                     for r in all_requests)),
                                   "forwarded_tokens": forwarded_tokens(all_requests, sharing_used(

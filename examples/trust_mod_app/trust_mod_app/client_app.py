@@ -1,7 +1,8 @@
 """ClientApp: LoRA fine-tuning, FlowerTune style, with flwr-trust's `trust_mod` added.
 
-The only flwr-trust lines: the import, ``mods=[trust_mod]``, and `provide_local_data` (optional:
-without it the private local metrics are reported absent, with trust.status.private = 2).
+The only flwr-trust lines: the import, ``mods=[trust_mod]``, `use_model` (the mod probes the
+app's own model instead of loading a second copy) and `provide_local_data` (optional: without
+it the private local metrics are reported absent, with trust.status.private = 2).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
-from flwr_trust.mods import provide_local_data, trust_mod
+from flwr_trust.mods import provide_local_data, trust_mod, use_model
 from trust_mod_app.task import eval_loss, get_model, local_texts, train_steps
 
 app = ClientApp(mods=[trust_mod])
@@ -18,8 +19,10 @@ app = ClientApp(mods=[trust_mod])
 
 def _model(context: Context):
     cfg = context.run_config
-    return get_model(str(cfg["model.name"]), int(cfg["model.lora.peft-lora-r"]),
-                     int(cfg["model.lora.peft-lora-alpha"]))
+    model, tokenizer = get_model(str(cfg["model.name"]), int(cfg["model.lora.peft-lora-r"]),
+                                 int(cfg["model.lora.peft-lora-alpha"]))
+    use_model(context, model, tokenizer)  # the mod probes this model: one copy per client
+    return model, tokenizer
 
 
 def _data(context: Context):
