@@ -175,3 +175,56 @@ def test_auto_without_native_bf16_scores_exactly_as_fp32(monkeypatch):
     assert (fp32.logprob == auto.logprob).all()
     with pytest.raises(ValueError, match="precision"):
         score_requests(model, requests, pad_id=0, precision="fp8")
+
+
+def _frozen_tiny_model():
+    from flwr_trust.models.tiny import build_tiny_model
+
+    model = build_tiny_model()
+    params = list(model.parameters())
+    for p in params[:-1]:  # a LoRA-like model: a frozen base, one trainable tensor
+        p.requires_grad_(False)
+    return model, [p.requires_grad for p in params]
+
+
+def test_frozen_weights_are_cast_once_with_the_same_scores(monkeypatch):
+    """bf16 scoring with the autocast cache held for the whole call gives the very scores of a
+    cast per forward pass, and leaves every requires_grad flag as it was."""
+    from contextlib import contextmanager
+
+    from flwr_trust.scoring import engine
+
+    model, flags = _frozen_tiny_model()
+    requests = [Request((5, 6, 7), (8, 9)), Request((5, 6, 7), (10,)), Request((1,), (2, 3, 4)),
+                Request((5, 6, 11, 12), (13, 14, 15))]
+    once = engine.score_requests(model, requests, pad_id=0, precision="bf16")
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+    @contextmanager
+    def per_call(model, place):
+        with torch.no_grad():
+            yield
+
+    monkeypatch.setattr(engine, "weights_cast_once", per_call)
+    each = engine.score_requests(model, requests, pad_id=0, precision="bf16")
+    assert (once.logprob == each.logprob).all()
+    fp32 = engine.score_requests(model, requests, pad_id=0, precision="fp32")
+    assert not (fp32.logprob == once.logprob).all()  # bf16 really ran
+
+
+def test_the_cast_once_block_restores_flags_after_an_error():
+    model, flags = _frozen_tiny_model()
+    seen = {}
+    with pytest.raises(_Stop), placement.weights_cast_once(
+            model, Placement(CPU, torch.bfloat16, "float32")):
+        seen["inside"] = [p.requires_grad for p in model.parameters()]
+        seen["grad"] = torch.is_grad_enabled()
+        raise _Stop
+    assert all(seen["inside"]) and seen["grad"] is False
+    assert [p.requires_grad for p in model.parameters()] == flags
+    # fp32 probes (no autocast) and half-precision weights are left alone
+    with placement.weights_cast_once(model, Placement(CPU, None, "float32")):
+        assert [p.requires_grad for p in model.parameters()] == flags
+    half = model.to(torch.bfloat16)
+    with placement.weights_cast_once(half, Placement(CPU, torch.bfloat16, "bfloat16")):
+        assert [p.requires_grad for p in half.parameters()] == flags

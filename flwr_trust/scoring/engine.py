@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from flwr_trust.scoring import kv
-from flwr_trust.scoring.placement import Placement, pick_placement
+from flwr_trust.scoring.placement import Placement, pick_placement, weights_cast_once
 from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
 from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
 
@@ -125,11 +125,13 @@ def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
     sharing = sharing_used(requests, max_length=max_length, share_prefix=share_prefix,
                            common_prefix=common_prefix)
     place = pick_placement(model, precision)
-    if sharing == "none":
-        return _score_flat(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                           max_length=max_length, place=place)
-    return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
-                         place=place, common_prefix=sharing == "prefix")
+    with weights_cast_once(model, place):
+        if sharing == "none":
+            return _score_flat(model, requests, pad_id=pad_id,
+                               max_batch_tokens=max_batch_tokens, max_length=max_length,
+                               place=place)
+        return _score_shared(model, requests, pad_id=pad_id, max_batch_tokens=max_batch_tokens,
+                             place=place, common_prefix=sharing == "prefix")
 
 
 def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
@@ -142,7 +144,6 @@ def sharing_used(requests: Sequence[Request], *, max_length: int = 2048,
     return "prefix" if common_prefix else "context"
 
 
-@torch.inference_mode()
 def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
                 max_batch_tokens: int, max_length: int, place: Placement) -> Scores:
     """Each request as one sequence: context + continuation."""
@@ -186,7 +187,6 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
     return Scores(logprob, n_tokens)
 
 
-@torch.inference_mode()
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
                   max_batch_tokens: int, place: Placement, common_prefix: bool) -> Scores:
     """Run each distinct context once, then all its continuations on a copy of its cache;

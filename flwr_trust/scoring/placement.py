@@ -17,7 +17,8 @@ tests can answer them on a machine without a GPU.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,50 @@ class Placement:
         if self.autocast is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+
+
+@contextmanager
+def weights_cast_once(model: Any, place: Placement) -> Iterator[None]:
+    """Run the forward passes inside with `no_grad`, casting fp32 weights to the autocast dtype
+    once for the whole block instead of once per forward pass.
+
+    Autocast re-casts every fp32 weight in every forward call unless it keeps the cast in its
+    weight cache, which it does only for leaf tensors that require grad, until the outermost
+    autocast block exits (torch's autocast cache). Frozen weights (a LoRA model's base) thus
+    cost a full-model cast per call: about half the time of a probe's small forward calls on
+    SmolLM2 (bench/probe_throughput.py). Here the frozen fp32 weights are marked as requiring
+    grad for the block (no graph is built under no_grad) and one outer autocast block holds
+    the cache, so each weight is cast once: the same bf16 values, so the same scores, bit for
+    bit. The flags are restored on exit, also on error. The cache costs half the fp32 weights'
+    size while the block runs; on a CUDA device it is used only if that fits in free memory
+    twice over. The weights must not change inside the block (the cache would go stale):
+    callers wrap one model state only."""
+    frozen = [p for p in model.parameters()
+              if p.dtype == torch.float32 and not p.requires_grad] \
+        if place.autocast is not None else []
+    if not frozen or not _cache_fits(frozen, place):
+        with torch.no_grad():
+            yield
+        return
+    try:
+        for p in frozen:
+            p.requires_grad_(True)
+        with torch.autocast(device_type=place.device.type, dtype=place.autocast), \
+                torch.no_grad():
+            yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
+def _cache_fits(weights: list[torch.Tensor], place: Placement) -> bool:
+    """Whether the autocast cache of `weights` may be held: always in host memory; on CUDA only
+    with twice its size free."""
+    if place.device.type != "cuda":
+        return True
+    size = sum(p.numel() for p in weights) * torch.finfo(place.autocast).bits // 8
+    free, _total = torch.cuda.mem_get_info(place.device)
+    return free > 2 * size
 
 
 # -- hardware questions (the seam tests answer) ------------------------------------------------
