@@ -70,14 +70,15 @@ def weights_cast_once(model: Any, place: Placement) -> Iterator[None]:
     Autocast re-casts every fp32 weight in every forward call unless it keeps the cast in its
     weight cache, which it does only for leaf tensors that require grad, until the outermost
     autocast block exits (torch's autocast cache). Frozen weights (a LoRA model's base) thus
-    cost a full-model cast per call: about half the time of a probe's small forward calls on
-    SmolLM2 (bench/probe_throughput.py). Here the frozen fp32 weights are marked as requiring
-    grad for the block (no graph is built under no_grad) and one outer autocast block holds
-    the cache, so each weight is cast once: the same bf16 values, so the same scores, bit for
-    bit. The flags are restored on exit, also on error. The cache costs half the fp32 weights'
-    size while the block runs; on a CUDA device it is used only if that fits in free memory
-    twice over. The weights must not change inside the block (the cache would go stale):
-    callers wrap one model state only."""
+    cost a full-model cast per call, a large share of a probe's small forward calls (SmolLM2,
+    the packaged baseline's monitored federation: clients 100.0 -> 82.6 s, server 28.3 -> 20.6
+    s; bench/federation_overhead.py, docs/benchmarks.md). Here the frozen fp32 weights are
+    marked as requiring grad for the block (no graph is built under no_grad) and one outer
+    autocast block holds the cache, so each weight is cast once: the same bf16 values, so the
+    same scores, bit for bit. The flags are restored on exit, also on error. The cache costs
+    half the fp32 weights' size while the block runs; on a CUDA device it is used only if that
+    fits in free memory twice over. The weights must not change inside the block (the cache
+    would go stale): callers wrap one model state only."""
     frozen = [p for p in model.parameters()
               if p.dtype == torch.float32 and not p.requires_grad] \
         if place.autocast is not None else []
