@@ -217,3 +217,54 @@ def test_bad_construction_is_a_clear_error(tmp_path):
         TrustGuard(object(), model=None)  # type: ignore[arg-type]
     with pytest.raises(TrustError, match="audit_fraction"):
         _guard(FedAvg(), tmp_path, audit_fraction=2.0)
+
+
+class ScreeningMarkerProber(MarkerProber):
+    """MarkerProber that can also screen: the predicted refusal change of an update is minus
+    its marker over the number of clients (what the average would lose)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.screened: list[dict] = []
+
+    def screen(self, arrays, suites, metrics):
+        self.screened.append({m: list(v) for m, v in metrics.items()})
+        n = self.n
+
+        class Linear:
+            def predict(self, update):
+                return {"alignment.refusal-rate": -float(update["layer.b"][0]) / n}
+        return Linear()
+
+
+def test_rollback_above_the_leave_one_out_limit_screens_then_probes_the_worst(tmp_path):
+    """Ten clients (> LOO_MAX_CLIENTS): no leave-one-out trials; the screen ranks the clients on
+    the failing metric, only the worst-predicted ones are probed exactly, and the culprit is
+    the one whose own model fails."""
+    from flwr_trust.guard.core import LOO_MAX_CLIENTS
+    from flwr_trust.guard.screened import SCREEN_TOP
+
+    bad, n = 105, 10
+    assert n > LOO_MAX_CLIENTS
+    prober = ScreeningMarkerProber(n)
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=prober,
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    run_rounds(guard, n_rounds=1, n_nodes=n, client=_marker_client(bad))
+    gate = guard.history[-1].gate
+    assert gate.action == "rollback" and gate.culprits == [bad]
+    assert "screened 10 clients" in gate.reason
+    assert prober.screened == [{"alignment": ["refusal-rate"]}]
+    # the candidate on every mode, then only the one client predicted worse than no change
+    # (the others' markers are 0), on the failing mode
+    assert prober.calls == [set(guard.suites), {"alignment"}]
+    assert SCREEN_TOP >= 1
+
+
+def test_without_a_screen_a_large_round_names_no_culprit(tmp_path):
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    run_rounds(guard, n_rounds=1, n_nodes=10, client=_marker_client(105))
+    gate = guard.history[-1].gate
+    assert gate.action == "rollback" and gate.culprits == []
+    assert "no screen available" in gate.reason

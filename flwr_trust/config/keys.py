@@ -189,7 +189,9 @@ KEYS: tuple[Key, ...] = (
     Key("trust.gate", "str", "off", "off (alarms only), quarantine (flagged clients left out "
         "of the round), rollback (quarantine, then a failing candidate is refused: previous "
         "global kept, leave-one-out over up to 8 aggregated clients names culprits, each trial "
-        "re-probing only the failing modes), halt (stop with an error)", _S, keyword="gate"),
+        "re-probing only the failing modes; above 8, a linear screen ranks the clients and "
+        "the 3 it ranks worst are probed exactly, each named only if its own model fails), "
+        "halt (stop with an error)", _S, keyword="gate"),
     Key("trust.server-probe-items", "int", DEFAULT_PROBE_ITEMS, "items per mode the server "
         "probes for the reference and every candidate (a fixed seeded subset, so both are "
         "scored on the same items); 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,

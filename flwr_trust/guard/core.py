@@ -3,7 +3,8 @@
 Per train round: refuse malformed updates, run the update checks, the integrity audit and the
 behavioural tests on the clients' reports, let the gate leave flagged clients out, aggregate
 through the adapter's `Aggregation`, probe the candidate (`Prober`), and accept it, roll it
-back (naming culprits by leave-one-out) or halt. Every round is recorded (audit log,
+back (naming culprits by leave-one-out, or above LOO_MAX_CLIENTS by a linear screen and exact
+probes of the clients it ranks worst: screened.py) or halt. Every round is recorded (audit log,
 TensorBoard) by `GuardRecorder`. With no alarm the aggregation sees exactly the replies the
 inner strategy would have seen alone. A guard started on the folder of a run that crashed
 resumes it from its log (resume.py): reference, monitors' state, history and round count.
@@ -28,6 +29,7 @@ from flwr_trust.guard import resume
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
+from flwr_trust.guard.screened import screened_culprits
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.report.records import RunResume
 from flwr_trust.scoring.profile import BehaviorProfile
@@ -189,7 +191,10 @@ class Guard:
             arrays = ev.global_model
             reason = "candidate failed its probe; previous model kept"
             if not small and len(nodes) > LOO_MAX_CLIENTS:
-                reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients)"
+                culprits, how = screened_culprits(
+                    self.prober, ev, nodes, candidate_alarms, self.settings.server_suites,
+                    lambda own: self._fails(rnd, candidate, own))
+                reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients; {how})"
             decision = GateDecision("rollback", excluded=flagged, culprits=culprits,
                                     reason=reason)
             self.monitor("candidate").reset_trend()
@@ -318,15 +323,17 @@ class Guard:
             except Exception:  # a failed trial names no culprit
                 continue
             profile = self.probe(arrays, failing)
-            if profile is None:
-                continue
-            merged = dataclasses.replace(
-                candidate, metrics={**candidate.metrics, **profile.metrics},
-                suite_hashes={**candidate.suite_hashes, **profile.suite_hashes})
-            trial = _copy_monitor(self.monitor("candidate")).observe(rnd, merged)
-            if not alarmed(trial.alarms):
+            if profile is not None and not self._fails(rnd, candidate, profile):
                 culprits.append(node)
         return culprits
+
+    def _fails(self, rnd: int, candidate: BehaviorProfile, profile: BehaviorProfile) -> bool:
+        """Whether the candidate's test alarms on `profile`'s numbers (the candidate's for the
+        modes it lacks), on a copy of the candidate monitor: a trial spends no real alpha."""
+        merged = dataclasses.replace(
+            candidate, metrics={**candidate.metrics, **profile.metrics},
+            suite_hashes={**candidate.suite_hashes, **profile.suite_hashes})
+        return alarmed(_copy_monitor(self.monitor("candidate")).observe(rnd, merged).alarms)
 
     def _emit(self, alarms: list[Alarm]) -> None:
         for alarm in alarms:

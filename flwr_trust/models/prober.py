@@ -33,3 +33,12 @@ class BridgeProber:
         from flwr_trust.scoring.runner import profile_arrays
 
         return profile_arrays(self.bridge, arrays, suites, precision=self.precision)
+
+    def screen(self, arrays: Any, suites: Mapping[str, ProbeSuite],
+               metrics: Mapping[str, Any]) -> Any:
+        """The linear screen of `metrics` at `arrays` (flwr_trust.scoring.linear): what the guard
+        ranks clients by when a round is too large for leave-one-out (guard/screened.py)."""
+        from flwr_trust.scoring.linear import linear_screen
+
+        return linear_screen(self.bridge, arrays, suites, metrics=metrics,
+                             precision=self.precision)
