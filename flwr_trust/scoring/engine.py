@@ -159,32 +159,45 @@ def _score_flat(model: Any, requests: Sequence[Request], *, pad_id: int,
             raise ValueError("every request needs a non-empty context and continuation")
         seq = list(r.context) + list(r.continuation[:-1])
         inputs.append(seq[-max_length:])
-    device = place.device
     for batch in plan_batches([len(s) for s in inputs], max_batch_tokens,
                               keeps=[len(r.continuation) for r in requests],
                               max_logits=logit_positions(model, MAX_LOGIT_BYTES)):
-        width = max(len(inputs[i]) for i in batch)
-        keep = min(width, max(len(requests[i].continuation) for i in batch))
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        targets = torch.full((len(batch), keep), -1, dtype=torch.long)
-        for row, i in enumerate(batch):
-            seq, cont = inputs[i], requests[i].continuation[-keep:]
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
-            targets[row, keep - len(cont):] = torch.tensor(cont)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        with place.context():
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=positions.to(device), logits_to_keep=keep, use_cache=False)
-        logp = torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
-        valid = targets >= 0
-        picked = logp.gather(-1, targets.clamp(min=0).to(device).unsqueeze(-1)).squeeze(-1)
-        picked = (picked.cpu() * valid).sum(dim=1)
+        picked, valid = flat_logprobs(model, [inputs[i] for i in batch],
+                                      [requests[i].continuation for i in batch],
+                                      pad_id=pad_id, place=place)
+        picked = picked.cpu()
         for row, i in enumerate(batch):
             logprob[i] = float(picked[row])
             n_tokens[i] = int(valid[row].sum())
     return Scores(logprob, n_tokens)
+
+
+def flat_logprobs(model: Any, inputs: Sequence[Sequence[int]],
+                  continuations: Sequence[Sequence[int]], *, pad_id: int, place: Placement
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward call over whole sequences (context + continuation minus its last token),
+    left-padded with explicit positions: per row the summed log-probability of its
+    continuation's last `keep` tokens (on the model's device; differentiable when grad is on)
+    and the mask of the target positions scored."""
+    device = place.device
+    width = max(len(seq) for seq in inputs)
+    keep = min(width, max(len(cont) for cont in continuations))
+    ids = torch.full((len(inputs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(inputs), width), dtype=torch.long)
+    targets = torch.full((len(inputs), keep), -1, dtype=torch.long)
+    for row, (seq, whole) in enumerate(zip(inputs, continuations, strict=True)):
+        cont = list(whole)[-keep:]
+        ids[row, width - len(seq):] = torch.tensor(list(seq))
+        mask[row, width - len(seq):] = 1
+        targets[row, keep - len(cont):] = torch.tensor(cont)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    with place.context():
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=positions.to(device), logits_to_keep=keep, use_cache=False)
+    logp = torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
+    valid = targets >= 0
+    picked = logp.gather(-1, targets.clamp(min=0).to(device).unsqueeze(-1)).squeeze(-1)
+    return (picked * valid.to(device)).sum(dim=1), valid
 
 
 def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,

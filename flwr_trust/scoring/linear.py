@@ -30,7 +30,7 @@ import torch
 from flwr_trust import modes as registry
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.encoding import cached_requests
-from flwr_trust.scoring.engine import plan_batches, score_requests
+from flwr_trust.scoring.engine import flat_logprobs, plan_batches, score_requests
 from flwr_trust.scoring.placement import pick_placement
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
@@ -105,26 +105,12 @@ def weighted_logprob_gradient(model: Any, requests: Sequence[Request], weights: 
         return total
     inputs = [list(requests[k].context) + list(requests[k].continuation[:-1]) for k in chosen]
     for batch in plan_batches([len(s) for s in inputs], max_batch_tokens):
-        width = max(len(inputs[b]) for b in batch)
-        keep = max(len(requests[chosen[b]].continuation) for b in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        targets = torch.full((len(batch), keep), -1, dtype=torch.long)
         row_weights = torch.tensor([float(weights[chosen[b]]) for b in batch])
-        for row, b in enumerate(batch):
-            seq, cont = inputs[b], requests[chosen[b]].continuation
-            ids[row, width - len(seq):] = torch.tensor(seq)
-            mask[row, width - len(seq):] = 1
-            targets[row, keep - len(cont):] = torch.tensor(cont)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        device = place.device
-        with torch.enable_grad(), place.context():
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=positions.to(device), logits_to_keep=keep, use_cache=False)
-            logp = torch.log_softmax(out.logits[:, -keep:].float(), dim=-1)
-            valid = (targets >= 0).to(device)
-            picked = logp.gather(-1, targets.clamp(min=0).to(device).unsqueeze(-1)).squeeze(-1)
-            objective = ((picked * valid).sum(dim=1) * row_weights.to(device)).sum()
+        with torch.enable_grad():
+            picked, _ = flat_logprobs(model, [inputs[b] for b in batch],
+                                      [requests[chosen[b]].continuation for b in batch],
+                                      pad_id=pad_id, place=place)
+            objective = (picked * row_weights.to(picked.device)).sum()
             grads = torch.autograd.grad(objective, list(params), allow_unused=True)
         for acc, g in zip(total, grads, strict=True):
             if g is not None:
