@@ -99,7 +99,7 @@ def weighted_logprob_gradient(model: Any, requests: Sequence[Request], weights: 
     Requests run whole (context + continuation, left-padded, explicit positions: the scorer's
     flat layout) with autograd on; requests with weight 0 are skipped."""
     place = pick_placement(model, precision)
-    total = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    total = [torch.zeros(p.shape, dtype=torch.float32) for p in params]  # on the host
     chosen = [k for k in range(len(requests)) if weights[k] != 0.0]
     if not chosen:
         return total
