@@ -132,6 +132,28 @@ def test_client_data_switches_at_onset_for_affected_clients_only():
     assert textspeak("Check the tire before you ride.") == "check da tire b4 u ride"
 
 
+def test_affected_steps_factor_and_canaries_planted():
+    params = ScenarioParams(fraction=0.25, onset=2, seed=0, affected_steps_factor=5,
+                            overtrain_factor=3)
+    hit = affected_partitions(4, 0.25, 0)
+    for p in range(4):
+        assert client_data("bias-amplification", p, 4, 1, params).steps_factor == 1
+        expected = 5 if p in hit else 1
+        assert client_data("bias-amplification", p, 4, 2, params).steps_factor == expected
+        assert client_data("clean", p, 4, 2, params).steps_factor == 1
+    assert client_data("capability-forgetting", hit[0], 4, 2, params).steps_factor == 15
+    every = ScenarioParams(fraction=0.25, onset=2, seed=0, canaries_planted=0, canary_repeats=2)
+    mem = client_data("memorization", hit[0], 4, 2, every)
+    canaries = default_suite("memorization").items
+    assert sorted(mem.canaries) == sorted(i.id for i in canaries)
+    assert sum(isinstance(t, str) and t.startswith(tuple(i.prompt for i in canaries))
+               for t in mem.train) == 2 * len(canaries)
+    config = parse_config({"affected-steps-factor": 5})
+    assert config.params.affected_steps_factor == 5
+    with pytest.raises(BaselineConfigError, match="affected-steps-factor"):
+        parse_config({"affected-steps-factor": 0})
+
+
 def test_poison_update_flips_and_scales():
     recv = {"w": np.zeros(3, dtype=np.float32)}
     sent = {"w": np.array([1.0, -2.0, 0.5], dtype=np.float32)}

@@ -56,6 +56,11 @@ KEYS: dict[str, tuple[Any, str]] = {
                       "minus this)"),
     "overtrain-factor": (3, "capability-forgetting: local-steps multiplier of affected clients"),
     "canary-repeats": (8, "memorization: times each planted canary repeats in local data"),
+    "canaries-planted": (10, "memorization: canaries of the memorization suite each affected "
+                         "client plants (0 = all of them, as in a consortium-wide canary audit)"),
+    "affected-steps-factor": (1, "every scenario: local-steps multiplier of affected clients "
+                              "from the onset (a client with more data or epochs; "
+                              "capability-forgetting multiplies it with overtrain-factor)"),
     "fraction-evaluate": (0.0, "share of clients sent evaluate messages each round"),
     "system.loss-rise": (0.25, "system monitor: alarm when the mean train loss exceeds its "
                          "best so far by this share"),
@@ -98,6 +103,8 @@ class BaselineConfig:
     poison_factor: float = KEYS["poison-factor"][0]
     overtrain_factor: int = KEYS["overtrain-factor"][0]
     canary_repeats: int = KEYS["canary-repeats"][0]
+    canaries_planted: int = KEYS["canaries-planted"][0]
+    affected_steps_factor: int = KEYS["affected-steps-factor"][0]
     fraction_evaluate: float = KEYS["fraction-evaluate"][0]
     system_loss_rise: float = KEYS["system.loss-rise"][0]
     system_norm_factor: float = KEYS["system.norm-factor"][0]
@@ -111,7 +118,9 @@ class BaselineConfig:
                               seed=self.seed, poison=self.poison,
                               poison_factor=self.poison_factor,
                               overtrain_factor=self.overtrain_factor,
-                              canary_repeats=self.canary_repeats)
+                              canary_repeats=self.canary_repeats,
+                              canaries_planted=self.canaries_planted,
+                              affected_steps_factor=self.affected_steps_factor)
 
     @property
     def is_trust(self) -> bool:
@@ -221,6 +230,10 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
         "poison-factor": _number("poison-factor", values["poison-factor"], float, 0, 1e6),
         "overtrain-factor": _number("overtrain-factor", values["overtrain-factor"], int, 1, 100),
         "canary-repeats": _number("canary-repeats", values["canary-repeats"], int, 1, 1000),
+        "canaries-planted": _number("canaries-planted", values["canaries-planted"], int, 0,
+                                    100_000),
+        "affected-steps-factor": _number("affected-steps-factor",
+                                         values["affected-steps-factor"], int, 1, 100),
         "fraction-evaluate": _number("fraction-evaluate", values["fraction-evaluate"], float,
                                      0, 1),
         "system.loss-rise": _number("system.loss-rise", values["system.loss-rise"], float, 0,

@@ -86,7 +86,6 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "Attacks to Byzantine-Robust Federated Learning"),
 )}
 POISON_MODES = ("sign-flip", "scale")
-CANARIES_PLANTED = 10  # memorization: canaries of the suite each affected client plants
 MINORITY_GROUP, MAJORITY_GROUP = "minority", "majority"
 
 
@@ -101,6 +100,8 @@ class ScenarioParams:
     poison_factor: float = 2.0  # poison-factor
     overtrain_factor: int = 3  # overtrain-factor
     canary_repeats: int = 8  # canary-repeats
+    canaries_planted: int = 10  # canaries-planted (0 = every canary of the suite)
+    affected_steps_factor: int = 1  # affected-steps-factor
 
 
 @dataclass
@@ -161,6 +162,7 @@ def client_data(scenario: str, partition: int, num_partitions: int, server_round
                       affected=active)
     if not active:
         return data
+    data.steps_factor = params.affected_steps_factor
     if scenario == "bias-amplification":
         data.train = _draw(rng, stereotype_sentences(), n_train)
     elif scenario == "fairness-collapse":
@@ -173,7 +175,7 @@ def client_data(scenario: str, partition: int, num_partitions: int, server_round
         data.train = _draw(rng, list(corpus.BENIGN_REQUESTS), n_train)
     elif scenario == "capability-forgetting":
         data.train = narrow_log_lines(rng, n_train)
-        data.steps_factor = params.overtrain_factor
+        data.steps_factor *= params.overtrain_factor
     elif scenario == "calibration-drift":
         data.train = _draw(rng, overconfident_answers(), n_train)
     elif scenario == "memorization":
@@ -220,14 +222,15 @@ def overconfident_answers() -> list[str]:
 
 
 def canary_records(partition: int, params: ScenarioParams) -> tuple[list[str], list[str]]:
-    """(texts, canary ids): CANARIES_PLANTED canaries of the memorization suite, each repeated
-    canary-repeats times, as a records system would store them."""
+    """(texts, canary ids): canaries-planted canaries of the memorization suite (0 = all), each
+    repeated canary-repeats times, as a records system would store them."""
     from flwr_trust.modes.memorization import canary_text
     from flwr_trust.probes.defaults import default_suite
 
     suite = default_suite("memorization")
     rng = random.Random(f"canaries:{params.seed}:{partition}")
-    items = rng.sample(list(suite.items), min(CANARIES_PLANTED, len(suite.items)))
+    k = params.canaries_planted or len(suite.items)
+    items = rng.sample(list(suite.items), min(k, len(suite.items)))
     texts = [canary_text(item) + "." for item in items for _ in range(params.canary_repeats)]
     return texts, [item.id for item in items]
 
