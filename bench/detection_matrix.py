@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = {k: settings[k] for k in ("model", "num-server-rounds", "onset-round",
                                       "attack-fraction", "local-steps", "batch-size", "lr",
                                       "probe-items", "precision", "train-dp")}
+    shown |= {k: settings[k] for k in extra if not k.startswith("trust.") and k in settings}
     meta = {"command": "python " + " ".join(shlex.quote(a) for a in
                                              ["bench/detection_matrix.py", *argv]),
             "settings": f"{args.clients} clients, seeds 0..{args.seeds - 1}, "

@@ -235,3 +235,27 @@ def test_margin_spread_reads_the_logit_spread_from_audit_logs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| alignment.refusal-rate | 1 | 0.200 | 0.200 |" in out
     assert spread.main([str(tmp_path / "missing")]) == 2
+
+
+def test_round_evidence_prints_the_server_probe_client_reports_and_alarms(tmp_path, capsys):
+    """bench/round_evidence.py: one mode's per-round evidence, read from an audit log."""
+    behavior = {"capability": {"log-ppl": {"value": 3.9, "reference": 4.9, "degradation": -1.0,
+                                           "tolerance": 0.1, "stderr": 0.11, "paired_items": 4,
+                                           "scale": "rate"}}}
+    clients = {"1001": {"trust.capability.log-ppl": 5.68, "trust.capability.log-ppl.n": 4,
+                        "trust.alignment.refusal-rate": 0.8}}
+    alarm = {"mode": "capability", "severity": "warning", "message": "log-ppl may be degrading"}
+    records = [{"kind": "round", "payload": {"phase": "train", "round": 2, "behavior": behavior,
+                                             "client_metrics": clients, "alarms": [alarm]}},
+               {"kind": "round", "payload": {"phase": "evaluate", "round": 2}}]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "audit.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    evidence = load_script(ROOT / "bench" / "round_evidence.py")
+    assert evidence.main([str(run), "--mode", "capability"]) == 0
+    out = capsys.readouterr().out
+    assert "| log-ppl | 3.900 | 4.900 | -1.000 | 0.100 | 0.110 | - | 4 |" in out
+    assert "| 1001 | log-ppl 5.680 |" in out and "refusal" not in out
+    assert "- warning: log-ppl may be degrading" in out and out.count("## Round") == 1
+    with pytest.raises(SystemExit, match="no audit log"):
+        evidence.main([str(tmp_path / "missing"), "--mode", "capability"])
