@@ -26,8 +26,9 @@ import torch  # noqa: E402
 from flwr_trust import modes as registry  # noqa: E402
 from flwr_trust.models import load_base_model  # noqa: E402
 from flwr_trust.probes import default_suites  # noqa: E402
+from flwr_trust.scoring.batching import plan_batches  # noqa: E402
 from flwr_trust.scoring.encoding import cached_requests  # noqa: E402
-from flwr_trust.scoring.engine import plan_batches, score_requests  # noqa: E402
+from flwr_trust.scoring.engine import score_requests  # noqa: E402
 from flwr_trust.scoring.placement import pick_placement  # noqa: E402
 from flwr_trust.scoring.runner import profile_model  # noqa: E402
 

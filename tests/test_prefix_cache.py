@@ -135,13 +135,13 @@ def test_edge_cases_score_the_same_under_any_batching(chat_tiny):
 
 
 def test_length_chunks_trade_padding_against_calls():
-    from flwr_trust.scoring.engine import _length_chunks
+    from flwr_trust.scoring.batching import length_chunks
 
     lengths = [16, 16, 15, 10, 9] + [1] * 35
-    assert _length_chunks(lengths, call=64) == [list(range(5)), list(range(5, 40))]
-    assert _length_chunks(lengths, call=1000) == [list(range(40))]
-    assert _length_chunks(lengths, call=0) == [[0, 1], [2], [3], [4], list(range(5, 40))]
-    assert _length_chunks([3], call=0) == [[0]]
+    assert length_chunks(lengths, call=64) == [list(range(5)), list(range(5, 40))]
+    assert length_chunks(lengths, call=1000) == [list(range(40))]
+    assert length_chunks(lengths, call=0) == [[0, 1], [2], [3], [4], list(range(5, 40))]
+    assert length_chunks([3], call=0) == [[0]]
 
 
 def test_continuations_split_by_length_score_the_same(chat_tiny, monkeypatch):

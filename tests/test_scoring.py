@@ -13,7 +13,8 @@ from flwr.app import MetricRecord
 from flwr_trust.modes import alignment, bias, calibration, capability, fairness, memorization
 from flwr_trust.probes.suite import ProbeItem, ProbeSuite
 from flwr_trust.protocol import observations
-from flwr_trust.scoring.engine import plan_batches, score_requests
+from flwr_trust.scoring.batching import plan_batches
+from flwr_trust.scoring.engine import score_requests
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 from flwr_trust.scoring.requests import Request, Scores
 from flwr_trust.scoring.runner import profile_model

@@ -24,7 +24,8 @@ batch's own cache.
 Memory is capped besides the token budget: a batch's logits (`MAX_LOGIT_BYTES`; with a large
 vocabulary the logits of a full token budget of continuations dwarf the model's activations)
 and the key/value cache of a batch of contexts (`MAX_CACHE_BYTES`). Everything runs on the
-model's own device and dtype (`placement`).
+model's own device and dtype (`placement`). The index arithmetic that cuts batches and runs
+within these budgets is in `batching`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ import numpy as np
 import torch
 
 from flwr_trust.scoring import kv
+from flwr_trust.scoring.batching import (
+    cache_tokens,
+    length_chunks,
+    logit_parts,
+    logit_positions,
+    plan_batches,
+    plan_by_cost,
+)
 from flwr_trust.scoring.placement import Placement, pick_placement, weights_cast_once
 from flwr_trust.scoring.prefixes import PrefixGroup, Sharing, plan_prefix_groups
 from flwr_trust.scoring.requests import PRECISIONS, Precision, Request, Scores
@@ -58,53 +67,6 @@ MAX_CACHE_BYTES = 64 * 2**20
 """The most memory the key/value cache of one batch of contexts may take (it is kept for every
 layer while the continuations run, and rows of it are copied): SmolLM2 holds 46 KiB per token
 in fp32, so the 8192-token default budget would keep 377 MiB."""
-
-
-def logit_positions(model: Any, max_logit_bytes: int = MAX_LOGIT_BYTES) -> int:
-    """How many token positions' logits (and log-softmax) fit in `max_logit_bytes`."""
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    if not isinstance(vocab, int) or vocab <= 0:
-        head = getattr(model, "get_output_embeddings", lambda: None)()
-        vocab = int(head.weight.shape[0]) if head is not None else 0
-    return max(1, max_logit_bytes // (8 * vocab)) if vocab > 0 else 1 << 62
-
-
-def cache_tokens(model: Any, max_cache_bytes: int = MAX_CACHE_BYTES) -> int:
-    """How many tokens' key/value cache fit in `max_cache_bytes` (no limit when the model's
-    config does not say its layer, head and width sizes)."""
-    config = getattr(model, "config", None)
-    layers = getattr(config, "num_hidden_layers", None)
-    heads = getattr(config, "num_attention_heads", None)
-    hidden = getattr(config, "hidden_size", None)
-    if not all(isinstance(x, int) and x > 0 for x in (layers, heads, hidden)):
-        return 1 << 62
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    per_token = 2 * layers * kv_heads * head_dim * 4  # keys and values, fp32 at most
-    return max(1, max_cache_bytes // per_token)
-
-
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *,
-                 keeps: Sequence[int] | None = None, max_logits: int = 0) -> list[list[int]]:
-    """Group request indices, longest first, so that rows x padded length <= max_batch_tokens
-    and, given each request's scored positions `keeps`, rows x the batch's largest keep <=
-    max_logits (0: no logits limit)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    keep = 0
-    for i in order:
-        width = lengths[current[0]] if current else lengths[i]  # first is the longest
-        wider = max(keep, keeps[i]) if keeps is not None else 0
-        if current and ((len(current) + 1) * width > max_batch_tokens
-                        or (max_logits and (len(current) + 1) * wider > max_logits)):
-            batches.append(current)
-            current, wider = [], keeps[i] if keeps is not None else 0
-        current.append(i)
-        keep = wider
-    if current:
-        batches.append(current)
-    return batches
 
 
 def score_requests(model: Any, requests: Sequence[Request], *, pad_id: int,
@@ -236,7 +198,7 @@ def _score_shared(model: Any, requests: Sequence[Request], *, pad_id: int,
         # them, own context lengths close together: both are padded to the batch's longest.
         order = [(-max(len(requests[i].continuation) for i in r.requests).bit_length(),
                   -(len(r.context) - r.shared)) for r in members]
-        for batch in _plan_by_cost(cost, order, max_batch_tokens):
+        for batch in plan_by_cost(cost, order, max_batch_tokens):
             scored = _score_batch(model, requests, [members[b] for b in batch], prefixes,
                                   pad_id=pad_id, place=place, max_logits=max_logits)
             for i, (lp, k) in scored.items():
@@ -313,8 +275,8 @@ def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
                   len(requests[i].continuation)) for row, i in pairs}
     rest = sorted(((row, i) for row, i in pairs if len(requests[i].continuation) > 1),
                   key=lambda pair: -len(requests[pair[1]].continuation))
-    chunks = _logit_parts(_length_chunks([len(requests[i].continuation) - 1 for _, i in rest]),
-                          [len(requests[i].continuation) - 1 for _, i in rest], max_logits)
+    lengths = [len(requests[i].continuation) - 1 for _, i in rest]
+    chunks = logit_parts(length_chunks(lengths, CALL_TOKENS), lengths, max_logits)
     cache = kv.returned_cache(out)
     for n, chunk in enumerate(chunks):
         part = [rest[k] for k in chunk]
@@ -328,45 +290,6 @@ def _score_batch(model: Any, requests: Sequence[Request], rows: list[_Row],
             first, count = scored[i]
             scored[i] = (first + float(picked[k]), count)
     return scored
-
-
-def _length_chunks(lengths: Sequence[int], call: int | None = None) -> list[list[int]]:
-    """Cut lengths sorted longest first into runs, one forward call each: a run is
-    right-padded to its first (longest) row, and a call costs about `call` token forwards, so
-    the cuts minimize padded tokens + `call` per run (dynamic programming over the distinct
-    lengths; `call` defaults to CALL_TOKENS)."""
-    call = CALL_TOKENS if call is None else call
-    values = sorted(set(lengths), reverse=True)
-    counts = [sum(1 for n in lengths if n == v) for v in values]
-    best = [0] + [0] * len(values)  # best[j]: cost of the first j distinct lengths
-    cut = [0] * (len(values) + 1)
-    for j in range(1, len(values) + 1):
-        options = [(best[a] + values[a] * sum(counts[a:j]) + call, a) for a in range(j)]
-        best[j], cut[j] = min(options)
-    starts, j = [], len(values)
-    while j > 0:
-        starts.append(values[cut[j]])
-        j = cut[j]
-    firsts = set(starts)
-    chunks: list[list[int]] = []
-    for k, n in enumerate(lengths):
-        if n in firsts and (not chunks or lengths[chunks[-1][0]] != n):
-            chunks.append([])
-        chunks[-1].append(k)
-    return chunks
-
-
-def _logit_parts(chunks: list[list[int]], lengths: Sequence[int],
-                 max_logits: int) -> list[list[int]]:
-    """`chunks` (runs of rows, longest first) cut so that rows x the run's longest length stay
-    within max_logits positions (a single row is never cut; 0: no limit)."""
-    if not max_logits:
-        return chunks
-    out: list[list[int]] = []
-    for chunk in chunks:
-        size = max(1, max_logits // max(1, lengths[chunk[0]]))
-        out += [chunk[k:k + size] for k in range(0, len(chunk), size)]
-    return out
 
 
 def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int]], cache: Any,
@@ -393,21 +316,3 @@ def _continue(model: Any, requests: Sequence[Request], part: list[tuple[int, int
     valid = targets >= 0
     picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * valid).sum(dim=1)
-
-
-def _plan_by_cost(cost: Sequence[int], keys: Sequence[Any], budget: int) -> list[list[int]]:
-    """Group items in the order of their sort keys so that the summed cost of a batch stays
-    within budget."""
-    order = sorted(range(len(cost)), key=lambda i: keys[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    total = 0
-    for i in order:
-        if current and total + cost[i] > budget:
-            batches.append(current)
-            current, total = [], 0
-        current.append(i)
-        total += cost[i]
-    if current:
-        batches.append(current)
-    return batches

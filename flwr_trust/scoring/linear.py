@@ -29,8 +29,9 @@ import torch
 
 from flwr_trust import modes as registry
 from flwr_trust.probes.suite import ProbeSuite
+from flwr_trust.scoring.batching import plan_batches
 from flwr_trust.scoring.encoding import cached_requests
-from flwr_trust.scoring.engine import flat_logprobs, plan_batches, score_requests
+from flwr_trust.scoring.engine import flat_logprobs, score_requests
 from flwr_trust.scoring.placement import pick_placement
 from flwr_trust.scoring.requests import Precision, Request, Scores
 
