@@ -24,6 +24,7 @@ from flwr.serverapp.strategy import (
 from flwr_trust.detect.update import check_updates
 from flwr_trust.errors import TrustError
 from flwr_trust.report.audit import read_log, verify_log
+from flwr_trust.report.records import Gate
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 from flwr_trust.strategies import TrustGuard, TrustHalt
 from tests.helpers.guard import default_client, honest_update, reply, run_rounds, same_arrays
@@ -170,6 +171,47 @@ def test_rollback_keeps_previous_model_and_names_culprit(tmp_path):
     # the candidate is probed on every mode, each leave-one-out trial only on the failing one
     every = set(guard.suites)
     assert prober.calls == [every] + [{"alignment"}] * 7
+
+
+def test_a_named_culprit_stays_out_on_probation(tmp_path):
+    """Round 1 rolls back and names the bad client; in round 2 it is left out before anything
+    is tested (it sent no report showing recovery), so the candidate passes and the round is
+    kept: without probation it would be averaged in again and round 2 lost too. The
+    probation is in the round record, which a resumed guard reads back."""
+    bad = 104
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    history = run_rounds(guard, n_rounds=2, client=_marker_client(bad))
+    first, second = (h.gate for h in guard.history)
+    assert first.action == "rollback" and first.culprits == [bad]
+    assert second.action == "quarantine" and second.excluded == [bad]
+    assert "probation" in second.reason
+    assert same_arrays(history[0], _initial()) and not same_arrays(history[1], _initial())
+    last = read_log(tmp_path / "run" / "audit.jsonl", kinds="round")[-1]["payload"]
+    assert Gate.from_payload(last["gate"]).probation == {str(bad): ["alignment.refusal-rate"]}
+
+
+def test_a_resumed_guard_keeps_the_probation(tmp_path):
+    import gc
+
+    bad = 104
+    first = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    run_rounds(first, n_rounds=1, client=_marker_client(bad))
+    del first
+    gc.collect()  # a crash: no run-end record
+    second = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                    update_checker=NoUpdateChecks())
+    second.core.start(_initial(), 2)
+    assert second.core.probation.named == {bad: {("alignment", "refusal-rate")}}
+
+
+def test_gate_off_keeps_no_probation(tmp_path):
+    bad = 104
+    guard = _guard(FedAvg(), tmp_path, gate="off", prober=MarkerProber(),
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    run_rounds(guard, n_rounds=2, client=_marker_client(bad))
+    assert all(h.gate.action == "accept" and not h.gate.excluded for h in guard.history)
 
 
 def test_rollback_leaves_flagged_clients_out_first(tmp_path):

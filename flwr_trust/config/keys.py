@@ -187,7 +187,9 @@ KEYS: tuple[Key, ...] = (
         "else fp32)", _B, choices=("auto", "bf16", "fp32"), keyword="precision"),
     # ---------------------------------------------------------------- server (TrustGuard)
     Key("trust.gate", "str", "off", "off (alarms only), quarantine (flagged clients left out "
-        "of the round), rollback (quarantine, then a failing candidate is refused: previous "
+        "of the round, and on probation: out of later rounds until their reports on the "
+        "alarmed metric are back within tolerance of the median), rollback (quarantine, "
+        "then a failing candidate is refused: previous "
         "global kept, leave-one-out over up to 8 aggregated clients names culprits, each trial "
         "re-probing only the failing modes; above 8, a linear screen ranks the clients and "
         "the 3 it ranks worst are probed exactly, each named only if its own model fails), "

@@ -28,6 +28,7 @@ from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.guard import resume
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
+from flwr_trust.guard.probation import Probation
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.guard.screened import screened_culprits
 from flwr_trust.probes.suite import ProbeSuite
@@ -81,6 +82,7 @@ class Guard:
         self._opened = False
         self._prior: resume.PriorRun | None = None  # the run the folder's log held, if any
         self.round_offset = 0  # added to the caller's round numbers (a resumed run, resume.py)
+        self.probation = Probation()  # clients named earlier, left out until they recover
 
     # ---------------------------------------------------------------- run start / end
     def start(self, global_model: Any, server_round: int | None = None) -> None:
@@ -135,6 +137,8 @@ class Guard:
         for name, state in states.items():
             self.monitor(name).state = state
         self.alarms = resume.alarms_of(prior.rounds)
+        trained = [r for r in prior.rounds if r.phase == "train"]
+        self.probation = Probation.from_json(trained[-1].gate.probation if trained else {})
         self._rng = random.Random(f"{self.settings.seed}:resume:{last}:{prior.resumes}")
         record = RunResume(
             last, self.round_offset, prior.resumes + 1,
@@ -162,12 +166,20 @@ class Guard:
         update = self._update_checks(ev)
         reports = {r.node: r.trust for r in ev.replies}
         integrity = self._audit(ev)
-        from_reports = self.monitor("reports").observe(rnd, None, _observations(reports))
-        flagged = sorted(set(update.flagged) | from_reports.flagged_clients
+        observed = _observations(reports)
+        from_reports = self.monitor("reports").observe(rnd, None, observed)
+        on_probation = self._on_probation(rnd, observed, ev.nodes)
+        flagged = sorted(set(update.flagged) | from_reports.flagged_clients | set(on_probation)
                          | {c for a in integrity for c in a.clients})
         if s.secure_aggregation:
             flagged = []  # only sums are visible: no client can be singled out
+        if s.gate.quarantines and not s.secure_aggregation:
+            for a in from_reports.alarms:
+                if a.severity == "alarm" and a.clients:
+                    self.probation.add(a.clients, [(a.mode, a.metric)])
         decision = s.gate.before(flagged)
+        if on_probation and decision.excluded:
+            decision.reason += f"; still on probation: {on_probation}"
         nodes = [n for n in ev.nodes if n not in decision.excluded]
         checkpoint = None
         if s.gate.rolls_back:
@@ -197,10 +209,13 @@ class Guard:
                 reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients; {how})"
             decision = GateDecision("rollback", excluded=flagged, culprits=culprits,
                                     reason=reason)
+            self.probation.add(culprits, {(a.mode, a.metric) for a in candidate_alarms
+                                          if a.severity == "alarm"})
             self.monitor("candidate").reset_trend()
         elif s.gate.halts(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
         self._emit(alarms)
+        decision.probation = self.probation.to_json()
         if decision.action != "accept":
             log.warning("TrustGuard round %s: %s (%s); left out %s, culprits %s", rnd,
                         decision.action, decision.reason, decision.excluded or "none",
@@ -257,6 +272,17 @@ class Guard:
                 else self._share
             self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
+
+    def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int]) -> list[int]:
+        """This round's clients still on probation (probation.py); releases the recovered."""
+        s = self.settings
+        if not s.gate.quarantines or s.secure_aggregation or not self.probation.named:
+            return []
+        kept, released = self.probation.review(observed, s.detector.tolerance)
+        if released:
+            log.warning("TrustGuard round %s: clients %s released from probation (their "
+                        "reports are back within tolerance of the median)", rnd, released)
+        return [n for n in kept if n in nodes]
 
     def _states(self) -> dict[str, dict[str, Any]]:
         """Every monitor's sequential state, for the round record (what a resume reads)."""

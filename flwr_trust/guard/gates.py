@@ -1,10 +1,13 @@
 """Gate policies: what the guard does with a round once the detectors have spoken.
 
 - ``off``:        record alarms, change nothing;
-- ``quarantine``: leave the flagged clients' replies out of this round's aggregation;
+- ``quarantine``: leave the flagged clients' replies out of this round's aggregation; a
+                  client flagged on its behaviour stays out of later rounds on probation
+                  until its reports recover (probation.py);
 - ``rollback``:   leave the flagged clients out (as quarantine), then probe the aggregated
                   candidate; if a population alarm fires, keep the previous global model and
-                  name culprits by leave-one-out over the aggregated clients (up to 8);
+                  name culprits by leave-one-out over the aggregated clients (up to 8), who
+                  go on probation too;
 - ``halt``:       stop the run with a clear error once any alarm fires.
 """
 
@@ -31,10 +34,14 @@ class GateDecision:
     excluded: list[int] = field(default_factory=list)
     culprits: list[int] = field(default_factory=list)
     reason: str = ""
+    probation: dict[str, list[str]] = field(default_factory=dict)  # node -> "mode.metric"s
 
     def to_json(self) -> dict[str, object]:
-        return {"action": self.action, "excluded": self.excluded, "culprits": self.culprits,
-                "reason": self.reason}
+        out: dict[str, object] = {"action": self.action, "excluded": self.excluded,
+                                  "culprits": self.culprits, "reason": self.reason}
+        if self.probation:  # after this round: who stays out until their reports recover
+            out["probation"] = self.probation
+        return out
 
 
 def alarmed(alarms: list[Alarm]) -> bool:

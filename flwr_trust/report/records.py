@@ -142,12 +142,14 @@ class Gate:
     excluded: list[Any] = field(default_factory=list)
     culprits: list[Any] = field(default_factory=list)
     reason: str = ""
+    probation: dict[str, Any] = field(default_factory=dict)  # node -> ["mode.metric", ...]
 
     @classmethod
     def from_payload(cls, p: Any) -> Gate:
         p = as_dict(p)
         return cls(str(p.get("action", "accept")), as_list(p.get("excluded")),
-                   as_list(p.get("culprits")), str(p.get("reason", "")))
+                   as_list(p.get("culprits")), str(p.get("reason", "")),
+                   as_dict(p.get("probation")))
 
 
 @dataclass

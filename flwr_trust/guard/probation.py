@@ -1,0 +1,92 @@
+"""Probation: a client named for a behaviour stays out until its own reports recover.
+
+A client is named once, by a test at the run's false-alarm budget: a per-client alarm on its
+report, or leave-one-out (or the screen) after a rollback. Without memory it would be averaged
+in again the next round, where that test gets a smaller share of the budget (alpha spending,
+docs/detection.md), so an attacker that keeps going can slip back in: measured on SmolLM2 with
+a late onset (docs/detection_matrix.md). On probation a client is left out of every later round
+until its own report on each metric it was named for is no worse than the median of the other
+reporting clients (those not on probation for it) by more than the metric's tolerance.
+
+That release check is a point estimate, not a new test: it spends no false-alarm budget, and a
+client flagged by chance is back as soon as its report is ordinary again. A client on probation
+that sends no usable report for the metric, or whose metric has fewer than two other reporting
+clients to compare with, stays out: nothing shows that it recovered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr_trust import modes
+from flwr_trust.detect.statistics import median
+
+Key = tuple[str, str]  # (mode, metric), e.g. ("alignment", "refusal-rate")
+Reports = Mapping[int, Mapping[str, Mapping[str, Any]]]  # node -> mode -> metric -> Observation
+
+
+@dataclass
+class Probation:
+    """Who is on probation, and for which metrics."""
+
+    named: dict[int, set[Key]] = field(default_factory=dict)
+
+    def add(self, nodes: Iterable[int], keys: Iterable[Key]) -> None:
+        """Put `nodes` on probation for `keys` (report metrics only: update and integrity
+        flags recur by themselves each round and are not tracked here)."""
+        watched = {k for k in keys if modes.metric(*k) is not None}
+        if not watched:
+            return
+        for node in nodes:
+            self.named.setdefault(node, set()).update(watched)
+
+    def review(self, reports: Reports, tolerance: Callable[[str, str], float]
+               ) -> tuple[list[int], list[int]]:
+        """(still out, released) after this round's reports; released clients leave the list."""
+        kept, released = [], []
+        for node, keys in sorted(self.named.items()):
+            if all(self._recovered(node, key, reports, tolerance) for key in keys):
+                released.append(node)
+            else:
+                kept.append(node)
+        for node in released:
+            del self.named[node]
+        return kept, released
+
+    def _recovered(self, node: int, key: Key, reports: Reports,
+                   tolerance: Callable[[str, str], float]) -> bool:
+        mode, metric = key
+        spec = modes.metric(mode, metric)
+        own = _value(reports.get(node), mode, metric)
+        others = [v for n, r in reports.items()
+                  if n != node and key not in self.named.get(n, ())
+                  and (v := _value(r, mode, metric)) is not None]
+        if spec is None or own is None or len(others) < 2:
+            return False
+        return spec.sign * (own - median(others)) <= tolerance(mode, metric)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {str(n): sorted(f"{m}.{x}" for m, x in keys) for n, keys in self.named.items()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Probation:
+        """The probation a round record saved (malformed entries are skipped)."""
+        out = cls()
+        if not isinstance(data, Mapping):
+            return out
+        for node, keys in data.items():
+            try:
+                parsed = {tuple(k.split(".", 1)) for k in keys if isinstance(k, str) and "." in k}
+                out.add([int(node)], parsed)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+        return out
+
+
+def _value(report: Mapping[str, Mapping[str, Any]] | None, mode: str, metric: str
+           ) -> float | None:
+    obs = (report or {}).get(mode, {}).get(metric)
+    value = getattr(obs, "value", None)
+    return float(value) if isinstance(value, (int, float)) else None

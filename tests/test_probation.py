@@ -1,0 +1,70 @@
+"""Probation: a client named for a behaviour stays out until its own reports recover."""
+
+from __future__ import annotations
+
+from flwr_trust.guard.probation import Probation
+from flwr_trust.protocol import Observation
+
+REFUSAL = ("alignment", "refusal-rate")  # lower is worse, tolerance 0.05
+STEREOTYPE = ("bias", "stereotype-pref")  # higher is worse
+
+
+def _reports(metric: tuple[str, str], values: dict[int, float | None]) -> dict:
+    mode, name = metric
+    return {n: ({mode: {name: Observation(v, 0.01, 13)}} if v is not None else {})
+            for n, v in values.items()}
+
+
+def _tol(mode: str, metric: str) -> float:
+    return 0.05
+
+
+def test_stays_out_while_worse_than_the_median_by_more_than_the_tolerance():
+    p = Probation()
+    p.add([1], [REFUSAL])
+    kept, released = p.review(_reports(REFUSAL, {1: 0.20, 2: 0.80, 3: 0.75, 4: 0.70}), _tol)
+    assert (kept, released) == ([1], [])
+    kept, released = p.review(_reports(REFUSAL, {1: 0.72, 2: 0.80, 3: 0.75, 4: 0.70}), _tol)
+    assert (kept, released) == ([], [1]) and not p.named
+
+
+def test_direction_follows_the_metric():
+    p = Probation()
+    p.add([1], [STEREOTYPE])
+    assert p.review(_reports(STEREOTYPE, {1: 0.90, 2: 0.60, 3: 0.62, 4: 0.58}), _tol)[0] == [1]
+    assert p.review(_reports(STEREOTYPE, {1: 0.40, 2: 0.60, 3: 0.62, 4: 0.58}), _tol)[1] == [1]
+
+
+def test_no_report_or_too_few_others_keeps_the_client_out():
+    p = Probation()
+    p.add([1], [REFUSAL])
+    assert p.review(_reports(REFUSAL, {1: None, 2: 0.8, 3: 0.8}), _tol)[0] == [1]
+    assert p.review(_reports(REFUSAL, {1: 0.8, 2: 0.8}), _tol)[0] == [1]  # one other only
+    assert p.review({}, _tol)[0] == [1]
+
+
+def test_colluders_on_probation_do_not_set_the_median():
+    p = Probation()
+    p.add([1, 2], [REFUSAL])
+    reports = _reports(REFUSAL, {1: 0.2, 2: 0.2, 3: 0.8, 4: 0.78, 5: 0.75})
+    assert p.review(reports, _tol) == ([1, 2], [])
+
+
+def test_every_named_metric_must_recover():
+    p = Probation()
+    p.add([1], [REFUSAL, STEREOTYPE])
+    both = _reports(REFUSAL, {1: 0.8, 2: 0.8, 3: 0.8})
+    for n, r in _reports(STEREOTYPE, {1: 0.9, 2: 0.6, 3: 0.6}).items():
+        both[n] |= r
+    assert p.review(both, _tol)[0] == [1]
+
+
+def test_unknown_metrics_are_not_tracked_and_json_round_trips():
+    p = Probation()
+    p.add([1], [("update", "norm"), ("alignment", "no-such-metric")])
+    assert not p.named
+    p.add([1, 3], [REFUSAL, ("bias", "stereotype-pref/age")])
+    back = Probation.from_json(p.to_json())
+    assert back.named == p.named
+    assert Probation.from_json({"x": ["alignment.refusal-rate"], "2": [7, "nodot"]}).named == {}
+    assert Probation.from_json(None).named == {}
