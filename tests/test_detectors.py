@@ -76,7 +76,7 @@ def alarms_of(result, test: str | None = None, severity: str = "alarm") -> list:
 # clean runs: the false-alarm bound
 
 
-def clean_run(seed: int, server: bool, rounds: int = 20) -> set[str]:
+def clean_run(seed: int, server: bool, rounds: int = 20, horizon: int = 0) -> set[str]:
     """One run at the least favorable null; returns the test families that raised an alarm.
 
     Every true degradation equals its tolerance. Clients carry fixed heterogeneity (within half
@@ -123,7 +123,7 @@ def clean_run(seed: int, server: bool, rounds: int = 20) -> set[str]:
     by_mode: dict[str, list[tuple[int, str, float, float]]] = {}
     for j, (mode, metric) in enumerate(keys):
         by_mode.setdefault(mode, []).append((j, metric, float(ses[j]), float(dps[j])))
-    monitor = BehaviorMonitor(reference(), DetectorConfig(alpha=ALPHA))
+    monitor = BehaviorMonitor(reference(), DetectorConfig(alpha=ALPHA, horizon=horizon))
     fired: set[str] = set()
     for r in range(rounds):
         sv, cv = server_vals[r], client_vals[r]
@@ -148,6 +148,15 @@ def test_clean_runs_stay_within_the_false_alarm_budget() -> None:
                                                                     "victim")}
     print(f"clean per-run false-alarm rate {rate:.4f} (bound {bound:.4f}); by family {by_family}")
     assert rate <= bound
+
+
+def test_clean_runs_with_a_horizon_stay_within_the_budget() -> None:
+    """trust.horizon spends alpha evenly over the planned rounds: the same per-run bound, here
+    with the plan overrun (25 rounds of a 20-round plan use the tail share)."""
+    runs = 500
+    rate = sum(bool(clean_run(seed, server=seed % 2 == 0, rounds=25, horizon=20))
+               for seed in range(runs)) / runs
+    assert rate <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,6 +409,14 @@ def test_alpha_spending_sums_to_at_most_alpha() -> None:
     assert spend(0.05, 1) == pytest.approx(0.05 * 6 / math.pi**2)
     assert sum(spend(0.05, k) for k in range(1, 20_000)) <= 0.05
     assert spend(0.05, 10) < spend(0.05, 9)
+    for horizon in (1, 3, 5, 100):
+        assert sum(spend(0.05, k, horizon) for k in range(1, 20_000)) <= 0.05
+        assert spend(0.05, 1, horizon) == spend(0.05, horizon, horizon)
+        assert spend(0.05, 1, horizon) == pytest.approx(0.045 / horizon)
+    # a late look of a 5-round plan gets more than the open-ended share: 0.009 vs 0.0019
+    assert spend(0.05, 4, 5) > 4 * spend(0.05, 4)
+    with pytest.raises(TrustError, match="horizon"):
+        DetectorConfig(horizon=-1)
 
 
 def test_p_values_match_decisions_and_evidence_is_json() -> None:

@@ -236,6 +236,10 @@ KEYS: tuple[Key, ...] = (
     Key("trust.paired-scale", "choice", "margin", "paired tests of soft rates: `margin` "
         "compares per-item logits (guarded by the rate's own change; docs/detection.md), "
         "`rate` per-item probabilities", _S, choices=("margin", "rate"), via="detector"),
+    Key("trust.horizon", "int", 0, "the run's planned rounds (set it to num-server-rounds): "
+        "the false-alarm budget is spent evenly over them (0.9 of it; the rest covers rounds "
+        "beyond) instead of 6/(pi^2 t^2) at round t, which leaves late rounds little power; "
+        "0 = open-ended", _S, low=0, high=_MAX_INT, via="detector"),
     # ---------------------------------------------------------------- client (trust_mod)
     Key("trust.client.enabled", "bool", True, "false: the mod passes every message through "
         "untouched", _C),

@@ -45,7 +45,8 @@ def guard_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def detector_config(cfg: Mapping[str, Any], modes: tuple[str, ...]) -> DetectorConfig:
-    """trust.alpha, trust.trend-window, trust.paired-scale and trust.tolerance.<mode>.<metric>
+    """trust.alpha, trust.trend-window, trust.paired-scale, trust.horizon and
+    trust.tolerance.<mode>.<metric>
     (the detectors validate the tolerance keys against the registry)."""
     kwargs: dict[str, Any] = {"modes": modes}
     if "trust.alpha" in cfg:
@@ -54,6 +55,8 @@ def detector_config(cfg: Mapping[str, Any], modes: tuple[str, ...]) -> DetectorC
         kwargs["trend_window"] = BY_NAME["trust.trend-window"].read(cfg["trust.trend-window"])
     if "trust.paired-scale" in cfg:
         kwargs["paired_scale"] = BY_NAME["trust.paired-scale"].read(cfg["trust.paired-scale"])
+    if "trust.horizon" in cfg:
+        kwargs["horizon"] = BY_NAME["trust.horizon"].read(cfg["trust.horizon"])
     tolerances = {}
     for key, value in cfg.items():
         if key.startswith(TOLERANCE_PREFIX):

@@ -55,9 +55,24 @@ def t_sf(t: float, df: int) -> float:
     return max(0.0, 0.5 * (1.0 - inside))
 
 
-def spend(alpha: float, look: int) -> float:
-    """Budget of the look-th test of a sequence (1-based): sum over all looks <= alpha."""
-    return alpha * 6.0 / (math.pi**2 * max(1, look) ** 2)
+HORIZON_SHARE = 0.9
+"""With a planned horizon of T looks, the share of alpha spent evenly over them; the rest
+covers any looks beyond T (a run resumed or extended past its plan)."""
+
+
+def spend(alpha: float, look: int, horizon: int = 0) -> float:
+    """Budget of the look-th test of a sequence (1-based); the sum over all looks is <= alpha.
+
+    horizon = 0 (open-ended): alpha * 6 / (pi^2 t^2), valid for any number of looks but
+    stingy late (look 4 gets 1/16 of look 1's share). horizon = T > 0 (the run's planned
+    rounds): alpha * HORIZON_SHARE / T at every look t <= T, and the remaining
+    alpha * (1 - HORIZON_SHARE) spread as 6 / (pi^2 (t - T)^2) over looks after T."""
+    t = max(1, look)
+    if horizon <= 0:
+        return alpha * 6.0 / (math.pi**2 * t**2)
+    if t <= horizon:
+        return alpha * HORIZON_SHARE / horizon
+    return alpha * (1.0 - HORIZON_SHARE) * 6.0 / (math.pi**2 * (t - horizon) ** 2)
 
 
 def upper_p(z: float, df: float = math.inf) -> float:
