@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord
+from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import (
     Bulyan,
     DifferentialPrivacyClientSideFixedClipping,
@@ -168,9 +168,10 @@ def test_rollback_keeps_previous_model_and_names_culprit(tmp_path):
     assert same_arrays(history[-1], _initial())
     assert any(a.mode == "alignment" and a.severity == "alarm" for a in guard.alarms)
     assert gate.culprits == [bad]
-    # the candidate is probed on every mode, each leave-one-out trial only on the failing one
+    # the candidate is probed on every mode, each leave-one-out trial and the named client's
+    # own model (the confirmation) only on the failing one
     every = set(guard.suites)
-    assert prober.calls == [every] + [{"alignment"}] * 7
+    assert prober.calls == [every] + [{"alignment"}] * 7 + [{"alignment"}]
 
 
 def test_a_named_culprit_stays_out_on_probation(tmp_path):
@@ -212,6 +213,26 @@ def test_gate_off_keeps_no_probation(tmp_path):
                    update_checker=NoUpdateChecks(), reference=_profile(0.9))
     run_rounds(guard, n_rounds=2, client=_marker_client(bad))
     assert all(h.gate.action == "accept" and not h.gate.excluded for h in guard.history)
+
+
+def test_leave_one_out_names_only_clients_whose_own_model_fails(tmp_path):
+    """When a candidate fails narrowly, leaving out almost any client can tip it back; a
+    leave-one-out name stands only if the client's own model fails the candidate's test too
+    (or its model cannot be loaded)."""
+    from flwr_trust.guard.evidence import Reply, RoundEvidence
+
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    run_rounds(guard, n_rounds=1, client=_marker_client(104))
+    core = guard.core
+
+    def model(marker: float) -> ArrayRecord:
+        return ArrayRecord({"layer.b": Array(np.asarray([marker] + [0.0] * 7, np.float32))})
+
+    ev = RoundEvidence(2, "train", [Reply(1, model=model(0.0)), Reply(2, model=model(0.5)),
+                                    Reply(3, model=None)])
+    candidate = _profile(0.6)
+    assert core._confirmed(2, ev, candidate, {"alignment"}, [1, 2, 3]) == [2, 3]
 
 
 def test_rollback_leaves_flagged_clients_out_first(tmp_path):

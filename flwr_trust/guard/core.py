@@ -197,8 +197,8 @@ class Guard:
             assert candidate is not None  # candidate_alarms come from its probe
             failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
             small = 1 < len(nodes) <= LOO_MAX_CLIENTS
-            culprits = self._leave_one_out(rnd, aggregation, checkpoint, nodes if small else [],
-                                           candidate, failing)
+            culprits = self._confirmed(rnd, ev, candidate, failing, self._leave_one_out(
+                rnd, aggregation, checkpoint, nodes if small else [], candidate, failing))
             aggregation.restore(checkpoint)
             arrays = ev.global_model
             reason = "candidate failed its probe; previous model kept"
@@ -352,6 +352,19 @@ class Guard:
             if profile is not None and not self._fails(rnd, candidate, profile):
                 culprits.append(node)
         return culprits
+
+    def _confirmed(self, rnd: int, ev: RoundEvidence, candidate: BehaviorProfile,
+                   failing: set[str], named: list[int]) -> list[int]:
+        """Leave-one-out's names whose own model also fails the candidate's test on the failing
+        modes: when a candidate fails narrowly, leaving out almost any client can tip it back
+        (SmolLM2: 5 honest of 6 named in a round of 8). No loadable model: the name stands."""
+        models = {r.node: r.model for r in ev.replies}
+        kept = []
+        for node in named:
+            own = self.probe(models[node], failing) if models.get(node) is not None else None
+            if own is None or self._fails(rnd, candidate, own):
+                kept.append(node)
+        return kept
 
     def _fails(self, rnd: int, candidate: BehaviorProfile, profile: BehaviorProfile) -> bool:
         """Whether the candidate's test alarms on `profile`'s numbers (the candidate's for the
