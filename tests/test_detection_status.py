@@ -50,14 +50,14 @@ def test_rows_use_the_fedavg_trajectory_tolerance_and_scenario_settings(tmp_path
     row = next(line for line in table.splitlines() if "`mem`" in line)
     # canary-exposure's tolerance is 1 bit: +2.5 bits is 2.5x; poison= is not a memorization knob
     assert "| memorization | memorization | attack-fraction=0.5, clients=10 (`mem`) |" in row
-    assert "+2.500 ± 0.100 (2.5x) | 100% | 1.0 | 0% | 3 | caught |" in row
+    assert "+2.500 ± 0.100 (2.5x) | 100% | 1.0 | 0% | - | +0.200 ± 0.100 | 3 | caught |" in row
 
 
 def test_lower_is_worse_targets_change_sign(tmp_path):
     # refusal rate: lower is worse, tolerance 0.05: -0.15 is a 3x degradation
     _grid(tmp_path, "refusal", [_row("trust-off", -0.15, 0.0, None,
                                      target="alignment.refusal-rate")])
-    assert "(3.0x) | 0% | - | 0% | 3 | missed |" in status_tool.build(tmp_path)
+    assert "(3.0x) | 0% | - | 0% | - | - | 3 | missed |" in status_tool.build(tmp_path)
 
 
 def test_readme_matches_the_committed_results():

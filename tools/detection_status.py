@@ -8,7 +8,9 @@ Every grid that `bench/detection_matrix.py` ran on SmolLM2 leaves its `table.jso
 `bench/results/<grid>/` (with each run's summary.json). Per grid and scenario this prints one
 row: the degradation of the target metric under FedAvg (the `none` or `trust-off` row: the same
 trajectory) in the metric's units and as a multiple of its tolerance, then TrustGuard's detected
-share, rounds from onset to the first alarm, false alarms before onset and seeds, and a status:
+share, rounds from onset to the first alarm, false alarms before onset, the gated run's culprit
+precision and final change (trust-rollback or trust-quarantine, where the grid ran one), seeds
+and a status:
 
 - caught: degrades beyond tolerance, detected in >= 95% of >= 3 seeds within <= 2 rounds;
 - caught, 1-2 seeds: the same on fewer seeds (not yet evidence);
@@ -33,6 +35,7 @@ README = ROOT / "README.md"
 START, END = "<!-- detection-status:start -->", "<!-- detection-status:end -->"
 FEDAVG_ROWS = ("none", "trust-off")  # the unguarded trajectory (trust-off only watches)
 TRUST_ROWS = ("trust-off", "trust-rollback", "trust-quarantine")
+GATED_ROWS = ("trust-rollback", "trust-quarantine")  # the guard acting: the final change
 MODES = ("bias", "fairness", "alignment", "capability", "calibration", "memorization", "update")
 ONLY_FOR = {"canaries-planted": "memorization", "canary-repeats": "memorization",
             "overtrain-factor": "capability-forgetting", "poison": "poisoned-update",
@@ -101,6 +104,7 @@ def rows_of(grid: Path) -> list[dict[str, Any]]:
         fedavg = next((r for m in FEDAVG_ROWS for r in rows if r["monitor"] == m), None)
         trust = next((r for m in TRUST_ROWS for r in rows if r["monitor"] == m
                       and r.get("detected") is not None), None)
+        gated = next((r for m in GATED_ROWS for r in rows if r["monitor"] == m), None)
         sign, tol = target_rule(rows[0]["target"])
         change = None if fedavg is None else fedavg["behavior_change_mean"]
         multiple = None if change is None else sign * change / tol
@@ -108,7 +112,7 @@ def rows_of(grid: Path) -> list[dict[str, Any]]:
                     "target": rows[0]["target"],
                     "settings": changed_settings(meta.get("command", ""), scenario),
                     "change": change, "change_sd": fedavg and fedavg.get("behavior_change_sd"),
-                    "tolerance": tol, "multiple": multiple, "trust": trust,
+                    "tolerance": tol, "multiple": multiple, "trust": trust, "gated": gated,
                     "status": status(multiple, trust)})
     return out
 
@@ -117,21 +121,25 @@ def _f(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _pm(mean: float | None, sd: float | None) -> str:
+    return _f(mean, "+.3f") + (f" ± {sd:.3f}" if sd else "")
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     order = {m: i for i, m in enumerate(MODES)}
     rows = sorted(rows, key=lambda r: (order.get(r["mode"], 99), r["scenario"], r["grid"]))
     lines = ["| mode | scenario | settings (`bench/results/`) | FedAvg change (x tolerance) | "
-             "detected | rounds to alarm | false alarms | seeds | status |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "detected | rounds to alarm | false alarms | culprit precision | change, gate on | "
+             "seeds | status |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        t = r["trust"] or {}
-        sd = r["change_sd"]
-        change = _f(r["change"], "+.3f") + (f" ± {sd:.3f}" if sd else "")
+        t, g = r["trust"] or {}, r["gated"] or {}
         lines.append(
-            f"| {r['mode']} | {r['scenario']} | {r['settings']} (`{r['grid']}`) | {change} "
-            f"({_f(r['multiple'], '.1f')}x) | "
+            f"| {r['mode']} | {r['scenario']} | {r['settings']} (`{r['grid']}`) | "
+            f"{_pm(r['change'], r['change_sd'])} ({_f(r['multiple'], '.1f')}x) | "
             f"{_f(t.get('detected'), '.0%')} | {_f(t.get('rounds_to_alarm_mean'), '.1f')} | "
-            f"{_f(t.get('false_alarms'), '.0%')} | "
+            f"{_f(t.get('false_alarms'), '.0%')} | {_f(g.get('culprit_precision'), '.2f')} | "
+            f"{_pm(g.get('behavior_change_mean'), g.get('behavior_change_sd'))} | "
             f"{t.get('seeds', '-')} | {r['status']} |")
     return "\n".join(lines)
 
