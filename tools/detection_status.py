@@ -36,7 +36,6 @@ START, END = "<!-- detection-status:start -->", "<!-- detection-status:end -->"
 FEDAVG_ROWS = ("none", "trust-off")  # the unguarded trajectory (trust-off only watches)
 TRUST_ROWS = ("trust-off", "trust-rollback", "trust-quarantine")
 GATED_ROWS = ("trust-rollback", "trust-quarantine")  # the guard acting: the final change
-MODES = ("bias", "fairness", "alignment", "capability", "calibration", "memorization", "update")
 ONLY_FOR = {"canaries-planted": "memorization", "canary-repeats": "memorization",
             "overtrain-factor": "capability-forgetting", "poison": "poisoned-update",
             "poison-factor": "poisoned-update"}  # --set keys that act on one scenario only
@@ -126,7 +125,9 @@ def _pm(mean: float | None, sd: float | None) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    order = {m: i for i, m in enumerate(MODES)}
+    from flwr_trust.modes import MODES  # the documented order; "update" checks come last
+
+    order = {m: i for i, m in enumerate((*MODES, "update"))}
     rows = sorted(rows, key=lambda r: (order.get(r["mode"], 99), r["scenario"], r["grid"]))
     lines = ["| mode | scenario | settings (`bench/results/`) | FedAvg change (x tolerance) | "
              "detected | rounds to alarm | false alarms | culprit precision | change, gate on | "
