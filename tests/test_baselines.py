@@ -222,6 +222,9 @@ def test_memorization_client_is_aggregated_under_the_trust_mod(tmp_path, shared_
               if r["kind"] == "round" and r["payload"]["phase"] == "train"]
     assert rounds and all(not r["clients"]["failed"] for r in rounds)
     assert runs["trust-off"].final == runs["none"].final  # no alarm: the same federation
+    (start,) = [r["payload"] for r in map(json.loads, log.read_text().splitlines())
+                if r["kind"] == "run-start"]
+    assert start["horizon"] == FAST["num_server_rounds"]  # trust.horizon = auto: planned
 
 
 @pytest.mark.parametrize(("scenario", "monitor", "extra"), [

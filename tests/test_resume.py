@@ -289,3 +289,49 @@ def test_monitor_state_round_trip_and_malformed_states(tmp_path):
                 row(1, 0.1, 0.02), row(1, "x", 0.02, 1), row(1, 0.1, -1, 1),
                 row(1.0, 0.1, 0.02, 1), row(1, 0.1, 0.02, True), row(1, 0.1, 0.02, "NaN")):
         assert MonitorState.from_json(bad) is None, bad
+
+
+def run_start(run_dir) -> dict:
+    (record,) = read_log(run_dir / "audit.jsonl", kinds="run-start")
+    return record["payload"]
+
+
+def test_the_planned_rounds_set_the_alpha_horizon_and_a_resume_keeps_it(tmp_path, caplog):
+    """trust.horizon = auto (DetectorConfig.horizon None): the rounds the strategy is started
+    with. A restarted run keeps the horizon its first looks spent alpha under, whatever the
+    new start says (a larger one would spend more than alpha in total)."""
+    run = tmp_path / "run"
+    first = guard(run, CountingProber())
+    first.plan(5)
+    arrays = drive(first, [1, 2], initial_arrays())
+    assert run_start(run)["horizon"] == 5
+    assert first.core.monitor("candidate").config.horizon == 5
+    del first
+    collect()
+
+    second = guard(run, CountingProber())
+    second.plan(10)  # Flower counts again from 1 with the remaining rounds
+    with caplog.at_level("WARNING", logger="flwr.trust"):
+        drive(second, [3], arrays)
+    assert second.core.settings.detector.horizon == 5
+    assert second.core.monitor("candidate").config.horizon == 5
+    assert "horizon 5" in caplog.text
+
+
+def test_the_horizon_is_open_ended_without_a_plan_and_explicit_values_win(tmp_path):
+    from flwr_trust.detect.config import DetectorConfig
+
+    unplanned = guard(tmp_path / "a", CountingProber())
+    drive(unplanned, [1], initial_arrays())
+    assert run_start(tmp_path / "a")["horizon"] == 0
+
+    explicit = guard(tmp_path / "b", CountingProber(),
+                     detector=DetectorConfig(modes=MODES, horizon=2))
+    explicit.plan(7)
+    drive(explicit, [1], initial_arrays())
+    assert run_start(tmp_path / "b")["horizon"] == 2
+
+    started_late = guard(tmp_path / "c", CountingProber())
+    drive(started_late, [1], initial_arrays())
+    started_late.plan(9)  # after the first look: too late to change how alpha is spent
+    assert started_late.core.settings.detector.horizon == 0

@@ -41,6 +41,19 @@ def test_inner_options_and_guard_keys(tmp_path):
     assert guard.detector.tolerance("alignment", "refusal-rate") == 0.1
 
 
+def test_horizon_key_takes_auto_or_a_number_of_rounds(tmp_path):
+    assert strategy_from_config(_cfg(tmp_path)).detector.horizon is None  # auto: planned
+    auto = strategy_from_config(_cfg(tmp_path, **{"trust.horizon": "Auto"}))
+    assert auto.detector.horizon is None
+    assert strategy_from_config(_cfg(tmp_path, **{"trust.horizon": 5})).detector.horizon == 5
+    assert strategy_from_config(_cfg(tmp_path, **{"trust.horizon": "0"})).detector.horizon == 0
+    with pytest.raises(TrustError, match=r"trust.horizon = -2 is not an integer in "
+                                         r"\[0, \d+\] or 'auto'"):
+        strategy_from_config(_cfg(tmp_path, **{"trust.horizon": -2}))
+    with pytest.raises(TrustError, match="trust.horizon = 'soon'"):
+        strategy_from_config(_cfg(tmp_path, **{"trust.horizon": "soon"}))
+
+
 def test_update_centre_keys_choose_the_sampled_or_exact_centre(tmp_path):
     exact = strategy_from_config(_cfg(tmp_path, **{"trust.update-centre-clients": 0,
                                                    "trust.update-centre-coords": 0}))

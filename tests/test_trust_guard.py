@@ -219,7 +219,7 @@ def test_leave_one_out_names_only_clients_whose_own_model_fails(tmp_path):
     """When a candidate fails narrowly, leaving out almost any client can tip it back; a
     leave-one-out name stands only if the client's own model fails the candidate's test too
     (or its model cannot be loaded)."""
-    from flwr_trust.guard.evidence import Reply, RoundEvidence
+    from flwr_trust.guard.culprits import confirmed
 
     guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
                    update_checker=NoUpdateChecks(), reference=_profile(0.9))
@@ -229,10 +229,11 @@ def test_leave_one_out_names_only_clients_whose_own_model_fails(tmp_path):
     def model(marker: float) -> ArrayRecord:
         return ArrayRecord({"layer.b": Array(np.asarray([marker] + [0.0] * 7, np.float32))})
 
-    ev = RoundEvidence(2, "train", [Reply(1, model=model(0.0)), Reply(2, model=model(0.5)),
-                                    Reply(3, model=None)])
+    models = {1: model(0.0), 2: model(0.5), 3: None}
     candidate = _profile(0.6)
-    assert core._confirmed(2, ev, candidate, {"alignment"}, [1, 2, 3]) == [2, 3]
+    named = confirmed([1, 2, 3], models, lambda arrays: core.probe(arrays, {"alignment"}),
+                      lambda own: core._fails(2, candidate, own))
+    assert named == [2, 3]
 
 
 def test_rollback_leaves_flagged_clients_out_first(tmp_path):

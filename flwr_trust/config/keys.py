@@ -31,7 +31,7 @@ class Key:
     """One configuration key.
 
     kind:       how the value is read: bool, int, float, str, choice (one of `choices`), list
-                (comma-separated strings)
+                (comma-separated strings); an int key with `choices` also takes those words
     low, high:  inclusive bounds of an int / float; `open_low` makes the low bound exclusive
     side:       who reads it: "client" (the mod), "server" (TrustGuard), "both"
     node:       a client's node config may override it (its own budget and policy)
@@ -70,7 +70,9 @@ class Key:
             return what
         lo = "(" if self.open_low else "["
         hi = "inf)" if self.high is None else f"{_num(self.high)}]"
-        return f"{what} in {lo}{_num(self.low if self.low is not None else -math.inf)}, {hi}"
+        words = "".join(f" or {c!r}" for c in self.choices)
+        return (f"{what} in {lo}{_num(self.low if self.low is not None else -math.inf)}, {hi}"
+                + words)
 
     def read(self, value: Any) -> Any:
         """The typed value, or TrustConfigError naming this key."""
@@ -104,9 +106,11 @@ def _in_range(key: Key, x: float) -> bool:
     return key.high is None or x <= key.high
 
 
-def _read_int(key: Key, v: Any) -> int:
+def _read_int(key: Key, v: Any) -> int | str:
     if isinstance(v, bool):
         raise key.error(v)
+    if isinstance(v, str) and v.strip().lower() in key.choices:
+        return v.strip().lower()
     try:
         out = int(v) if not isinstance(v, float) or v.is_integer() else None
     except (TypeError, ValueError):
@@ -236,10 +240,12 @@ KEYS: tuple[Key, ...] = (
     Key("trust.paired-scale", "choice", "margin", "paired tests of soft rates: `margin` "
         "compares per-item logits (guarded by the rate's own change; docs/detection.md), "
         "`rate` per-item probabilities", _S, choices=("margin", "rate"), via="detector"),
-    Key("trust.horizon", "int", 0, "the run's planned rounds (set it to num-server-rounds): "
-        "the false-alarm budget is spent evenly over them (0.9 of it; the rest covers rounds "
-        "beyond) instead of 6/(pi^2 t^2) at round t, which leaves late rounds little power; "
-        "0 = open-ended", _S, low=0, high=_MAX_INT, via="detector"),
+    Key("trust.horizon", "int", "auto", "the run's planned rounds: the false-alarm budget is "
+        "spent evenly over them (0.9 of it; the rest covers rounds beyond) instead of "
+        "6/(pi^2 t^2) at round t, which leaves late rounds little power; `auto` = the "
+        "num_rounds the strategy is started with (open-ended if it never is); 0 = open-ended. "
+        "A resumed run keeps the horizon it started with", _S, choices=("auto",), low=0,
+        high=_MAX_INT, via="detector"),
     # ---------------------------------------------------------------- client (trust_mod)
     Key("trust.client.enabled", "bool", True, "false: the mod passes every message through "
         "untouched", _C),

@@ -56,7 +56,8 @@ def detector_config(cfg: Mapping[str, Any], modes: tuple[str, ...]) -> DetectorC
     if "trust.paired-scale" in cfg:
         kwargs["paired_scale"] = BY_NAME["trust.paired-scale"].read(cfg["trust.paired-scale"])
     if "trust.horizon" in cfg:
-        kwargs["horizon"] = BY_NAME["trust.horizon"].read(cfg["trust.horizon"])
+        horizon = BY_NAME["trust.horizon"].read(cfg["trust.horizon"])
+        kwargs["horizon"] = None if horizon == "auto" else horizon
     tolerances = {}
     for key, value in cfg.items():
         if key.startswith(TOLERANCE_PREFIX):

@@ -290,7 +290,7 @@ class _Round:
 
     def _budget(self, family: Family, m: int) -> dict[str, Any]:
         look = self._look(family)
-        alpha_t = spend(self.cfg.family_alpha(family), look, self.cfg.horizon)
+        alpha_t = spend(self.cfg.family_alpha(family), look, self.cfg.horizon or 0)
         return {"family_alpha": self.cfg.family_alpha(family), "alpha_t": alpha_t,
                 "look": look, "n_tests": m, "level": alpha_t / m}
 

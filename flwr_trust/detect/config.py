@@ -37,7 +37,8 @@ class DetectorConfig:
                   compare per-item logits, guarded by the rate's own change
                   (flwr_trust.detect.margin); "rate": mean of per-item probability changes
     horizon:      the run's planned rounds: alpha is spent evenly over them (statistics.spend)
-                  instead of 6 / (pi^2 t^2) per look; 0 = open-ended
+                  instead of 6 / (pi^2 t^2) per look; 0 = open-ended; None = the rounds the
+                  strategy is started with (TrustGuard.start's num_rounds), else open-ended
     """
 
     alpha: float = 0.05
@@ -48,7 +49,7 @@ class DetectorConfig:
     split: tuple[float, float, float] = (0.4, 0.4, 0.2)
     min_clients: int = MIN_CLIENTS
     paired_scale: PairedScale = "margin"
-    horizon: int = 0
+    horizon: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -78,10 +79,12 @@ class DetectorConfig:
         if self.min_clients < MIN_CLIENTS:
             raise TrustError(f"min_clients must be >= {MIN_CLIENTS}, got {self.min_clients}.",
                              "Robust statistics need at least 3 values.")
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) \
-                or self.horizon < 0:
-            raise TrustError(f"horizon must be an integer >= 0, got {self.horizon!r}.",
-                             "Give the run's number of rounds, or 0 for an open-ended run.")
+        if self.horizon is not None and (isinstance(self.horizon, bool)
+                                         or not isinstance(self.horizon, int)
+                                         or self.horizon < 0):
+            raise TrustError(f"horizon must be an integer >= 0 or None, got {self.horizon!r}.",
+                             "Give the run's number of rounds, 0 for an open-ended run, or "
+                             "None for the rounds the strategy is started with.")
         if self.paired_scale not in PAIRED_SCALES:
             raise TrustError(f"paired_scale must be one of {PAIRED_SCALES}, got "
                              f"{self.paired_scale!r}.", "Use \"margin\" (the default).")

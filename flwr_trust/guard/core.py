@@ -3,11 +3,12 @@
 Per train round: refuse malformed updates, run the update checks, the integrity audit and the
 behavioural tests on the clients' reports, let the gate leave flagged clients out, aggregate
 through the adapter's `Aggregation`, probe the candidate (`Prober`), and accept it, roll it
-back (naming culprits by leave-one-out, or above LOO_MAX_CLIENTS by a linear screen and exact
-probes of the clients it ranks worst: screened.py) or halt. Every round is recorded (audit log,
-TensorBoard) by `GuardRecorder`. With no alarm the aggregation sees exactly the replies the
-inner strategy would have seen alone. A guard started on the folder of a run that crashed
-resumes it from its log (resume.py): reference, monitors' state, history and round count.
+back (naming culprits by leave-one-out confirmed by their own models, culprits.py, or above
+LOO_MAX_CLIENTS by a linear screen and exact probes of the clients it ranks worst:
+screened.py) or halt. Every round is recorded (audit log, TensorBoard) by `GuardRecorder`.
+With no alarm the aggregation sees exactly the replies the inner strategy would have seen
+alone. A guard started on the folder of a run that crashed resumes it from its log
+(resume.py): reference, monitors' state, history, round count and the alpha horizon.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from flwr_trust.detect.config import DetectorConfig
 from flwr_trust.detect.integrity import audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.guard import resume
+from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, confirmed, leave_one_out
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.probation import Probation
@@ -37,7 +39,6 @@ from flwr_trust.scoring.profile import BehaviorProfile
 
 log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
-LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
 MONITORS = ("reports", "candidate", "evaluate")
 
 
@@ -101,6 +102,18 @@ class Guard:
             self.reference = self.probe(global_model)
         self.recorder.reference(self.reference)
 
+    def plan(self, num_rounds: int) -> None:
+        """The run's planned rounds, known before its first look (TrustGuard.start): an unset
+        horizon (DetectorConfig.horizon None) spends alpha evenly over them."""
+        if not self._opened and self.settings.detector.horizon is None and num_rounds > 0:
+            self._set_horizon(int(num_rounds))
+
+    def _set_horizon(self, horizon: int) -> None:
+        """Fix the horizon before any monitor exists (they copy `_share`)."""
+        self.settings.detector = dataclasses.replace(self.settings.detector, horizon=horizon)
+        self._share = dataclasses.replace(self._share, horizon=horizon)
+        self.recorder.start = dataclasses.replace(self.recorder.start, horizon=horizon)
+
     def round_of(self, server_round: int) -> int:
         """The run's number for the caller's round (they differ after a resume)."""
         return server_round + self.round_offset
@@ -114,6 +127,8 @@ class Guard:
         """Open the records once; resume the run they hold, or refuse to (resume.py)."""
         if self._opened:
             return
+        if self.settings.detector.horizon is None:
+            self._set_horizon(0)  # never planned (no start with num_rounds): open-ended
         self._prior = self.recorder.open()
         if self._prior is not None:
             self._resume(self._prior, server_round)  # raises (files closed) if refused
@@ -130,6 +145,12 @@ class Guard:
                                   or given.to_json() != self.reference.to_json()):
             log.warning("TrustGuard: the reference passed in is ignored: run %s goes on with "
                         "the reference its first rounds were tested against.", run_dir)
+        # Alpha already spent follows the logged horizon: keep it (logs without one: open-ended).
+        logged = prior.start.horizon if prior.start and prior.start.horizon is not None else 0
+        if logged != self.settings.detector.horizon:
+            log.warning("TrustGuard: run %s spends alpha over horizon %d; it keeps it (this "
+                        "guard has %s).", run_dir, logged, self.settings.detector.horizon)
+            self._set_horizon(logged)
         last = prior.last_round
         if server_round is not None and server_round <= last:
             self.round_offset = last  # Flower counts from 1 again after a restart
@@ -197,15 +218,17 @@ class Guard:
             assert candidate is not None  # candidate_alarms come from its probe
             failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
             small = 1 < len(nodes) <= LOO_MAX_CLIENTS
-            culprits = self._confirmed(rnd, ev, candidate, failing, self._leave_one_out(
-                rnd, aggregation, checkpoint, nodes if small else [], candidate, failing))
+            probe = (lambda arrays: self.probe(arrays, failing))  # noqa: E731
+            fails = (lambda own: self._fails(rnd, candidate, own))  # noqa: E731
+            culprits = confirmed(
+                leave_one_out(aggregation, checkpoint, nodes if small else [], probe, fails),
+                {r.node: r.model for r in ev.replies}, probe, fails)
             aggregation.restore(checkpoint)
             arrays = ev.global_model
             reason = "candidate failed its probe; previous model kept"
             if not small and len(nodes) > LOO_MAX_CLIENTS:
                 culprits, how = screened_culprits(
-                    self.prober, ev, nodes, candidate_alarms, self.settings.server_suites,
-                    lambda own: self._fails(rnd, candidate, own))
+                    self.prober, ev, nodes, candidate_alarms, self.settings.server_suites, fails)
                 reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients; {how})"
             decision = GateDecision("rollback", excluded=flagged, culprits=culprits,
                                     reason=reason)
@@ -328,43 +351,6 @@ class Guard:
         except Exception as exc:  # never crash the server; keep the previous global model
             log.warning("TrustGuard: inner aggregate_train failed (%s); global model kept", exc)
             return None, None
-
-    def _leave_one_out(self, rnd: int, aggregation: Aggregation, checkpoint: Any,
-                       nodes: list[int], candidate: BehaviorProfile, failing: set[str]
-                       ) -> list[int]:
-        """Culprits: aggregated clients whose removal alone makes the candidate pass its probe.
-
-        One aggregation and one server probe per client, so only for rounds of at most
-        LOO_MAX_CLIENTS clients; flagged clients were already left out. A trial re-probes only
-        the `failing` modes and keeps the candidate's numbers for the others: they passed with
-        every client in, and the question is whose update made the failing ones fail. (Whole
-        suites on SmolLM2 take about 150 s per probe on 2 CPU cores, so eight full trials
-        would add 20 minutes to the round.)
-        """
-        culprits = []
-        for node in sorted(nodes):
-            keep = [n for n in nodes if n != node]
-            try:
-                arrays = aggregation.trial(checkpoint, keep)
-            except Exception:  # a failed trial names no culprit
-                continue
-            profile = self.probe(arrays, failing)
-            if profile is not None and not self._fails(rnd, candidate, profile):
-                culprits.append(node)
-        return culprits
-
-    def _confirmed(self, rnd: int, ev: RoundEvidence, candidate: BehaviorProfile,
-                   failing: set[str], named: list[int]) -> list[int]:
-        """Leave-one-out's names whose own model also fails the candidate's test on the failing
-        modes: when a candidate fails narrowly, leaving out almost any client can tip it back
-        (SmolLM2: 5 honest of 6 named in a round of 8). No loadable model: the name stands."""
-        models = {r.node: r.model for r in ev.replies}
-        kept = []
-        for node in named:
-            own = self.probe(models[node], failing) if models.get(node) is not None else None
-            if own is None or self._fails(rnd, candidate, own):
-                kept.append(node)
-        return kept
 
     def _fails(self, rnd: int, candidate: BehaviorProfile, profile: BehaviorProfile) -> bool:
         """Whether the candidate's test alarms on `profile`'s numbers (the candidate's for the

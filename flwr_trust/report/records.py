@@ -71,6 +71,9 @@ class RunStart:
     # probes (0 = whole suites).
     server_items: dict[str, int] = field(default_factory=dict)
     client_probe_budget: int | None = None
+    # The planned rounds the behavioural tests spend alpha over (DetectorConfig.horizon;
+    # 0 = open-ended; absent in logs written before it, which were open-ended by default).
+    horizon: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +92,8 @@ class RunStart:
                    {str(k): int(v) for k, v in as_dict(p.get("server_items")).items()
                     if is_round(v)},
                    p.get("client_probe_budget") if is_round(p.get("client_probe_budget"))
-                   else None)
+                   else None,
+                   p.get("horizon") if is_round(p.get("horizon")) else None)
 
     @property
     def audited(self) -> bool:

@@ -139,7 +139,8 @@ class TrustGuard(Strategy):
                          self.client_suite_hash, {m: s.hash for m, s in self.suites.items()},
                          self.detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
                          server_items={m: len(s.items) for m, s in self.suites.items()},
-                         client_probe_budget=client_probe_budget)
+                         client_probe_budget=client_probe_budget,
+                         horizon=self.detector.horizon)  # None: planned at start (core.plan)
         self._infer = prober is None and model is not None  # else: nothing to resolve
         self.core = Guard(
             GuardSettings(gate_policy, self.detector, self.client_suites, self.suites,
@@ -273,10 +274,17 @@ class TrustGuard(Strategy):
         """Flower's own loop (Strategy.start), then the run-end record. The server's model
         is resolved first, so a setting that is missing fails before any model loads."""
         self.startup(initial_arrays, grid)
+        self.plan(num_rounds)
         result = super().start(grid, initial_arrays, num_rounds, timeout, train_config,
                                evaluate_config, evaluate_fn)
         self.finish()
         return result
+
+    def plan(self, num_rounds: int) -> None:
+        """The run's planned rounds, before its first round: an unset horizon
+        (`trust.horizon = auto`) spends the false-alarm budget evenly over them. `start` calls
+        it; a wrapper that runs Flower's loop around this strategy should too."""
+        self.core.plan(num_rounds)
 
     def close(self, status: str = "halted") -> None:
         """Write the run-end record and close the files (also called by `finish`)."""

@@ -100,7 +100,11 @@ class RunLedger(Strategy):
               evaluate_config: ConfigRecord | None = None,
               evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
               ) -> Result:
-        """Flower's loop on the ledger, then the wrapped strategy's own close (TrustGuard)."""
+        """Flower's loop on the ledger, then the wrapped strategy's own close (TrustGuard),
+        which first learns the planned rounds (its alpha horizon)."""
+        plan = getattr(self.inner, "plan", None)
+        if callable(plan):
+            plan(num_rounds)
         try:
             return super().start(grid, initial_arrays, num_rounds, timeout, train_config,
                                  evaluate_config, evaluate_fn)
