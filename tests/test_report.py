@@ -211,8 +211,18 @@ def test_statuses_warning_no_data_and_integrity_from_a_hand_made_log(tmp_path):
     assert s["privacy"]["1"]["exhausted"] is True
     page, _ = render_report(run)
     assert re.findall(r'<figure class="mode-figure" data-mode="([^"]+)"', page) == list(statuses)
+    assert "spending not logged" in page  # START predates the horizon field
     assert "not measured" in page
     assert "within tolerance" not in page  # bias is 0.1 worse, past its 0.05 tolerance
+
+
+@pytest.mark.parametrize(("horizon", "says"), [
+    (4, "spent evenly over 4 planned rounds"), (0, "spent open-ended")])
+def test_the_report_says_how_the_false_alarm_budget_was_spent(tmp_path, horizon, says):
+    run = write_log(tmp_path / "run", [("run-start", {**START[1], "horizon": horizon}),
+                                       _round(1)])
+    assert summarize(run)["run"]["horizon"] == horizon
+    assert says in render_report(run)[0]
 
 
 def test_odd_payloads_in_a_verified_log_never_crash_the_report(tmp_path):

@@ -159,8 +159,9 @@ def _run_section(summary: dict[str, Any]) -> str:
         ("Modes", ", ".join(run["modes"])),
         ("Probe suites", _Html(f'<code title="{escape(suite)}">{escape(suite[:12])}</code>')
          if suite else None),
-        ("False-alarm budget", f"alpha = {run['alpha']} per run (behavior), "
-         f"{run['update_alpha']} per round (updates)" if run["alpha"] is not None else None),
+        ("False-alarm budget", f"alpha = {run['alpha']} per run (behavior, "
+         f"{_spending(run.get('horizon'))}), {run['update_alpha']} per round (updates)"
+         if run["alpha"] is not None else None),
         ("Integrity audit", f"{run['audit_fraction']:.0%} of clients per round"
          if run["audit_fraction"] else "off"),
         ("Secure aggregation", "yes: population-level only" if run["secure_aggregation"]
@@ -172,6 +173,14 @@ def _run_section(summary: dict[str, Any]) -> str:
              for i in range(0, len(rows), 2)]
     body = "".join(f"<tr>{row}</tr>" for row in cells)
     return f'<section id="run"><h2>Run</h2><table class="kv">{body}</table></section>'
+
+
+def _spending(horizon: int | None) -> str:
+    if horizon is None:
+        return "spending not logged"
+    if horizon == 0:
+        return "spent open-ended: 6/(pi^2 t^2) in round t"
+    return f"spent evenly over {horizon} planned rounds"
 
 
 def _when(stamp: str | None) -> str | None:
