@@ -304,7 +304,7 @@ def test_the_planned_rounds_set_the_alpha_horizon_and_a_resume_keeps_it(tmp_path
     first = guard(run, CountingProber())
     first.plan(5)
     arrays = drive(first, [1, 2], initial_arrays())
-    assert run_start(run)["horizon"] == 5
+    assert run_start(run)["horizon"] == 5 and first.detector.horizon == 5
     assert first.core.monitor("candidate").config.horizon == 5
     del first
     collect()
@@ -313,7 +313,7 @@ def test_the_planned_rounds_set_the_alpha_horizon_and_a_resume_keeps_it(tmp_path
     second.plan(10)  # Flower counts again from 1 with the remaining rounds
     with caplog.at_level("WARNING", logger="flwr.trust"):
         drive(second, [3], arrays)
-    assert second.core.settings.detector.horizon == 5
+    assert second.detector.horizon == 5
     assert second.core.monitor("candidate").config.horizon == 5
     assert "horizon 5" in caplog.text
 
@@ -334,4 +334,4 @@ def test_the_horizon_is_open_ended_without_a_plan_and_explicit_values_win(tmp_pa
     started_late = guard(tmp_path / "c", CountingProber())
     drive(started_late, [1], initial_arrays())
     started_late.plan(9)  # after the first look: too late to change how alpha is spent
-    assert started_late.core.settings.detector.horizon == 0
+    assert started_late.detector.horizon == 0

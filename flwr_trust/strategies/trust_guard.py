@@ -128,7 +128,7 @@ class TrustGuard(Strategy):
         self.client_suite_hash = combined_hash({m: s.hash for m, s in self.client_suites.items()})
         self.suites = server_suites(self.client_suites, server_probe_items, seed)
         self.client_probe_budget = client_probe_budget
-        self.detector = detector or DetectorConfig(modes=self.modes)
+        detector = detector or DetectorConfig(modes=self.modes)
         checker = update_checker or UpdateChecker(update_alpha, update_centre_clients,
                                                   update_centre_coords, seed)
         gate_policy = make_gate(gate)
@@ -137,13 +137,13 @@ class TrustGuard(Strategy):
             "trust-guard-%Y%m%d-%H%M%S")
         start = RunStart(type(inner).__name__, gate_policy.name, model, list(self.modes),
                          self.client_suite_hash, {m: s.hash for m, s in self.suites.items()},
-                         self.detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
+                         detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
                          server_items={m: len(s.items) for m, s in self.suites.items()},
                          client_probe_budget=client_probe_budget,
-                         horizon=self.detector.horizon)  # None: planned at start (core.plan)
+                         horizon=detector.horizon)  # None: planned at start (core.plan)
         self._infer = prober is None and model is not None  # else: nothing to resolve
         self.core = Guard(
-            GuardSettings(gate_policy, self.detector, self.client_suites, self.suites,
+            GuardSettings(gate_policy, detector, self.client_suites, self.suites,
                           client_probe_budget, checker, audit_fraction, secure_aggregation, seed),
             GuardRecorder(self.run_dir, start, tensorboard=tensorboard),
             prober=prober, reference=reference, on_alarm=on_alarm)
@@ -156,6 +156,8 @@ class TrustGuard(Strategy):
     # ---------------------------------------------------------------- what the core decided
     gate = property(lambda self: self.core.settings.gate.name)
     audit_fraction = property(lambda self: self.core.settings.audit_fraction)
+    # The detectors' settings in effect: after `plan`, an auto horizon holds the planned rounds.
+    detector = property(lambda self: self.core.settings.detector)
     update_centre = property(lambda self: self.core.settings.checker.centre)
     alarms = property(lambda self: self.core.alarms)
 
