@@ -259,3 +259,26 @@ def test_round_evidence_prints_the_server_probe_client_reports_and_alarms(tmp_pa
     assert "- warning: log-ppl may be degrading" in out and out.count("## Round") == 1
     with pytest.raises(SystemExit, match="no audit log"):
         evidence.main([str(tmp_path / "missing"), "--mode", "capability"])
+
+
+def _client_obs(items: np.ndarray) -> dict:
+    p = np.asarray(items, dtype=np.float64)
+    return {"alignment": {"refusal-rate": protocol.Observation(
+        float(p.mean()), float(p.std(ddof=1) / math.sqrt(p.size)), p.size, 0.0,
+        tuple(p.tolist()))}}
+
+
+@pytest.mark.parametrize("n_clients", [3, 4, 5])
+def test_one_reply_cannot_get_honest_clients_named(n_clients):
+    """One client reporting perfect per-item values (it "refuses everything") must not become
+    the reference of the others: with three clients the median of the other two was their
+    mean, and both honest clients were named. A degraded client is still named."""
+    rng = np.random.default_rng(n_clients)
+    base = rng.normal(1.0, 1.5, 32)
+    honest = {n: sigmoid(base + rng.normal(0.0, 0.1, 32)) for n in range(1, n_clients)}
+    steering = {**{n: _client_obs(p) for n, p in honest.items()},
+                n_clients: _client_obs(np.ones(32))}
+    assert not detect_round(None, None, steering, round=1).flagged_clients
+    degraded = {**{n: _client_obs(p) for n, p in honest.items()},
+                n_clients: _client_obs(sigmoid(base - 2.0))}
+    assert detect_round(None, None, degraded, round=1).flagged_clients == {n_clients}

@@ -68,3 +68,28 @@ def test_unknown_metrics_are_not_tracked_and_json_round_trips():
     assert back.named == p.named
     assert Probation.from_json({"x": ["alignment.refusal-rate"], "2": [7, "nodot"]}).named == {}
     assert Probation.from_json(None).named == {}
+
+
+def test_with_fewer_than_two_peers_the_servers_reference_decides():
+    """Two honest clients on probation and one other client left: that client alone must not
+    decide whether they come back. The server's reference value does; without one they stay."""
+    p = Probation()
+    p.add([1, 2], [REFUSAL])
+    reports = _reports(REFUSAL, {1: 0.78, 2: 0.80, 3: 1.0})
+
+    def reference(mode: str, metric: str) -> float | None:
+        return 0.80 if (mode, metric) == REFUSAL else None
+
+    assert p.review(reports, _tol) == ([1, 2], [])  # no reference: nothing shows recovery
+    assert p.review(reports, _tol, reference=reference) == ([], [1, 2])
+    p.add([1], [REFUSAL])
+    worse = _reports(REFUSAL, {1: 0.60, 3: 1.0})
+    assert p.review(worse, _tol, reference=reference) == ([1], [])
+
+
+def test_a_client_the_audit_contradicted_is_not_released():
+    p = Probation()
+    p.add([1], [REFUSAL])
+    reports = _reports(REFUSAL, {1: 0.80, 2: 0.80, 3: 0.75, 4: 0.70})
+    assert p.review(reports, _tol, distrusted={1}) == ([1], [])
+    assert p.review(reports, _tol) == ([], [1])

@@ -44,6 +44,7 @@ from flwr_trust.detect.paired import (
 
 P_CLIP = 1e-6  # probabilities are clipped to [P_CLIP, 1 - P_CLIP] before the logit
 LOGIT_BOUND = math.log((1.0 - P_CLIP) / P_CLIP)  # |logit| <= 13.8 after the clip
+LOO_MIN_OTHERS = 3  # fewest other clients whose per-item median resists one outlier
 _BISECT = 60  # halvings of a [-2L, 2L] bracket: far below float resolution of a shift
 
 
@@ -208,11 +209,18 @@ class MarginClients:
 
     def changes(self, margin: float) -> list[MarginChange]:
         """Client i's items against the per-item median of the others (leave-one-out: a
-        client's own values do not pull the median it is compared with)."""
+        client's own values do not pull the median it is compared with), or of all clients
+        when fewer than LOO_MIN_OTHERS others report: the "median" of two others is their mean,
+        so one reply would set half of every other client's reference (with three clients, a
+        client reporting perfect items got both honest ones named)."""
         out = []
+        everyone = np.median(self.logits, axis=0)
         for i in range(len(self.nodes)):
-            others = np.delete(self.logits, i, axis=0)
-            found = margin_change(_sigmoid(self.logits[i]), _sigmoid(np.median(others, axis=0)),
+            if len(self.nodes) - 1 >= LOO_MIN_OTHERS:
+                centre = np.median(np.delete(self.logits, i, axis=0), axis=0)
+            else:
+                centre = everyone
+            found = margin_change(_sigmoid(self.logits[i]), _sigmoid(centre),
                                   self.sign, margin)
             assert found is not None  # same length, probabilities, >= MIN_ITEMS: checked
             out.append(found)

@@ -189,7 +189,8 @@ class Guard:
         integrity = self._audit(ev)
         observed = _observations(reports)
         from_reports = self.monitor("reports").observe(rnd, None, observed)
-        on_probation = self._on_probation(rnd, observed, ev.nodes)
+        on_probation = self._on_probation(rnd, observed, ev.nodes,
+                                          {c for a in integrity for c in a.clients})
         flagged = sorted(set(update.flagged) | from_reports.flagged_clients | set(on_probation)
                          | {c for a in integrity for c in a.clients})
         if s.secure_aggregation:
@@ -296,16 +297,24 @@ class Guard:
             self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
 
-    def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int]) -> list[int]:
+    def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int],
+                      distrusted: set[int]) -> list[int]:
         """This round's clients still on probation (probation.py); releases the recovered."""
         s = self.settings
         if not s.gate.quarantines or s.secure_aggregation or not self.probation.named:
             return []
-        kept, released = self.probation.review(observed, s.detector.tolerance)
+        kept, released = self.probation.review(observed, s.detector.tolerance,
+                                               reference=self._reference_value,
+                                               distrusted=distrusted)
         if released:
             log.warning("TrustGuard round %s: clients %s released from probation (their "
                         "reports are back within tolerance of the median)", rnd, released)
         return [n for n in kept if n in nodes]
+
+    def _reference_value(self, mode: str, metric: str) -> float | None:
+        """The server's own value of a metric on the run's reference model (None if unknown)."""
+        mv = self.reference.get(mode, metric) if self.reference is not None else None
+        return mv.value if mv is not None and mv.n > 0 else None
 
     def _states(self) -> dict[str, dict[str, Any]]:
         """Every monitor's sequential state, for the round record (what a resume reads)."""

@@ -11,12 +11,15 @@ reporting clients (those not on probation for it) by more than the metric's tole
 That release check is a point estimate, not a new test: it spends no false-alarm budget, and a
 client flagged by chance is back as soon as its report is ordinary again. A client on probation
 that sends no usable report for the metric, or whose metric has fewer than two other reporting
-clients to compare with, stays out: nothing shows that it recovered.
+clients to compare with, is compared with the server's own probe of the run's reference model
+instead (when there is one), else stays out: nothing shows that it recovered. A client whose
+report this round's integrity audit contradicted stays out too (its report shows nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,12 +45,20 @@ class Probation:
         for node in nodes:
             self.named.setdefault(node, set()).update(watched)
 
-    def review(self, reports: Reports, tolerance: Callable[[str, str], float]
-               ) -> tuple[list[int], list[int]]:
-        """(still out, released) after this round's reports; released clients leave the list."""
+    def review(self, reports: Reports, tolerance: Callable[[str, str], float], *,
+               reference: Callable[[str, str], float | None] | None = None,
+               distrusted: Collection[int] = ()) -> tuple[list[int], list[int]]:
+        """(still out, released) after this round's reports; released clients leave the list.
+
+        `reference(mode, metric)`: the server's own value of the metric on the run's reference
+        model, the comparison when fewer than two other clients are off probation (else one
+        remaining client would decide alone whether the others come back). `distrusted`:
+        clients whose reports this round's audit contradicted; they are not released.
+        """
         kept, released = [], []
         for node, keys in sorted(self.named.items()):
-            if all(self._recovered(node, key, reports, tolerance) for key in keys):
+            if node not in distrusted and all(
+                    self._recovered(node, key, reports, tolerance, reference) for key in keys):
                 released.append(node)
             else:
                 kept.append(node)
@@ -56,16 +67,23 @@ class Probation:
         return kept, released
 
     def _recovered(self, node: int, key: Key, reports: Reports,
-                   tolerance: Callable[[str, str], float]) -> bool:
+                   tolerance: Callable[[str, str], float],
+                   reference: Callable[[str, str], float | None] | None) -> bool:
         mode, metric = key
         spec = modes.metric(mode, metric)
         own = _value(reports.get(node), mode, metric)
         others = [v for n, r in reports.items()
                   if n != node and key not in self.named.get(n, ())
                   and (v := _value(r, mode, metric)) is not None]
-        if spec is None or own is None or len(others) < 2:
+        if spec is None or own is None:
             return False
-        return spec.sign * (own - median(others)) <= tolerance(mode, metric)
+        if len(others) >= 2:
+            centre: float | None = median(others)
+        else:
+            centre = reference(mode, metric) if reference is not None else None
+        if centre is None or not math.isfinite(centre):
+            return False
+        return spec.sign * (own - centre) <= tolerance(mode, metric)
 
     def to_json(self) -> dict[str, list[str]]:
         return {str(n): sorted(f"{m}.{x}" for m, x in keys) for n, keys in self.named.items()}
