@@ -311,6 +311,20 @@ def test_noisy_client_is_not_blamed_for_its_noise() -> None:
     assert not result.flagged_clients
 
 
+@pytest.mark.parametrize(("noise", "stderr"), [(1.0, 0.03), (1e5, 0.03), (0.0, 1.0)])
+def test_one_client_declaring_huge_noise_does_not_hide_another(noise: float,
+                                                               stderr: float) -> None:
+    """Every client's declared noise used to be averaged into the median's stderr, which
+    enters every client's test: one reply with `.noise` 1.0 (an ordinary DP setting on a rate)
+    or a huge `.stderr` hid a degraded client. The median of the declared noise is used."""
+    rng = np.random.default_rng(14)
+    reports = clean_reports(rng)
+    reports[7]["alignment"]["refusal-rate"] = Observation(0.50, 0.03, 400)
+    reports[3]["alignment"]["refusal-rate"] = Observation(0.90, stderr, 400, noise)
+    result = detect_round(reference(), server_probe(rng), reports, round=3)
+    assert result.flagged_clients == {7}
+
+
 # --------------------------------------------------------------------------------------------
 # directions, bad input, configuration
 

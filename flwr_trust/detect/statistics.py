@@ -104,8 +104,10 @@ class ClientStats:
 
     spread:    1.4826 * MAD of the values (covers heterogeneity and noise), floored
     median_se: stderr of the median as an estimate of the population's value:
-               sqrt(1.2533^2 (spread^2 + mean noise^2) / n + shared^2). The first term is what
-               differs between clients (conservative by up to sqrt(2) when they agree); the
+               sqrt(1.2533^2 (spread^2 + median noise^2) / n + shared^2). The first term is
+               what differs between clients (conservative by up to sqrt(2) when they agree;
+               the median of the declared noise variances, not their mean, so that one reply
+               declaring a huge noise cannot blind every other client's test); the
                second, `shared_se`, is the median of the clients' reported sampling stderr:
                clients that score the same probe items share those items' sampling error, which
                does not shrink with the number of clients (without it, ten clients scoring the
@@ -128,7 +130,7 @@ class ClientStats:
         """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone."""
         med = median(x)
         spread = max(MAD_SCALE * median([abs(v - med) for v in x]), floor, _TINY)
-        known = sum(k * k for k in noise) / len(noise)
+        known = median([k * k for k in noise])  # robust: one reply cannot set it
         shared = median(sampling) if sampling else 0.0
         se = math.sqrt(MEDIAN_SE**2 * (spread**2 + known) / len(x) + shared**2)
         return cls(tuple(nodes), tuple(x), tuple(noise), med, spread, se, shared)
