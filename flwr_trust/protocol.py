@@ -256,3 +256,54 @@ def privacy_fields(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def status_key(part: str) -> str:
     return STATUS_PREFIX + part
+
+
+# ------------------------------------------------------------------------ reply shape
+
+# A reply of the default suites carries about 200 trust.* keys and lists of at most the probe
+# budget (items per mode); these bounds keep one reply from flooding the audit log and memory.
+MAX_TRUST_KEYS = 10_000
+MAX_ITEMS = 10_000
+ITEMS_MEAN_SLACK = 1e-6  # relative: `<metric>` is the mean of `<metric>.items` (float rounding)
+
+
+def report_shape_problem(metrics: Mapping[str, Any]) -> str:
+    """How the ``trust.*`` numbers hang together (values are checked before): a bounded number
+    of keys; lists at most MAX_ITEMS long; ``<metric>.items`` as many as `.n` says, averaging
+    to the metric's value (what the reporter sends: flwr_trust.protocol.entry); every
+    watched metric with its `.n`, a whole number. The detectors use `.items` and the value,
+    the integrity audit skips a metric whose `.n` is missing or 0: these rules keep them
+    reading the same claim. "" when the shape is right."""
+    from flwr_trust import modes  # here: the mode modules import this one
+
+    trust = {k: v for k, v in metrics.items() if k.startswith(PREFIX)}
+    if len(trust) > MAX_TRUST_KEYS:
+        return f"{len(trust)} trust.* metrics (at most {MAX_TRUST_KEYS})"
+    for key, value in trust.items():
+        if isinstance(value, list):
+            if reason := _items_problem(key, value, trust):
+                return reason
+        elif key.endswith(N) and not float(value).is_integer():
+            return f"metric {key} = {value!r:.40} is not a whole number of items"
+        elif not key.endswith((*SUFFIXES, ITEMS)):
+            mode, _, metric = key[len(PREFIX):].partition(".")
+            if modes.watched(mode, metric) is not None and key + N not in trust:
+                return f"metric {key} comes without {key}{N} (n = 0 marks a metric absent)"
+    return ""
+
+
+def _items_problem(key: str, items: list, trust: dict[str, Any]) -> str:
+    if len(items) > MAX_ITEMS:
+        return f"metric {key} has {len(items)} items (at most {MAX_ITEMS})"
+    if not key.endswith(ITEMS):
+        return ""  # no detector reads other lists (a plugin's own numbers): only bounded
+    base = key[:-len(ITEMS)]
+    n, value = trust.get(base + N), trust.get(base)
+    if n != len(items):
+        return f"metric {key} has {len(items)} items but {base}{N} = {n!r:.40}"
+    if not items or isinstance(value, list) or value is None:
+        return f"metric {key} comes without its value {base}"
+    mean = math.fsum(items) / len(items)
+    if abs(mean - value) > ITEMS_MEAN_SLACK * max(1.0, abs(value)):
+        return f"metric {base} = {value!r:.40} is not the mean of its items ({mean:.6g})"
+    return ""

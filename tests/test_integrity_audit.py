@@ -324,3 +324,33 @@ def test_chi2_cdf_matches_known_values():
     assert _chi2_cdf(2.0, 2) == pytest.approx(1 - math.exp(-1), abs=1e-9)
     assert _chi2_cdf(0.0, 3) == 0.0 and _chi2_cdf(1e4, 6) == 1.0
     assert _chi2_cdf(12.5916, 6) == pytest.approx(0.95, abs=1e-4)
+
+
+def test_per_item_values_are_audited_and_hang_together_with_the_value():
+    """The paired per-client test reads `.items`: a client could report its true value with
+    the items of a healthy model. The real mod's items average to the value (the screening
+    holds every reply to that) and the audit compares them with the server's own scores."""
+    arrays = lora_arrays(43)
+    mod = make_trust_mod(suites=SUITES, defaults=TINY_DEFAULTS | {"trust.privacy.epsilon": 1e9},
+                         rng=np.random.default_rng(5))
+
+    def app(msg: Message, _ctx: Any) -> Message:
+        return Message(RecordDict({"arrays": arrays,
+                                   "metrics": MetricRecord({"num-examples": 1})}), reply_to=msg)
+
+    reply = mod(message("train", lora_arrays(0), round=2,  # whole suites: a tight tolerance
+                        extra_config={"trust.probe-budget": 0, protocol.REPORT_ITEMS: 1}),
+                context(node_config={"trust.privacy.outgoing": "clear"}, node_id=7), app)
+    report = protocol.split_trust(dict(reply.content["metrics"]))[0]
+    listed = [k for k in report if k.endswith(protocol.ITEMS)]
+    assert listed and protocol.report_shape_problem(report) == ""
+    assert _audit([(7, report, arrays)], 2, budget=0) == []
+    key = "trust.alignment.refusal-rate.items"
+    mean, n = report[key.removesuffix(protocol.ITEMS)], len(report[key])
+    spread = [mean + 0.45 * (-1) ** i for i in range(n)]  # same mean (n even), other items
+    assert n % 2 == 0 and all(0.0 <= x <= 1.0 for x in spread)
+    reshaped = dict(report) | {key: spread}
+    assert protocol.report_shape_problem(reshaped) == ""
+    alarms = _audit([(7, reshaped, arrays)], 2, budget=0)
+    assert _checks(alarms) == {"items"} and alarms[0].metric == key.removeprefix(
+        protocol.PREFIX).removesuffix(protocol.ITEMS)

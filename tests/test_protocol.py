@@ -47,3 +47,35 @@ def test_server_config_round_trips_and_absent_metrics_are_no_observation():
 def test_bad_server_config_is_a_protocol_error(bad):
     with pytest.raises(protocol.ProtocolError):
         protocol.ServerConfig.parse(bad)
+
+
+def _clear(key: str = "trust.alignment.refusal-rate", items=(0.7, 0.8, 0.9)) -> dict:
+    return protocol.entry(key, sum(items) / len(items), 0.05, len(items), items=list(items))
+
+
+def test_the_reporters_own_numbers_have_the_right_shape():
+    flat = (_clear() | protocol.absent("trust.bias.stereotype-pref")
+            | {"trust.delta.alignment.refusal-rate": 0.1, "trust.status.private": 1})
+    assert protocol.report_shape_problem(flat) == ""
+    assert protocol.report_shape_problem({"num-examples": 3, "loss": [1.0, 2.0]}) == ""
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"trust.alignment.refusal-rate.items": [0.7, 0.8]}, "has 2 items but"),
+    ({"trust.alignment.refusal-rate": 0.2}, "is not the mean of its items"),
+    ({"trust.alignment.refusal-rate.n": 3.5}, "not a whole number"),
+    ({"trust.junk.x.items": [0.5] * (protocol.MAX_ITEMS + 1)}, "items (at most"),
+    ({"trust.style.lengths": [0.5] * (protocol.MAX_ITEMS + 1)}, "items (at most"),
+    ({f"trust.junk.k{i}": 0.0 for i in range(protocol.MAX_TRUST_KEYS)}, "trust.* metrics (at"),
+])
+def test_malformed_shapes_are_named(change, why):
+    assert why in protocol.report_shape_problem(_clear() | change)
+
+
+def test_a_watched_metric_without_its_n_is_refused():
+    """The integrity audit reads a missing `.n` as absent while the detectors used the value:
+    one lie skipped the audit. A watched metric must state its n (0 = absent)."""
+    flat = _clear()
+    del flat["trust.alignment.refusal-rate.n"], flat["trust.alignment.refusal-rate.items"]
+    assert "without trust.alignment.refusal-rate.n" in protocol.report_shape_problem(flat)
+    assert protocol.report_shape_problem({"trust.personal.alignment.refusal-rate": 0.5}) == ""

@@ -46,6 +46,7 @@ NUMERIC_FLOOR = 1e-3  # absolute slack on every comparison (float summation orde
 NUMERIC_ITEMS = 2  # bf16 vs fp32 may flip this many items of a bounded metric (an ECE bin
 NUMERIC_SHARE = 0.01  # move counts twice), or this share of them when more
 NUMERIC_REL = 0.01  # ... and move an unbounded one by this share of its scale
+NUMERIC_ITEM_DRIFT = 0.02  # ... and every item of a bounded one by this share of its span
 EXACT_REL = 1e-6  # numbers fixed by a formula (the noise and stderr of a noised metric)
 
 Probe = Callable[[Any, Mapping[str, ProbeSuite]], BehaviorProfile]
@@ -237,6 +238,9 @@ def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: 
             value_tol, se_tol = numeric_tolerance(mv, span, _item_count(metrics, name))
             if not hidden:
                 _check_clear(alarm, key, claim, mv, value_tol, se_tol)
+                _check_items(alarm, key, report.get(key + protocol.ITEMS), mv,
+                             value_tol + (NUMERIC_ITEM_DRIFT * span if math.isfinite(span)
+                                          else value_tol))
             elif headline is None or name != headline.headline.name:
                 alarm.add("headline-only", key, {"reported": claim.value, "n": claim.n},
                           "reports a non-headline metric of a hidden model (public post-"
@@ -278,6 +282,26 @@ def _check_clear(alarm: _Alarms, key: str, claim: _Claim, mv: MetricValue, value
         alarm.add("stderr", key, {"reported": claim.stderr, "measured": mv.stderr,
                                   "allowance": se_tol},
                   f"declares stderr {claim.stderr:.4f}; the same items give {mv.stderr:.4f}")
+
+
+def _check_items(alarm: _Alarms, key: str, items: Any, mv: MetricValue, allowance: float
+                 ) -> None:
+    """Per-item values decide the paired per-client test, so they are claims too: on average
+    each may differ from the server's score of the same item by what the value may plus the
+    small drift bf16 gives every item (absolute gaps do not cancel as the value's signed ones
+    do). The screening already holds their mean to the value, so only their pattern is left
+    to check: reshaping the items of a degraded model to look ordinary moves many of them."""
+    if not isinstance(items, list) or mv.items is None or len(items) != len(mv.items) \
+            or not items:
+        return
+    try:
+        gap = sum(abs(float(a) - b) for a, b in zip(items, mv.items, strict=True)) / len(items)
+    except (TypeError, ValueError, OverflowError):
+        gap = math.inf
+    if not gap <= allowance:
+        alarm.add("items", key, {"mean_abs_gap": gap, "allowance": allowance},
+                  f"sends per-item values {gap:.4f} away from the model's scores of the same "
+                  f"items on average (allowed {allowance:.4f})")
 
 
 def _check_noised(alarm: _Alarms, key: str, claim: _Claim, mv: MetricValue, span: float,

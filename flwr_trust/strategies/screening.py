@@ -13,7 +13,9 @@ Per reply (violations refuse the reply, with a logged reason naming the problem)
 - weight (the inner strategy's `weighted_by_key`): one finite number in [MIN_WEIGHT,
   MAX_WEIGHT]; user metrics: finite numbers (or lists of them) within +-MAX_ABS_USER_VALUE;
   ``trust.*`` numbers finite within +-MAX_ABS_TRUST_VALUE, their stderr / n / noise not
-  negative, and the suite hash, when stated, the server's.
+  negative, shaped as the reporter sends them (`protocol.report_shape_problem`: bounded
+  counts, `.items` consistent with `.n` and the value, every watched metric with its `.n`),
+  and the suite hash, when stated, the server's.
 
 Per round, over the replies the inner strategy is given (`normalize_round`, after every
 refusal; normalizations, so that no reply is refused for what other replies sent; a majority
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
 
-from flwr_trust.protocol import PREFIX, ROUND, SUFFIXES
+from flwr_trust.protocol import PREFIX, ROUND, SUFFIXES, report_shape_problem
 from flwr_trust.protocol import SUITE_HASH as SUITE_HASH_KEY
 from flwr_trust.strategies.arrays import decode_array, lossless_cast
 
@@ -206,6 +208,8 @@ def _metric_problem(metrics: MetricRecord, spec: RoundSpec) -> str:
             return f"metric {key} = {_short(value)} is not a finite plausible number"
         if key.endswith(SUFFIXES) and any(v < 0 for v in values):
             return f"metric {key} = {_short(value)} is negative"
+    if reason := report_shape_problem(metrics):
+        return reason
     stated_round, expected = metrics.get(ROUND), spec.trust_round or spec.server_round
     if stated_round is not None and stated_round != expected:
         return f"stale report: {ROUND} = {_short(stated_round)}, this is round {expected}"

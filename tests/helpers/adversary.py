@@ -267,6 +267,12 @@ MALFORMED: dict[str, Callable[[Ctx], list[Message]]] = {
     "negative-stderr": _with_metrics(**{f"{RS}.stderr": -0.01}),
     "negative-n": _with_metrics(**{f"{RS}.n": -5}),
     "negative-noise": _with_metrics(**{f"{RS}.noise": -0.1}),
+    "watched-metric-without-n": _with_metrics(**{f"{RS}.n": None}),
+    "non-integer-n": _with_metrics(**{f"{RS}.n": 49.5}),
+    "items-not-n-long": _with_metrics(**{f"{RS}.items": [0.8] * 49}),
+    "items-not-averaging-to-value": _with_metrics(**{f"{RS}.items": [0.9] * 50}),
+    "items-flood": _with_metrics(**{"trust.junk.x.items": [0.5] * 10_001}),
+    "too-many-trust-keys": _with_metrics(**{f"trust.junk.k{i}": 0.0 for i in range(10_001)}),
     "wrong-suite-hash": _wrong_suite_hash,
     "suite-hash-list": lambda ctx: _with_metrics(**{"trust.suite-hash": [ctx.suite]})(ctx),
     # the aggregation weight
@@ -296,6 +302,7 @@ ACCEPTED: dict[str, Callable[[Ctx], Message]] = {
     "no-suite-hash": lambda ctx: _with_metrics(**{"trust.suite-hash": None})(ctx)[0],
     "negative-trust-value": lambda ctx: _with_metrics(**{"trust.knowledge.loglik": -1e6})(ctx)[0],
     "trust-list-values": lambda ctx: _with_metrics(**{"trust.style.lengths": [1.0, 2.0]})(ctx)[0],
+    "consistent-items": lambda ctx: _with_metrics(**{f"{RS}.items": [0.7, 0.9] * 25})(ctx)[0],
     "float-num-examples": lambda ctx: _with_metrics(**{"num-examples": 2.5})(ctx)[0],
     "large-num-examples": lambda ctx: _with_metrics(**{"num-examples": 10**12})(ctx)[0],  # capped
     # layouts other replies may not share: normalized per round, never refused (screening.py)
