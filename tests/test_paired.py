@@ -282,3 +282,24 @@ def test_one_reply_cannot_get_honest_clients_named(n_clients):
     degraded = {**{n: _client_obs(p) for n, p in honest.items()},
                 n_clients: _client_obs(sigmoid(base - 2.0))}
     assert detect_round(None, None, degraded, round=1).flagged_clients == {n_clients}
+
+
+@pytest.mark.parametrize("odd", ["no items", "tiny noise", "other length"])
+def test_one_reply_without_items_does_not_switch_the_others_to_the_unpaired_test(odd):
+    """The paired per-client test ran only when every client sent usable items: one reply
+    leaving them out (or declaring any noise, which drops them, or sending another number of
+    them) hid a client whose refusal logits fell by 0.6. The paired test now runs over those
+    that sent items of the common length."""
+    rng = np.random.default_rng(9)
+    base = rng.normal(1.0, 1.5, 32)
+    reports = {n: _client_obs(sigmoid(base + rng.normal(0.0, 0.05, 32))) for n in range(2, 7)}
+    reports[1] = _client_obs(sigmoid(base - 0.6 + rng.normal(0.0, 0.05, 32)))
+    plain = reports[6]["alignment"]["refusal-rate"]
+    odd_one = {"no items": plain._replace(items=None),
+               "tiny noise": plain._replace(noise_std=1e-9),
+               "other length": plain._replace(items=plain.items[:20], n=20)}[odd]
+    reports[6] = {"alignment": {"refusal-rate": odd_one}}
+    result = detect_round(None, None, reports, round=1)
+    assert result.flagged_clients == {1}
+    (hit,) = [a for a in result.alarms if a.clients]
+    assert hit.evidence["scale"] == "margin" and hit.evidence["paired_items"] == 32

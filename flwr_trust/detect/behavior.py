@@ -23,7 +23,7 @@ from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.config import DetectorConfig, Family
 from flwr_trust.detect.margin import MarginChange, MarginClients, paired_client_test, paired_level
 from flwr_trust.detect.monitor_state import MonitorState
-from flwr_trust.detect.paired import PairedChange, PairedClients, items_of
+from flwr_trust.detect.paired import PairedChange, PairedClients, items_of, same_length
 from flwr_trust.detect.statistics import ClientStats, critical_z, spend, upper_p
 from flwr_trust.modes.base import Metric
 from flwr_trust.protocol import Observation
@@ -179,7 +179,7 @@ class _ClientBlock:
     stats: ClientStats
     sign: float
     margin: float
-    paired: PairedClients | MarginClients | None = None  # every client sent items
+    paired: PairedClients | MarginClients | None = None  # the clients that sent items
 
 
 class _Round:
@@ -240,8 +240,11 @@ class _Round:
         } | ({} if paired is None else paired.evidence(tol))  # per-item evidence, e.g. logits
         if stats is not None:  # margin: the tolerance, relative to the median for victims
             margin = tol * abs(stats.median) if spec.victim else tol
-            pc = None if spec.victim or len(items) < len(xs) else \
-                paired_client_test(items, sign, self.cfg.min_clients, margin_scale)
+            # The paired test over the clients that sent usable items, the unpaired one for
+            # the rest: one reply without items cannot switch everyone to the weaker test.
+            pc = None if spec.victim else \
+                paired_client_test(same_length(items), sign, self.cfg.min_clients,
+                                   margin_scale)
             self.blocks.append(_ClientBlock(mode, metric, spec, tol, stats, sign, margin, pc))
         if d is None or spec.victim:
             return
@@ -319,22 +322,25 @@ class _Round:
         b = self._budget("client", sum(len(blk.stats.x) for blk in self.blocks))
         for blk in self.blocks:
             s = blk.stats
+            z_df = [(z, math.inf) for z in s.outlier_z(blk.sign, blk.margin)]
             if blk.paired is not None:  # per-item excess over the clients' per-item median
-                df = blk.paired.df
                 zs = dict(zip(blk.paired.nodes, blk.paired.z(blk.margin), strict=True))
-                z_all = [zs[n] for n in s.nodes]
-            else:
-                df, z_all = math.inf, s.outlier_z(blk.sign, blk.margin)
-            z_crit = critical_z(b["level"], df)
-            hits = sorted(((z, i) for i, z in enumerate(z_all) if z > z_crit), reverse=True)
+                z_df = [(zs[n], blk.paired.df) if n in zs else z_df[i]
+                        for i, n in enumerate(s.nodes)]
+            crit = {df: critical_z(b["level"], df) for df in {d for _, d in z_df}}
+            hits = sorted(((z, i) for i, (z, df) in enumerate(z_df) if z > crit[df]),
+                          reverse=True)
             for z, i in hits:
+                df = z_df[i][1]
+                z_crit = crit[df]
                 node = s.nodes[i]
+                paired = blk.paired is not None and node in blk.paired.nodes
                 ev = {"test": "victim" if blk.spec.victim else "client", "client": node,
                       "value": s.x[i], "client_median": s.median, "client_spread": s.spread,
                       "noise": s.noise[i], "margin": blk.margin, "tolerance": blk.tol,
                       "n_clients": len(s.nodes), "z": z, "z_crit": z_crit,
-                      "paired_items": 0 if blk.paired is None else blk.paired.n_items,
-                      "scale": _scale(blk.paired),
+                      "paired_items": blk.paired.n_items if paired else 0,
+                      "scale": _scale(blk.paired if paired else None),
                       "p_value": self._p_adj(upper_p(z, df), b)} | _public(b)
                 if blk.spec.victim:  # a fairness victim: population finding, nobody quarantined
                     ev["victims"] = [s.nodes[h[1]] for h in hits]

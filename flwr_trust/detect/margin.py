@@ -252,7 +252,7 @@ def paired_level(now: Sequence[float] | None, ref: Sequence[float] | None, sign:
 
 def paired_client_test(items: Mapping[int, Sequence[float]], sign: float, min_clients: int,
                        margin_scale: bool) -> PairedClients | MarginClients | None:
-    """The paired per-client evidence: margin scale when asked and every client sent
+    """The paired per-client evidence: margin scale when asked and every client given sent
     probabilities, else excess over the per-item median."""
     found = margin_clients(items, sign, min_clients) if margin_scale else None
     return found if found is not None else paired_clients(items, sign, min_clients)

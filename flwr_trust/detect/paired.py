@@ -13,6 +13,7 @@ conservative-ish otherwise; docs/detection.md checks the false-alarm rate by sim
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,3 +100,14 @@ def paired_clients(items: Mapping[int, Sequence[float]], sign: float, min_client
     se = np.maximum(excess.std(axis=1, ddof=1) / math.sqrt(n_items), SE_FLOOR)
     return PairedClients(tuple(nodes), tuple(excess.mean(axis=1).tolist()),
                          tuple(se.tolist()), float(n_items - 1))
+
+
+def same_length(items: Mapping[int, Sequence[float]]) -> dict[int, Sequence[float]]:
+    """The clients whose item lists have the most common length (all clients of a round score
+    one sample, so one reply with another length must not stop the paired test for the rest;
+    ties go to the longer lists)."""
+    counts = Counter(len(v) for v in items.values())
+    if len(counts) <= 1:
+        return dict(items)
+    keep = max(counts, key=lambda n: (counts[n], n))
+    return {node: v for node, v in items.items() if len(v) == keep}
