@@ -149,3 +149,15 @@ def test_model_none_as_a_string_means_no_server_model(tmp_path):
     msgs, init = _round(guard, 3)
     arrays, _ = guard.aggregate_train(1, [_honest(m, init) for m in msgs])
     assert arrays is not None
+
+
+def test_aggregate_evaluate_without_its_configure_refuses_every_reply(tmp_path):
+    """Evaluate replies of a round no instruction went to (nodes unknown) were accepted from
+    any node, as aggregate_train refuses them."""
+    guard = _guard(tmp_path)
+    other = _guard(tmp_path / "other")
+    init = initial_arrays()
+    msgs = other.configure_evaluate(1, init, ConfigRecord(), FakeGrid(4))
+    replies = [reply(m, None, {"num-examples": 10, "eval_loss": 1.0}) for m in msgs]
+    metrics = guard.aggregate_evaluate(1, replies)
+    assert metrics is not None and metrics["trust.replies-refused"] == 4

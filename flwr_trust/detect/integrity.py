@@ -209,7 +209,7 @@ def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: 
             alarm.add(key.removeprefix(protocol.PREFIX), None,
                       {"reported": echoed if math.isfinite(echoed) else None,
                        "expected": expected},
-                      f"echoes {key} = {report.get(key)!r}, not {expected}: the report is not "
+                      f"echoes {key} = {report.get(key)!r:.40}, not {expected}: the report is not "
                       "about this round's sample")
     hidden = _number(report, protocol.PUBLIC_POST_PROCESSING, 1.0) == 0
     multiplier = _number(report, protocol.PRIVACY_NOISE_MULTIPLIER)

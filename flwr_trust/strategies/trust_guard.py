@@ -322,7 +322,8 @@ class TrustGuard(Strategy):
     def _screen(self, replies: Iterable[Message], phase: str, server_round: int, *,
                 check_finite: bool = True) -> tuple[Screened, RoundSpec]:
         """The reply contract (screening.py) against this round's own configuration."""
-        nodes, arrays_name = self._sent.get((phase, server_round), (None, "arrays"))
+        # No instruction sent this round (restarted ServerApp): every reply is unsolicited.
+        nodes, arrays_name = self._sent.get((phase, server_round), (frozenset(), "arrays"))
         layout = None
         if phase == "train" and self._global is not None:
             layout = {k: (tuple(v.shape), str(v.dtype)) for k, v in self._global.items()}
