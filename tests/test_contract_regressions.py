@@ -161,3 +161,40 @@ def test_aggregate_evaluate_without_its_configure_refuses_every_reply(tmp_path):
     replies = [reply(m, None, {"num-examples": 10, "eval_loss": 1.0}) for m in msgs]
     metrics = guard.aggregate_evaluate(1, replies)
     assert metrics is not None and metrics["trust.replies-refused"] == 4
+
+
+class _Failing(FedAvg):
+    """An inner strategy that cannot aggregate (a misconfigured one), from round `start`."""
+
+    def __init__(self, start: int = 1) -> None:
+        super().__init__()
+        self.start_round = start
+
+    def aggregate_train(self, server_round, replies):
+        if server_round >= self.start_round:
+            raise ValueError("slice indices must be integers")
+        return super().aggregate_train(server_round, replies)
+
+
+def test_an_inner_that_never_aggregates_stops_the_run_with_a_clear_error(tmp_path):
+    """Every round used to log a warning and keep the initial model: a run that trained
+    nothing looked as if it completed. Before any aggregation, with every valid reply left
+    in, the inner's failure is a TrustError naming its cause."""
+    from flwr_trust.errors import TrustError
+
+    guard = _guard(tmp_path, _Failing())
+    msgs, init = _round(guard, 4)
+    with pytest.raises(TrustError, match="slice indices must be integers"):
+        guard.aggregate_train(1, [_honest(m, init) for m in msgs])
+
+
+def test_a_later_inner_failure_keeps_the_previous_model(tmp_path, caplog):
+    guard = _guard(tmp_path, _Failing(start=2))
+    msgs, init = _round(guard, 4)
+    arrays, _ = guard.aggregate_train(1, [_honest(m, init) for m in msgs])
+    assert arrays is not None
+    msgs = sorted(guard.configure_train(2, arrays, ConfigRecord(), FakeGrid(4)),
+                  key=lambda m: m.metadata.dst_node_id)
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        kept, _ = guard.aggregate_train(2, [_honest(m, arrays) for m in msgs])
+    assert kept is None and "global model kept" in caplog.text

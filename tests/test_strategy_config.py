@@ -130,7 +130,28 @@ def test_flowertune_fractions_set_the_inner_strategy(tmp_path, caplog):
     ({"trust.tensorboard": "maybe"}, "not a boolean"),
     ({"trust.tolerance.alignment.refusal": 0.1}, "Unknown tolerance key"),
     ({"trust.modes": "bias,vibes"}, "Unknown detection mode"),
+    # the inner strategy's and the DP wrapper's own options are read as their declared types
+    ({"trust.fedavg.fraction-train": "half"}, r"trust.fedavg.fraction-train = 'half' is not a "
+                                              r"float in \[0, 1\]"),
+    ({"trust.fedavg.fraction-train": 2.0}, r"fraction-train = 2.0 is not a float in \[0, 1\]"),
+    ({"trust.fedavg.min-train-nodes": -1}, "min-train-nodes = -1 is not an integer"),
+    ({"trust.strategy": "fedadam", "trust.fedadam.eta": "fast"}, "fedadam.eta = 'fast' is not "
+                                                                 "a float"),
+    ({"trust.strategy": "multikrum", "trust.multikrum.num-nodes-to-select": 2.5},
+     "num-nodes-to-select = 2.5 is not an integer"),
+    ({"trust.dp": "server-fixed", "trust.dp.noise-multiplier": "lots",
+      "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 4},
+     "trust.dp.noise-multiplier = 'lots' is not a float"),
 ])
 def test_bad_config_names_the_valid_choices(tmp_path, cfg, match):
     with pytest.raises(TrustError, match=match):
         strategy_from_config(_cfg(tmp_path, **cfg))
+
+
+def test_option_values_are_converted_to_their_declared_types(tmp_path):
+    """A quoted number is read as the number its keyword takes (Flower would have sliced with
+    the string "3" and failed in every round)."""
+    guard = strategy_from_config(_cfg(tmp_path, **{
+        "trust.strategy": "multikrum", "trust.multikrum.num-nodes-to-select": "3",
+        "trust.multikrum.fraction-train": 1}))
+    assert guard.inner.num_nodes_to_select == 3 and guard.inner.fraction_train == 1.0

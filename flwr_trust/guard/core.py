@@ -13,6 +13,7 @@ alone. A guard started on the folder of a run that crashed resumes it from its l
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import random
@@ -26,11 +27,12 @@ from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
 from flwr_trust.detect.config import DetectorConfig
 from flwr_trust.detect.integrity import audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
+from flwr_trust.errors import TrustError
 from flwr_trust.guard import resume
 from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, confirmed, leave_one_out
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
-from flwr_trust.guard.probation import Probation
+from flwr_trust.guard.probation import Probation, values_of
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.guard.screened import screened_culprits
 from flwr_trust.probes.suite import ProbeSuite
@@ -84,6 +86,7 @@ class Guard:
         self._prior: resume.PriorRun | None = None  # the run the folder's log held, if any
         self.round_offset = 0  # added to the caller's round numbers (a resumed run, resume.py)
         self.probation = Probation()  # clients named earlier, left out until they recover
+        self._inner_aggregated = False  # whether the inner strategy aggregated once this run
 
     # ---------------------------------------------------------------- run start / end
     def start(self, global_model: Any, server_round: int | None = None) -> None:
@@ -209,7 +212,7 @@ class Guard:
             # refused; leave-one-out needs intact copies of the replies (small rounds only).
             checkpoint = aggregation.checkpoint(nodes if 1 < len(nodes) <= LOO_MAX_CLIENTS
                                                 else [])
-        arrays, metrics = self._aggregate(aggregation, nodes)
+        arrays, metrics = self._aggregate(aggregation, nodes, untouched=nodes == ev.nodes)
         candidate = self.probe(arrays) if arrays is not None else None
         on_candidate = (self.monitor("candidate").observe(rnd, candidate)
                         if candidate is not None else None)
@@ -304,17 +307,12 @@ class Guard:
         if not s.gate.quarantines or s.secure_aggregation or not self.probation.named:
             return []
         kept, released = self.probation.review(observed, s.detector.tolerance,
-                                               reference=self._reference_value,
+                                               reference=values_of(self.reference),
                                                distrusted=distrusted)
         if released:
             log.warning("TrustGuard round %s: clients %s released from probation (their "
                         "reports are back within tolerance of the median)", rnd, released)
         return [n for n in kept if n in nodes]
-
-    def _reference_value(self, mode: str, metric: str) -> float | None:
-        """The server's own value of a metric on the run's reference model (None if unknown)."""
-        mv = self.reference.get(mode, metric) if self.reference is not None else None
-        return mv.value if mv is not None and mv.n > 0 else None
 
     def _states(self) -> dict[str, dict[str, Any]]:
         """Every monitor's sequential state, for the round record (what a resume reads)."""
@@ -350,16 +348,25 @@ class Guard:
                            fraction=s.audit_fraction, rng=self._rng,
                            alpha=s.checker.alpha).alarms
 
-    @staticmethod
-    def _aggregate(aggregation: Aggregation, nodes: list[int]
+    def _aggregate(self, aggregation: Aggregation, nodes: list[int], untouched: bool
                    ) -> tuple[Any | None, Mapping[str, Any] | None]:
+        """The inner strategy's aggregate; on failure the previous global model is kept, unless
+        it never aggregated yet and the guard left every valid reply in: then it would fail
+        alone too (a misconfiguration), and a run that trains nothing must not look healthy."""
         if not nodes:
             return None, None
         try:
-            return aggregation.aggregate(nodes)
-        except Exception as exc:  # never crash the server; keep the previous global model
+            out = aggregation.aggregate(nodes)
+        except Exception as exc:  # never crash the server over the guard's own exclusions
+            if untouched and not self._inner_aggregated:
+                raise TrustError(f"The inner strategy failed on replies TrustGuard left "
+                                 f"untouched, before it ever aggregated: {exc}",
+                                 "Check the inner strategy's options (it fails without "
+                                 "TrustGuard too).") from exc
             log.warning("TrustGuard: inner aggregate_train failed (%s); global model kept", exc)
             return None, None
+        self._inner_aggregated = True
+        return out
 
     def _fails(self, rnd: int, candidate: BehaviorProfile, profile: BehaviorProfile) -> bool:
         """Whether the candidate's test alarms on `profile`'s numbers (the candidate's for the
@@ -367,7 +374,8 @@ class Guard:
         merged = dataclasses.replace(
             candidate, metrics={**candidate.metrics, **profile.metrics},
             suite_hashes={**candidate.suite_hashes, **profile.suite_hashes})
-        return alarmed(_copy_monitor(self.monitor("candidate")).observe(rnd, merged).alarms)
+        trial = copy.deepcopy(self.monitor("candidate"))  # a trial spends no real alpha
+        return alarmed(trial.observe(rnd, merged).alarms)
 
     def _emit(self, alarms: list[Alarm]) -> None:
         for alarm in alarms:
@@ -384,13 +392,6 @@ class Guard:
 
 def _observations(reports: Mapping[int, Mapping[str, Any]]) -> dict[int, Any]:
     return {n: protocol.observations(r) for n, r in reports.items() if r}
-
-
-def _copy_monitor(monitor: BehaviorMonitor) -> BehaviorMonitor:
-    """An independent copy: a leave-one-out trial must not spend the real monitor's alpha."""
-    import copy
-
-    return copy.deepcopy(monitor)
 
 
 __all__ = ["LOO_MAX_CLIENTS", "Guard", "GuardSettings", "DetectionResult"]

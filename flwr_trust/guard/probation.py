@@ -108,3 +108,11 @@ def _value(report: Mapping[str, Mapping[str, Any]] | None, mode: str, metric: st
     obs = (report or {}).get(mode, {}).get(metric)
     value = getattr(obs, "value", None)
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def values_of(profile: Any) -> Callable[[str, str], float | None]:
+    """(mode, metric) -> the value a server profile (e.g. the run's reference) holds, or None."""
+    def value(mode: str, metric: str) -> float | None:
+        mv = profile.get(mode, metric) if profile is not None else None
+        return mv.value if mv is not None and mv.n > 0 else None
+    return value

@@ -68,8 +68,26 @@ def _kwargs_for(cls: type, prefix: str, cfg: Mapping[str, Any]) -> dict[str, Any
             options = [prefix + v for v in sorted(valid)]
             raise TrustError(f"Unknown option {key!r} for {cls.__name__}"
                              f"{suggest(key, options)}.", f"Valid options: {', '.join(options)}.")
-        out[valid[name]] = value
+        out[valid[name]] = _checked(key, value, params[valid[name]])
     return out
+
+
+def _checked(key: str, value: Any, param: inspect.Parameter) -> Any:
+    """An option's value read as the keyword's declared type (or its default's): Flower passes
+    them on unchecked ("half" as a fraction crashed later with a traceback, 2.0 waited forever
+    for twice the nodes, "3" nodes to select failed every round); fractions within [0, 1],
+    counts not negative. Options of other types (callables, accountants) pass as they are."""
+    name = key.rsplit(".", 1)[-1]
+    declared = param.annotation if param.annotation in (bool, int, float, str) else \
+        type(param.default)
+    for kind, plain in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if declared is plain:
+            default = None if param.default is param.empty else param.default
+            low, high = (0.0, 1.0) if name.startswith("fraction-") else (None, None)
+            if kind == "int" and name.startswith(("min-", "num-")):
+                low = 0
+            return Key(key, kind, default, "", "server", low=low, high=high).read(value)
+    return value
 
 
 def flowertune_fractions(cls: type, kwargs: dict[str, Any], cfg: Mapping[str, Any]
@@ -114,8 +132,9 @@ def inner_strategy(cfg: Mapping[str, Any]) -> Any:
     if dp not in DP_WRAPPERS:
         raise TrustError(f"Unknown trust.dp {dp!r}.",
                          f"Use one of {', '.join(sorted(DP_WRAPPERS))}.")
+    options = _kwargs_for(DP_WRAPPERS[dp], f"{DP_KEY}.", cfg)
     try:
-        return DP_WRAPPERS[dp](inner, **_kwargs_for(DP_WRAPPERS[dp], f"{DP_KEY}.", cfg))
+        return DP_WRAPPERS[dp](inner, **options)
     except TypeError as exc:
         raise TrustError(f"trust.dp = {dp!r} is missing options: {exc}.",
                          "Set e.g. trust.dp.noise-multiplier, trust.dp.clipping-norm and "
