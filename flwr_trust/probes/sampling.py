@@ -18,6 +18,7 @@ items, so the stderr and n they report are those of the sample.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -76,3 +77,19 @@ def sample_suites(suites: Mapping[str, ProbeSuite], round: int, budget: int
                   ) -> dict[str, ProbeSuite]:
     """`round_sample` for every mode's suite (the budget is per mode)."""
     return {mode: round_sample(suite, round, budget) for mode, suite in suites.items()}
+
+
+def server_suites(suites: dict[str, ProbeSuite], items: int, seed: int
+                  ) -> dict[str, ProbeSuite]:
+    """A fixed seeded subset per mode, so reference and candidates share items."""
+    if items <= 0:
+        return suites
+    out = {}
+    for mode, suite in suites.items():
+        if len(suite.items) <= items:
+            out[mode] = suite
+            continue
+        rng = random.Random(f"{seed}:{suite.hash}")
+        idx = sorted(rng.sample(range(len(suite.items)), items))
+        out[mode] = suite.subset(idx, name_suffix=f"@server{items}")
+    return out

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flwr.app import Error, Message
+from flwr.app import Error, Message, MetricRecord
 from flwr.common.constant import ErrorCode
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideAdaptiveClipping,
@@ -18,6 +18,10 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from flwr_trust import protocol
+from flwr_trust.detect.alarm import Alarm
+from flwr_trust.guard import RoundEvidence
+from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.screening import RoundSpec, normalize_round
 
 if TYPE_CHECKING:
@@ -78,3 +82,22 @@ def as_error(reply: Message) -> Message:
     """An error reply standing for a reply the guard left out (for DP wrappers)."""
     error = Error(code=ErrorCode.UNKNOWN, reason="left out by TrustGuard")
     return Message(error, reply_to=reply)
+
+
+def result_metrics(metrics: Any, ev: RoundEvidence, alarms: list[Alarm],
+                   decision: Any, candidate: BehaviorProfile | None) -> MetricRecord:
+    """The round's MetricRecord: the inner's metrics plus the guard's counters and the
+    candidate's probe values (docs/protocol.md)."""
+    out = MetricRecord(dict(metrics.items())) if metrics is not None else MetricRecord()
+    out[protocol.REPLIES_VALID] = len(ev.replies)
+    out[protocol.REPLIES_REFUSED] = ev.n_refused
+    out[protocol.REPLIES_FAILED] = ev.n_failed
+    out[protocol.ALARMS] = sum(a.severity == "alarm" for a in alarms)
+    out[protocol.WARNINGS] = sum(a.severity == "warning" for a in alarms)
+    if decision is not None:
+        out[protocol.GATE_ACTION] = protocol.ACTION_CODE[decision.action]
+        out[protocol.EXCLUDED] = len(decision.excluded)
+    if candidate is not None:
+        for key, value in protocol.values_only(candidate.metrics).items():
+            out[key] = value
+    return out

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
 
+from flwr_trust.errors import TrustError
 from flwr_trust.protocol import PREFIX, ROUND, SUFFIXES, report_shape_problem
 from flwr_trust.protocol import SUITE_HASH as SUITE_HASH_KEY
 from flwr_trust.strategies.arrays import decode_array, lossless_cast
@@ -367,3 +368,17 @@ def weighted_key_of(strategy: Any) -> str | None:
         strategy = getattr(strategy, "strategy", None)
         seen += 1
     return None
+
+
+def stop_if_all_refused(server_round: int, screened: Screened, aggregated_before: bool
+                        ) -> None:
+    """Before the run's first aggregation, a round whose every reply was refused is a
+    misconfiguration (the app's replies break the contract; Flower alone would fail too): a
+    TrustError with the commonest reason, rather than a run that trains nothing."""
+    if aggregated_before or screened.valid or not screened.refused:
+        return
+    reason, count = Counter(screened.refused.values()).most_common(1)[0]
+    raise TrustError(f"Every reply of round {server_round} was refused ({len(screened.refused)} "
+                     f"nodes; {count} for: {reason}).",
+                     "Make the client app's replies meet the reply contract (docs/protocol.md, "
+                     "\"Reply contract\").")

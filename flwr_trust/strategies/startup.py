@@ -202,3 +202,33 @@ def run_config_of(grid: Any) -> dict[str, Any]:
         return dict(get_fused_config(grid.run))
     except Exception:  # no run, no app folder: nothing to read, the defaults apply
         return {}
+
+
+_CLAIMED: set[Path] = set()  # default run folders handed out in this process
+
+
+def default_run_dir() -> Path:
+    """runs/trust-guard-<time>, or with -2, -3, ... when that folder exists or another guard
+    of this process took it (two guards built in one second shared one folder, and the
+    second found a finished run there, or resumed a crashed one)."""
+    import time
+
+    base = Path("runs") / time.strftime("trust-guard-%Y%m%d-%H%M%S")
+    path, k = base, 1
+    while path in _CLAIMED or path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    _CLAIMED.add(path)
+    return path
+
+
+def unapplied_keys(cfg: Mapping[str, Any]) -> list[str]:
+    """The run config's server-side trust.* keys that a TrustGuard built in code does not
+    read (only `strategy_from_config` applies them; the model keys are read either way)."""
+    from flwr_trust.config.keys import TOLERANCE_PREFIX
+    from flwr_trust.strategies.from_config import STRATEGIES  # it imports this module
+
+    inner = tuple(f"trust.{name}." for name in STRATEGIES)
+    return sorted(k for k in cfg if k not in FLOWERTUNE and (
+        (k in BY_NAME and BY_NAME[k].side == "server")
+        or k.startswith(("trust.strategy", "trust.dp", TOLERANCE_PREFIX, *inner))))

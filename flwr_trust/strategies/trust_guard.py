@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,20 +30,35 @@ from flwr_trust.errors import TrustError
 from flwr_trust.guard import Guard, GuardRecorder, GuardSettings, Prober, Reply, RoundEvidence
 from flwr_trust.guard.gates import GateDecision, make_gate
 from flwr_trust.probes.defaults import load_suites
-from flwr_trust.probes.suite import ProbeSuite, combined_hash
+from flwr_trust.probes.sampling import server_suites
+from flwr_trust.probes.suite import combined_hash
 from flwr_trust.report.records import RoundRecord, RunStart
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.arrays import decode_array
-from flwr_trust.strategies.inner import DP_WRAPPERS, InnerAggregation, as_error, log_notes
+from flwr_trust.strategies.inner import (
+    DP_WRAPPERS,
+    InnerAggregation,
+    as_error,
+    log_notes,
+    result_metrics,
+)
 from flwr_trust.strategies.lost_nodes import SentMessages
 from flwr_trust.strategies.screening import (
     RoundSpec,
     Screened,
     normalize_round,
     screen_replies,
+    stop_if_all_refused,
     weighted_key_of,
 )
-from flwr_trust.strategies.startup import AUTO, resolve_server_model, run_config_of, shapes_of
+from flwr_trust.strategies.startup import (
+    AUTO,
+    default_run_dir,
+    resolve_server_model,
+    run_config_of,
+    shapes_of,
+    unapplied_keys,
+)
 
 log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
@@ -122,6 +135,7 @@ class TrustGuard(Strategy):
         self.peft_config = peft_config
         self._run_config = dict(run_config) if run_config is not None else None
         self._started = False  # the server model is resolved once, at the start (startup.py)
+        self._planned = self._finished = self._aggregated = False  # lifecycle (start, finish)
         self.precision = precision
         self.modes = registry.ids() if modes is None else tuple(modes)
         self.client_suites = load_suites(suites, self.modes)
@@ -133,8 +147,7 @@ class TrustGuard(Strategy):
                                                   update_centre_coords, seed)
         gate_policy = make_gate(gate)
         # A fresh folder per run by default: an existing run's log would be resumed.
-        self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime(
-            "trust-guard-%Y%m%d-%H%M%S")
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir()
         start = RunStart(type(inner).__name__, gate_policy.name, model, list(self.modes),
                          self.client_suite_hash, {m: s.hash for m, s in self.suites.items()},
                          detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
@@ -180,8 +193,15 @@ class TrustGuard(Strategy):
         """Once, before anything is probed: resolve the server's model and adapter config
         from the arrays and the run config (startup.py; a TrustError names the key to set) and
         log what was resolved, the probe sample sizes and the run folder."""
+        if self._finished:
+            raise TrustError(f"This TrustGuard already ran (its records in {self.run_dir} are "
+                             "closed).", "Build a new TrustGuard for each run.")
         if self._started:
             return
+        if self._run_config is None and (ignored := unapplied_keys(run_config_of(grid))):
+            log.warning("TrustGuard was built in code: run-config keys %s are not applied "
+                        "(use strategy_from_config(context.run_config), or pass them as "
+                        "keywords)", ", ".join(ignored))
         notes: tuple[str, ...] = ("no server model: client reports only",)
         if self._infer:
             cfg = self._run_config if self._run_config is not None else run_config_of(grid)
@@ -213,6 +233,12 @@ class TrustGuard(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self.startup(arrays, grid)
+        if not self._planned:
+            self._planned = True  # warned once: the run goes on open-ended
+            log.warning("TrustGuard: start() was not called (is it wrapped by another "
+                        "strategy? keep it outermost, or call plan(num_rounds) before the "
+                        "first round and finish() after the last): alpha is spent open-ended "
+                        "and no run-end record will be written")
         self.core.start(arrays, server_round)
         self._global, self._global_np = arrays, None
         self._add_trust_config(config, self.core.round_of(server_round))
@@ -249,7 +275,9 @@ class TrustGuard(Strategy):
             failed = screened.error_replies + [as_error(m) for m in screened.refused_replies]
         outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages,
                                                              spec, failed))
-        return outcome.arrays, self._result_metrics(outcome.metrics, ev, outcome.alarms,
+        stop_if_all_refused(server_round, screened, self._aggregated)
+        self._aggregated |= outcome.arrays is not None
+        return outcome.arrays, result_metrics(outcome.metrics, ev, outcome.alarms,
                                                     outcome.decision, outcome.candidate)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
@@ -266,7 +294,7 @@ class TrustGuard(Strategy):
         alarms = self.core.evaluate_round(ev, metrics)
         # The gate acts on train rounds only: evaluate rounds carry accept and 0 excluded, so
         # both phases' MetricRecords have the documented counters.
-        return self._result_metrics(metrics, ev, alarms, GateDecision(), None)
+        return result_metrics(metrics, ev, alarms, GateDecision(), None)
 
     def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3,
               timeout: float = 3600, train_config: ConfigRecord | None = None,
@@ -286,6 +314,7 @@ class TrustGuard(Strategy):
         """The run's planned rounds, before its first round: an unset horizon
         (`trust.horizon = auto`) spends the false-alarm budget evenly over them. `start` calls
         it; a wrapper that runs Flower's loop around this strategy should too."""
+        self._planned = True
         self.core.plan(num_rounds)
 
     def close(self, status: str = "halted") -> None:
@@ -295,6 +324,7 @@ class TrustGuard(Strategy):
     def finish(self) -> Path:
         """Close the records after `start()` returns; returns the run folder."""
         self.close(status="completed")
+        self._finished = True
         log.info("TrustGuard: run completed; records in %s (report: flwr-trust report %s)",
                  self.run_dir.absolute(), self.run_dir.absolute())
         return self.run_dir
@@ -347,7 +377,7 @@ class TrustGuard(Strategy):
                             "before configure_train")
             log.warning("TrustGuard: refused reply from node %s: %s", node, ev.refused[node])
         self.core.unchecked_round(ev)
-        return self._result_metrics(None, ev, [], None, None)
+        return result_metrics(None, ev, [], None, None)
 
     @staticmethod
     def _evidence(server_round: int, phase: str, screened: Screened) -> RoundEvidence:
@@ -366,36 +396,3 @@ class TrustGuard(Strategy):
             replies.append(Reply(node, trust, screened.arrays.get(node), model))
         return RoundEvidence(server_round, phase, replies, dict(screened.refused),
                              dict(screened.errors), screened.n_refused, screened.n_failed)
-
-    @staticmethod
-    def _result_metrics(metrics: Any, ev: RoundEvidence, alarms: list[Alarm],
-                        decision: Any, candidate: BehaviorProfile | None) -> MetricRecord:
-        out = MetricRecord(dict(metrics.items())) if metrics is not None else MetricRecord()
-        out[protocol.REPLIES_VALID] = len(ev.replies)
-        out[protocol.REPLIES_REFUSED] = ev.n_refused
-        out[protocol.REPLIES_FAILED] = ev.n_failed
-        out[protocol.ALARMS] = sum(a.severity == "alarm" for a in alarms)
-        out[protocol.WARNINGS] = sum(a.severity == "warning" for a in alarms)
-        if decision is not None:
-            out[protocol.GATE_ACTION] = protocol.ACTION_CODE[decision.action]
-            out[protocol.EXCLUDED] = len(decision.excluded)
-        if candidate is not None:
-            for key, value in protocol.values_only(candidate.metrics).items():
-                out[key] = value
-        return out
-
-
-def server_suites(suites: dict[str, ProbeSuite], items: int, seed: int
-                  ) -> dict[str, ProbeSuite]:
-    """A fixed seeded subset per mode, so reference and candidates share items."""
-    if items <= 0:
-        return suites
-    out = {}
-    for mode, suite in suites.items():
-        if len(suite.items) <= items:
-            out[mode] = suite
-            continue
-        rng = random.Random(f"{seed}:{suite.hash}")
-        idx = sorted(rng.sample(range(len(suite.items)), items))
-        out[mode] = suite.subset(idx, name_suffix=f"@server{items}")
-    return out
