@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from flwr.app import ConfigRecord
+from flwr.app import ConfigRecord, Error, Message
 from flwr.serverapp.strategy import FedAvg
 
 from flwr_trust.errors import TrustError
@@ -61,6 +61,16 @@ def test_a_first_round_whose_every_reply_is_refused_stops_the_run(tmp_path):
     replies = [reply(m, arrays, {"num_examples": 10}) for m in msgs]  # not the weight key
     with pytest.raises(TrustError, match="Every reply of round 1 was refused.*num-examples"):
         guard.aggregate_train(1, replies)
+
+
+def test_a_first_round_of_error_replies_stops_the_run_with_the_mods_reason(tmp_path):
+    """A client key the mod refuses (a typo) makes every client send an error reply."""
+    guard = _guard(tmp_path)
+    msgs = guard.configure_train(1, initial_arrays(), ConfigRecord(), FakeGrid(3))
+    errors = [Message(Error(code=0, reason="trust_mod: Unknown config key trust.privacy."
+                                           "epsilom"), reply_to=m) for m in msgs]
+    with pytest.raises(TrustError, match="refused or an error.*epsilom"):
+        guard.aggregate_train(1, errors)
 
 
 def test_keys_a_code_built_guard_does_not_apply_are_named():

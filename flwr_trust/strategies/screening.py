@@ -372,13 +372,16 @@ def weighted_key_of(strategy: Any) -> str | None:
 
 def stop_if_all_refused(server_round: int, screened: Screened, aggregated_before: bool
                         ) -> None:
-    """Before the run's first aggregation, a round whose every reply was refused is a
-    misconfiguration (the app's replies break the contract; Flower alone would fail too): a
-    TrustError with the commonest reason, rather than a run that trains nothing."""
-    if aggregated_before or screened.valid or not screened.refused:
+    """Before the run's first aggregation, a round whose every reply was refused or an error
+    is a misconfiguration (replies that break the contract, a client key the mod refuses on
+    every client): a TrustError with the commonest reason, rather than a run that trains
+    nothing and ends as if it completed."""
+    reasons = [*screened.refused.values(), *screened.errors.values()]
+    if aggregated_before or screened.valid or not reasons:
         return
-    reason, count = Counter(screened.refused.values()).most_common(1)[0]
-    raise TrustError(f"Every reply of round {server_round} was refused ({len(screened.refused)} "
-                     f"nodes; {count} for: {reason}).",
-                     "Make the client app's replies meet the reply contract (docs/protocol.md, "
-                     "\"Reply contract\").")
+    reason, count = Counter(reasons).most_common(1)[0]
+    raise TrustError(f"Every reply of round {server_round} was refused or an error "
+                     f"({len(reasons)} nodes; {count} for: {reason}).",
+                     "Fix what the reason names: the client app's replies must meet the reply "
+                     "contract (docs/protocol.md, \"Reply contract\"); a trust_mod error names "
+                     "the client key or model to fix.")
