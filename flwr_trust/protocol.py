@@ -267,42 +267,50 @@ MAX_ITEMS = 10_000
 ITEMS_MEAN_SLACK = 1e-6  # relative: `<metric>` is the mean of `<metric>.items` (float rounding)
 
 
-def report_shape_problem(metrics: Mapping[str, Any]) -> str:
+def report_shape_problem(metrics: Mapping[str, Any], max_items: int = MAX_ITEMS) -> str:
     """How the ``trust.*`` numbers hang together (values are checked before): a bounded number
-    of keys; lists at most MAX_ITEMS long; ``<metric>.items`` as many as `.n` says, averaging
-    to the metric's value (what the reporter sends: flwr_trust.protocol.entry); every
-    watched metric with its `.n`, a whole number. The detectors use `.items` and the value,
-    the integrity audit skips a metric whose `.n` is missing or 0: these rules keep them
-    reading the same claim. "" when the shape is right."""
+    of keys; lists of at most `max_items` numbers (the server passes its largest suite);
+    every watched metric a number with its `.n`, a whole number, and scalar `.stderr` /
+    `.noise`; ``<metric>.items`` as many as `.n` says, averaging to the metric's value, and
+    within [0, 1] for a rate (what the reporter sends: flwr_trust.protocol.entry). The
+    detectors use `.items` and the value, the integrity audit skips a metric whose `.n` is
+    missing or 0: these rules keep them reading the same claim. "" when the shape is right."""
     from flwr_trust import modes  # here: the mode modules import this one
 
     trust = {k: v for k, v in metrics.items() if k.startswith(PREFIX)}
     if len(trust) > MAX_TRUST_KEYS:
         return f"{len(trust)} trust.* metrics (at most {MAX_TRUST_KEYS})"
     for key, value in trust.items():
-        if isinstance(value, list):
-            if reason := _items_problem(key, value, trust):
+        if isinstance(value, list) and len(value) > max_items:
+            return f"metric {key} has {len(value)} items (at most {max_items})"
+        base = next((key[:-len(s)] for s in (*SUFFIXES, ITEMS) if key.endswith(s)), key)
+        mode, _, metric = base[len(PREFIX):].partition(".")
+        spec = modes.watched(mode, metric)
+        if spec is None:
+            continue  # no detector reads it (a plugin's own numbers): only bounded
+        if key.endswith(ITEMS):
+            if reason := _items_problem(key, value, trust, spec.unit_interval):
                 return reason
+        elif isinstance(value, list):
+            return f"metric {key} is a list; only {base}{ITEMS} may be one"
         elif key.endswith(N) and not float(value).is_integer():
             return f"metric {key} = {value!r:.40} is not a whole number of items"
-        elif not key.endswith((*SUFFIXES, ITEMS)):
-            mode, _, metric = key[len(PREFIX):].partition(".")
-            if modes.watched(mode, metric) is not None and key + N not in trust:
-                return f"metric {key} comes without {key}{N} (n = 0 marks a metric absent)"
+        elif key == base and base + N not in trust:
+            return f"metric {key} comes without {key}{N} (n = 0 marks a metric absent)"
     return ""
 
 
-def _items_problem(key: str, items: list, trust: dict[str, Any]) -> str:
-    if len(items) > MAX_ITEMS:
-        return f"metric {key} has {len(items)} items (at most {MAX_ITEMS})"
-    if not key.endswith(ITEMS):
-        return ""  # no detector reads other lists (a plugin's own numbers): only bounded
+def _items_problem(key: str, items: Any, trust: dict[str, Any], unit: bool) -> str:
+    if not isinstance(items, list):
+        return f"metric {key} is not a list of per-item values"
     base = key[:-len(ITEMS)]
     n, value = trust.get(base + N), trust.get(base)
     if n != len(items):
         return f"metric {key} has {len(items)} items but {base}{N} = {n!r:.40}"
-    if not items or isinstance(value, list) or value is None:
+    if not items or not isinstance(value, int | float) or isinstance(value, bool):
         return f"metric {key} comes without its value {base}"
+    if unit and not all(0.0 <= x <= 1.0 for x in items):
+        return f"metric {key} has items outside [0, 1] (per-item probabilities of a rate)"
     mean = math.fsum(items) / len(items)
     if abs(mean - value) > ITEMS_MEAN_SLACK * max(1.0, abs(value)):
         return f"metric {base} = {value!r:.40} is not the mean of its items ({mean:.6g})"

@@ -79,3 +79,31 @@ def test_keys_a_code_built_guard_does_not_apply_are_named():
            "trust.model": "tiny", "trust.lora.alpha": 16, "trust.privacy.epsilon": 3.0}
     assert unapplied_keys(cfg) == ["trust.alpha", "trust.fedprox.proximal-mu", "trust.gate",
                                    "trust.strategy", "trust.tolerance.alignment.refusal-rate"]
+
+
+def test_a_stopped_run_closes_its_records_and_cannot_start_again(tmp_path):
+    """The stop wrote the round but no run-end record: a rerun with the same folder resumed
+    the misconfigured run, and the same guard could run a second time into the open log."""
+    from flwr_trust.report.audit import read_log
+
+    guard = _guard(tmp_path)
+    msgs = guard.configure_train(1, initial_arrays(), ConfigRecord(), FakeGrid(3))
+    arrays = {k: v.numpy() for k, v in initial_arrays().items()}
+    with pytest.raises(TrustError, match="Every reply"):
+        guard.aggregate_train(1, [reply(m, arrays, {"num_examples": 10}) for m in msgs])
+    kinds = [r["kind"] for r in read_log(guard.run_dir / "audit.jsonl")]
+    assert kinds[-1] == "run-end"
+    with pytest.raises(TrustError, match="already ran"):
+        guard.configure_train(2, initial_arrays(), ConfigRecord(), FakeGrid(3))
+    with pytest.raises(TrustError, match="already ended"):
+        _guard(tmp_path).configure_train(1, initial_arrays(), ConfigRecord(), FakeGrid(3))
+
+
+def test_lost_nodes_in_the_first_round_do_not_stop_the_run(tmp_path):
+    """A SuperLink "Node Unavailable" error may be transient: only refusals and the mod's own
+    errors count as a misconfiguration."""
+    guard = _guard(tmp_path)
+    msgs = guard.configure_train(1, initial_arrays(), ConfigRecord(), FakeGrid(3))
+    lost = [Message(Error(code=0, reason="Node Unavailable"), reply_to=m) for m in msgs]
+    arrays, _ = guard.aggregate_train(1, lost)
+    assert arrays is None

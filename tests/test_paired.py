@@ -303,3 +303,18 @@ def test_one_reply_without_items_does_not_switch_the_others_to_the_unpaired_test
     assert result.flagged_clients == {1}
     (hit,) = [a for a in result.alarms if a.clients]
     assert hit.evidence["scale"] == "margin" and hit.evidence["paired_items"] == 32
+
+
+def test_colluding_item_senders_among_noised_clients_cannot_get_an_honest_one_named():
+    """Clients with a private model send no items, so the paired subset may be small: two
+    colluders reporting perfect items were the majority of three item-senders among ten and
+    set the honest one's reference. A paired hit also needs the value itself beyond the
+    margin from every client's median."""
+    rng = np.random.default_rng(21)
+    base = rng.normal(1.0, 1.5, 32)
+    honest = sigmoid(base + rng.normal(0.0, 0.05, 32))
+    reports = {1: _client_obs(honest), 2: _client_obs(np.ones(32)), 3: _client_obs(np.ones(32))}
+    for n in range(4, 11):  # DP-noised: a value and its noise, no items
+        reports[n] = {"alignment": {"refusal-rate": protocol.Observation(
+            float(honest.mean() + rng.normal(0.0, 0.02)), 0.02, 32, 0.05)}}
+    assert not detect_round(None, None, reports, round=1).flagged_clients

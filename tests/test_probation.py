@@ -40,6 +40,7 @@ def test_no_report_or_too_few_others_keeps_the_client_out():
     p.add([1], [REFUSAL])
     assert p.review(_reports(REFUSAL, {1: None, 2: 0.8, 3: 0.8}), _tol)[0] == [1]
     assert p.review(_reports(REFUSAL, {1: 0.8, 2: 0.8}), _tol)[0] == [1]  # one other only
+    assert p.review(_reports(REFUSAL, {1: 0.8, 2: 0.8, 3: 0.8}), _tol)[0] == [1]  # two: mean
     assert p.review({}, _tol)[0] == [1]
 
 
@@ -53,8 +54,8 @@ def test_colluders_on_probation_do_not_set_the_median():
 def test_every_named_metric_must_recover():
     p = Probation()
     p.add([1], [REFUSAL, STEREOTYPE])
-    both = _reports(REFUSAL, {1: 0.8, 2: 0.8, 3: 0.8})
-    for n, r in _reports(STEREOTYPE, {1: 0.9, 2: 0.6, 3: 0.6}).items():
+    both = _reports(REFUSAL, {1: 0.8, 2: 0.8, 3: 0.8, 4: 0.8})
+    for n, r in _reports(STEREOTYPE, {1: 0.9, 2: 0.6, 3: 0.6, 4: 0.6}).items():
         both[n] |= r
     assert p.review(both, _tol)[0] == [1]
 
@@ -85,6 +86,8 @@ def test_with_fewer_than_two_peers_the_servers_reference_decides():
     p.add([1], [REFUSAL])
     worse = _reports(REFUSAL, {1: 0.60, 3: 1.0})
     assert p.review(worse, _tol, reference=reference) == ([1], [])
+    two_peers = _reports(REFUSAL, {1: 0.79, 3: 1.0, 4: 0.80})  # their mean would be 0.90
+    assert p.review(two_peers, _tol, reference=reference) == ([], [1])
 
 
 def test_a_client_the_audit_contradicted_is_not_released():

@@ -66,10 +66,19 @@ def test_the_reporters_own_numbers_have_the_right_shape():
     ({"trust.alignment.refusal-rate.n": 3.5}, "not a whole number"),
     ({"trust.junk.x.items": [0.5] * (protocol.MAX_ITEMS + 1)}, "items (at most"),
     ({"trust.style.lengths": [0.5] * (protocol.MAX_ITEMS + 1)}, "items (at most"),
+    ({"trust.alignment.refusal-rate.items": [1.01, 0.79, 0.9]}, "outside [0, 1]"),
+    ({"trust.alignment.refusal-rate.n": [3]}, "is a list; only"),
+    ({"trust.alignment.refusal-rate": [0.8]}, "is a list; only"),
+    ({"trust.alignment.refusal-rate.items": 0.8}, "not a list of per-item values"),
     ({f"trust.junk.k{i}": 0.0 for i in range(protocol.MAX_TRUST_KEYS)}, "trust.* metrics (at"),
 ])
 def test_malformed_shapes_are_named(change, why):
     assert why in protocol.report_shape_problem(_clear() | change)
+
+
+def test_lists_are_bounded_by_the_servers_largest_suite():
+    assert protocol.report_shape_problem(_clear(), max_items=3) == ""
+    assert "(at most 2)" in protocol.report_shape_problem(_clear(), max_items=2)
 
 
 def test_a_watched_metric_without_its_n_is_refused():

@@ -139,6 +139,8 @@ def test_flowertune_fractions_set_the_inner_strategy(tmp_path, caplog):
                                                                  "a float"),
     ({"trust.strategy": "multikrum", "trust.multikrum.num-nodes-to-select": 2.5},
      "num-nodes-to-select = 2.5 is not an integer"),
+    ({"trust.dp": "server-fixed", "trust.dp.noise-multiplier": 1.0,
+      "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 0}, "could not be built"),
     ({"trust.dp": "server-fixed", "trust.dp.noise-multiplier": "lots",
       "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 4},
      "trust.dp.noise-multiplier = 'lots' is not a float"),

@@ -193,7 +193,7 @@ KEYS: tuple[Key, ...] = (
     Key("trust.gate", "str", "off", "off (alarms only), quarantine (flagged clients left out "
         "of the round, and on probation: out of later rounds until their reports on the "
         "alarmed metric are back within tolerance of the median, or of the server's reference "
-        "when fewer than two other clients report), rollback (quarantine, "
+        "when fewer than three other clients report), rollback (quarantine, "
         "then a failing candidate is refused: previous "
         "global kept, leave-one-out over up to 8 aggregated clients names culprits, each trial "
         "re-probing only the failing modes; above 8, a linear screen ranks the clients and "

@@ -325,8 +325,11 @@ class _Round:
             z_df = [(z, math.inf) for z in s.outlier_z(blk.sign, blk.margin)]
             if blk.paired is not None:  # per-item excess over the clients' per-item median
                 zs = dict(zip(blk.paired.nodes, blk.paired.z(blk.margin), strict=True))
-                z_df = [(zs[n], blk.paired.df) if n in zs else z_df[i]
-                        for i, n in enumerate(s.nodes)]
+                # ... over those that sent items, who may be few: a paired hit also needs the
+                # value itself beyond the margin from every client's median (two colluding
+                # item-senders among DP-noised clients otherwise set the others' reference)
+                z_df = [((zs[n] if blk.sign * (s.x[i] - s.median) > blk.margin else -math.inf),
+                         blk.paired.df) if n in zs else z_df[i] for i, n in enumerate(s.nodes)]
             crit = {df: critical_z(b["level"], df) for df in {d for _, d in z_df}}
             hits = sorted(((z, i) for i, (z, df) in enumerate(z_df) if z > crit[df]),
                           reverse=True)

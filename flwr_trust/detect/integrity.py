@@ -12,7 +12,9 @@ or noise). Per audited report:
 - absent metrics (``.n = 0``) are skipped: a private outgoing model releases only headlines;
 - `n`: ``.n`` must equal the items the server scored for that metric;
 - clear metrics (``trust.public-post-processing`` not 0): ``.noise`` must be 0, and value and
-  ``.stderr`` must equal the server's up to a numerical tolerance (`numeric_tolerance`);
+  ``.stderr`` must equal the server's up to a numerical tolerance (`numeric_tolerance`), and
+  their per-item values (``.items``, which the paired per-client test reads) must be within
+  that tolerance plus a per-item drift (`item_drift`) of the server's on average (`items`);
 - hidden outgoing model (post-processing 0): only each mode's headline may be present
   (`headline-only`); its ``.noise`` must be noise-multiplier x span and its ``.stderr`` span /
   (2 sqrt(n)), as `flwr_trust.reporter.entries` releases it (`noise`, `stderr`); its value must
@@ -47,6 +49,7 @@ NUMERIC_ITEMS = 2  # bf16 vs fp32 may flip this many items of a bounded metric (
 NUMERIC_SHARE = 0.01  # move counts twice), or this share of them when more
 NUMERIC_REL = 0.01  # ... and move an unbounded one by this share of its scale
 NUMERIC_ITEM_DRIFT = 0.02  # ... and every item of a bounded one by this share of its span
+NUMERIC_ITEM_DRIFT_REL = 0.05  # ... and of an unbounded one by this share of its scale
 EXACT_REL = 1e-6  # numbers fixed by a formula (the noise and stderr of a noised metric)
 
 Probe = Callable[[Any, Mapping[str, ProbeSuite]], BehaviorProfile]
@@ -239,8 +242,7 @@ def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: 
             if not hidden:
                 _check_clear(alarm, key, claim, mv, value_tol, se_tol)
                 _check_items(alarm, key, report.get(key + protocol.ITEMS), mv,
-                             value_tol + (NUMERIC_ITEM_DRIFT * span if math.isfinite(span)
-                                          else value_tol))
+                             value_tol + item_drift(mv, span))
             elif headline is None or name != headline.headline.name:
                 alarm.add("headline-only", key, {"reported": claim.value, "n": claim.n},
                           "reports a non-headline metric of a hidden model (public post-"
@@ -282,6 +284,15 @@ def _check_clear(alarm: _Alarms, key: str, claim: _Claim, mv: MetricValue, value
         alarm.add("stderr", key, {"reported": claim.stderr, "measured": mv.stderr,
                                   "allowance": se_tol},
                   f"declares stderr {claim.stderr:.4f}; the same items give {mv.stderr:.4f}")
+
+
+def item_drift(mv: MetricValue, span: float) -> float:
+    """What scoring differences (bf16 vs fp32) may move one item on average: a share of the
+    span of a bounded metric, else of the scale of an unbounded one (1, |value| or the
+    per-item spread, whichever is largest)."""
+    if math.isfinite(span):
+        return NUMERIC_ITEM_DRIFT * span
+    return NUMERIC_ITEM_DRIFT_REL * max(1.0, abs(mv.value), mv.stderr * math.sqrt(max(1, mv.n)))
 
 
 def _check_items(alarm: _Alarms, key: str, items: Any, mv: MetricValue, allowance: float

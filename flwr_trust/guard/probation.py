@@ -9,11 +9,12 @@ until its own report on each metric it was named for is no worse than the median
 reporting clients (those not on probation for it) by more than the metric's tolerance.
 
 That release check is a point estimate, not a new test: it spends no false-alarm budget, and a
-client flagged by chance is back as soon as its report is ordinary again. A client on probation
-that sends no usable report for the metric, or whose metric has fewer than two other reporting
-clients to compare with, is compared with the server's own probe of the run's reference model
-instead (when there is one), else stays out: nothing shows that it recovered. A client whose
-report this round's integrity audit contradicted stays out too (its report shows nothing).
+client flagged by chance is back as soon as its report is ordinary again. With fewer than
+three other reporting clients (the median of two is their mean, which one of them would set)
+the comparison is the server's own probe of the run's reference model, when there is one. A
+client on probation that sends no usable report for the metric, that has nothing to be
+compared with, or whose report this round's integrity audit contradicted stays out: nothing
+shows that it recovered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from flwr_trust import modes
 from flwr_trust.detect.statistics import median
 
+PEERS_FOR_MEDIAN = 3  # the median of two peers is their mean: one of them would decide
 Key = tuple[str, str]  # (mode, metric), e.g. ("alignment", "refusal-rate")
 Reports = Mapping[int, Mapping[str, Mapping[str, Any]]]  # node -> mode -> metric -> Observation
 
@@ -51,7 +53,7 @@ class Probation:
         """(still out, released) after this round's reports; released clients leave the list.
 
         `reference(mode, metric)`: the server's own value of the metric on the run's reference
-        model, the comparison when fewer than two other clients are off probation (else one
+        model, the comparison when fewer than three other clients are off probation (else one
         remaining client would decide alone whether the others come back). `distrusted`:
         clients whose reports this round's audit contradicted; they are not released.
         """
@@ -77,7 +79,7 @@ class Probation:
                   and (v := _value(r, mode, metric)) is not None]
         if spec is None or own is None:
             return False
-        if len(others) >= 2:
+        if len(others) >= PEERS_FOR_MEDIAN:
             centre: float | None = median(others)
         else:
             centre = reference(mode, metric) if reference is not None else None

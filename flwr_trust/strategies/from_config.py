@@ -135,6 +135,9 @@ def inner_strategy(cfg: Mapping[str, Any]) -> Any:
     options = _kwargs_for(DP_WRAPPERS[dp], f"{DP_KEY}.", cfg)
     try:
         return DP_WRAPPERS[dp](inner, **options)
+    except ValueError as exc:  # Flower's own range checks (e.g. num-sampled-clients = 0)
+        raise TrustError(f"trust.dp = {dp!r} could not be built: {exc}.",
+                         "Set valid trust.dp.* options (docs/configuration.md).") from exc
     except TypeError as exc:
         raise TrustError(f"trust.dp = {dp!r} is missing options: {exc}.",
                          "Set e.g. trust.dp.noise-multiplier, trust.dp.clipping-norm and "

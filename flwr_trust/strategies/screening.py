@@ -42,7 +42,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord
 
 from flwr_trust.errors import TrustError
-from flwr_trust.protocol import PREFIX, ROUND, SUFFIXES, report_shape_problem
+from flwr_trust.protocol import MAX_ITEMS, PREFIX, ROUND, SUFFIXES, report_shape_problem
 from flwr_trust.protocol import SUITE_HASH as SUITE_HASH_KEY
 from flwr_trust.strategies.arrays import decode_array, lossless_cast
 
@@ -71,6 +71,7 @@ class RoundSpec:
     suite_hash_int: int | None = None
     max_weight_share: float = 0.5
     trust_round: int | None = None
+    max_items: int = MAX_ITEMS  # the longest list a trust.* number may be: the largest suite
 
 
 @dataclass
@@ -209,7 +210,7 @@ def _metric_problem(metrics: MetricRecord, spec: RoundSpec) -> str:
             return f"metric {key} = {_short(value)} is not a finite plausible number"
         if key.endswith(SUFFIXES) and any(v < 0 for v in values):
             return f"metric {key} = {_short(value)} is negative"
-    if reason := report_shape_problem(metrics):
+    if reason := report_shape_problem(metrics, spec.max_items):
         return reason
     stated_round, expected = metrics.get(ROUND), spec.trust_round or spec.server_round
     if stated_round is not None and stated_round != expected:
@@ -372,11 +373,13 @@ def weighted_key_of(strategy: Any) -> str | None:
 
 def stop_if_all_refused(server_round: int, screened: Screened, aggregated_before: bool
                         ) -> None:
-    """Before the run's first aggregation, a round whose every reply was refused or an error
-    is a misconfiguration (replies that break the contract, a client key the mod refuses on
-    every client): a TrustError with the commonest reason, rather than a run that trains
-    nothing and ends as if it completed."""
-    reasons = [*screened.refused.values(), *screened.errors.values()]
+    """Before the run's first aggregation, a round whose every reply was refused or a
+    trust_mod error is a misconfiguration (replies that break the contract, a client key the
+    mod refuses on every client): a TrustError with the commonest reason, rather than a run
+    that trains nothing and ends as if it completed. Other error replies (a lost node, an app
+    exception) may be transient and do not count."""
+    reasons = [*screened.refused.values(),  # the mod's own errors: not a lost node's
+               *(r for r in screened.errors.values() if "trust_mod:" in r)]
     if aggregated_before or screened.valid or not reasons:
         return
     reason, count = Counter(reasons).most_common(1)[0]

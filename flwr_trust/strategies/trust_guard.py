@@ -273,9 +273,13 @@ class TrustGuard(Strategy):
         failed = None
         if isinstance(self.inner, DP_WRAPPERS):
             failed = screened.error_replies + [as_error(m) for m in screened.refused_replies]
-        outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages,
-                                                             spec, failed))
-        stop_if_all_refused(server_round, screened, self._aggregated)
+        try:
+            outcome = self.core.train_round(ev, InnerAggregation(self, server_round, messages,
+                                                                 spec, failed))
+            stop_if_all_refused(server_round, screened, self._aggregated)
+        except TrustError:  # a halt (its run-end record stays), or a run that cannot train
+            self.close("stopped")
+            raise
         self._aggregated |= outcome.arrays is not None
         return outcome.arrays, result_metrics(outcome.metrics, ev, outcome.alarms,
                                                     outcome.decision, outcome.candidate)
@@ -292,8 +296,7 @@ class TrustGuard(Strategy):
             log.warning("TrustGuard: inner aggregate_evaluate failed (%s); no metrics", exc)
             metrics = None
         alarms = self.core.evaluate_round(ev, metrics)
-        # The gate acts on train rounds only: evaluate rounds carry accept and 0 excluded, so
-        # both phases' MetricRecords have the documented counters.
+        # The gate acts on train rounds only: evaluate rounds carry accept, 0 excluded.
         return result_metrics(metrics, ev, alarms, GateDecision(), None)
 
     def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3,
@@ -318,13 +321,14 @@ class TrustGuard(Strategy):
         self.core.plan(num_rounds)
 
     def close(self, status: str = "halted") -> None:
-        """Write the run-end record and close the files (also called by `finish`)."""
+        """Write the run-end record and close the files (also called by `finish`); the guard
+        cannot run again after it."""
+        self._finished = True
         self.core.close(status)
 
     def finish(self) -> Path:
         """Close the records after `start()` returns; returns the run folder."""
         self.close(status="completed")
-        self._finished = True
         log.info("TrustGuard: run completed; records in %s (report: flwr-trust report %s)",
                  self.run_dir.absolute(), self.run_dir.absolute())
         return self.run_dir
@@ -359,7 +363,8 @@ class TrustGuard(Strategy):
             layout = {k: (tuple(v.shape), str(v.dtype)) for k, v in self._global.items()}
         spec = RoundSpec(server_round, layout, arrays_name, nodes, weighted_key_of(self.inner),
                          protocol.hash_to_int(self.client_suite_hash), self.max_weight_share,
-                         self.core.round_of(server_round))
+                         self.core.round_of(server_round),
+                         max((len(x.items) for x in self.client_suites.values()), default=0))
         screened = screen_replies(replies, spec, check_finite=check_finite)
         for node, reason in screened.errors.items():
             log.warning("TrustGuard: client error reply from node %s: %s", node, reason)
