@@ -103,7 +103,8 @@ def lora(bridge: Any, seed: int, scale: float, base: dict[str, torch.Tensor] | N
 def train_message(arrays: dict[str, torch.Tensor], rnd: int, suite_hash: str, budget: int
                   ) -> Message:
     config = ConfigRecord({"server-round": rnd, protocol.ROUND: rnd,
-                           protocol.SUITE_HASH: suite_hash, protocol.PROBE_BUDGET: budget})
+                           protocol.SUITE_HASH: suite_hash, protocol.PROBE_BUDGET: budget,
+                           protocol.REPORT_ITEMS: 1})  # clear reports carry per-item values
     meta = Metadata(run_id=1, message_id=f"train-{rnd}", src_node_id=0, dst_node_id=1,
                     reply_to_message_id="", group_id=str(rnd), created_at=time.time(),
                     ttl=DEFAULT_TTL, message_type="train")
