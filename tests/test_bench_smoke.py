@@ -7,6 +7,7 @@ the scripts from rotting. bench/mod_overhead.py needs the embedded SmolLM2 and i
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,12 @@ def test_adversarial_replies_quick() -> None:
     rows = [line for line in out.splitlines() if line.startswith("| fed") or "krum |" in line]
     assert len(rows) == 9 and all(row.split("|")[8].strip() == "0" for row in rows), out
     assert "0 contaminated rounds" in out and "Refusals by reason" in out
+
+
+def test_precision_items_quick() -> None:
+    """A bf16 client and an fp32 server on the tiny model: every gap inside its allowance."""
+    out = _run("bench/precision_items.py", "--model", "tiny", "--quick", "--threads", "1")
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("largest item-gap ratio"), out
+    ratios = [float(r) for r in re.findall(r"ratio ([0-9.]+)", last)]
+    assert len(ratios) == 2 and max(ratios) < 1.0, last
