@@ -75,7 +75,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--alpha", type=float, default=0.01, help="the audit's false-flag budget")
     ap.add_argument("--noise-multiplier", type=float, default=5.0,
                     help="honest private clients' trust.privacy.noise-multiplier")
-    ap.add_argument("--shift", type=float, default=0.05, help="spoofers' shift of each value")
+    ap.add_argument("--shift", type=float, default=0.15,
+                    help="spoofers' shift of each value (beyond the bf16 tolerance at 32 items)")
     ap.add_argument("--headline-shift", type=float, default=0.02,
                     help="the 'shifted headlines' spoofer's shift of each mode's headline")
     ap.add_argument("--noise", type=float, default=0.5, help="inflated .noise claim")

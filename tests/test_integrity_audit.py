@@ -144,10 +144,11 @@ def honest() -> tuple[dict[str, Any], ArrayRecord]:
 
 @pytest.mark.parametrize("post_processing", [1, 0])
 def test_inflated_noise_is_flagged(honest, post_processing):
-    """Values shifted by 0.05 hidden under a declared noise of 0.5: before the fix the
-    allowance z * sqrt(stderr^2 + noise^2) came from these very claims."""
+    """Values shifted by 0.6 (beyond two flipped items of 4 and 5% of an unbounded metric's
+    scale) hidden under a declared noise of 0.5: before the fix the allowance
+    z * sqrt(stderr^2 + noise^2) came from these very claims."""
     report, arrays = honest
-    fake = _shift(report, 0.05) | {protocol.PUBLIC_POST_PROCESSING: post_processing}
+    fake = _shift(report, 0.6) | {protocol.PUBLIC_POST_PROCESSING: post_processing}
     for key in _present(report):
         fake[key + protocol.NOISE] = 0.5
     alarms = _audit([(7, fake, arrays)], 2)
@@ -195,7 +196,7 @@ def test_stale_report_is_flagged(honest):
 def test_a_relabelled_or_shifted_report_is_caught_by_its_numbers(honest):
     report, arrays = honest
     assert _audit([(7, report, arrays)], 2) == []
-    alarms = _audit([(7, _shift(report, 0.05), arrays)], 2)
+    alarms = _audit([(7, _shift(report, 0.6), arrays)], 2)
     assert _checks(alarms) == {"value"}
     inflated = dict(report)
     key = "trust.alignment.refusal-margin"  # unbounded: a tight stderr tolerance at small n
@@ -258,8 +259,8 @@ def test_clear_tolerance_is_one_item_of_n_for_rates_and_relative_otherwise():
             | protocol.entry("trust.alignment.refusal-margin", margin, 0.05, 25)
         return {a.metric for a in audit_report(measured, report, node=1, scope=_scope())}
 
-    assert flagged(0.5 + 2 / 25, -2.0 + 0.02) == set()  # two items flipped; 1% of |-2|
-    assert flagged(0.5 + 3 / 25, -2.0 + 0.03) == {"alignment.refusal-rate",
+    assert flagged(0.5 + 2 / 25, -2.0 + 0.10) == set()  # two items flipped; 5% of |-2|
+    assert flagged(0.5 + 3 / 25, -2.0 + 0.12) == {"alignment.refusal-rate",
                                                   "alignment.refusal-margin"}
     many = _profile({"alignment": {"refusal-rate": MetricValue(0.5, 0.03, 300)}})
     report = CLEAR | protocol.entry("trust.alignment.refusal-rate", 0.5 + 3 / 300, 0.03, 300)

@@ -47,7 +47,9 @@ from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 NUMERIC_FLOOR = 1e-3  # absolute slack on every comparison (float summation order)
 NUMERIC_ITEMS = 2  # bf16 vs fp32 may flip this many items of a bounded metric (an ECE bin
 NUMERIC_SHARE = 0.01  # move counts twice), or this share of them when more
-NUMERIC_REL = 0.01  # ... and move an unbounded one by this share of its scale
+NUMERIC_REL = 0.05  # ... and move an unbounded one by this share of its scale (a bf16 client
+# vs an fp32 server on SmolLM2 moved bias.stereotype-margin, a log-likelihood margin of short
+# sentences, by 1.8% of its scale at 32 items: bench/precision_items.py)
 NUMERIC_ITEM_DRIFT = 0.02  # ... and every item of a bounded one by this share of its span
 NUMERIC_ITEM_DRIFT_REL = 0.05  # ... and of an unbounded one by this share of its scale
 EXACT_REL = 1e-6  # numbers fixed by a formula (the noise and stderr of a noised metric)
