@@ -198,13 +198,13 @@ class TrustGuard(Strategy):
                              "closed).", "Build a new TrustGuard for each run.")
         if self._started:
             return
-        if self._run_config is None and (ignored := unapplied_keys(run_config_of(grid))):
+        cfg = self._run_config if self._run_config is not None else run_config_of(grid)
+        if self._run_config is None and (ignored := unapplied_keys(cfg)):
             log.warning("TrustGuard was built in code: run-config keys %s are not applied "
                         "(use strategy_from_config(context.run_config), or pass them as "
                         "keywords)", ", ".join(ignored))
         notes: tuple[str, ...] = ("no server model: client reports only",)
         if self._infer:
-            cfg = self._run_config if self._run_config is not None else run_config_of(grid)
             resolved = resolve_server_model(self.model_spec, self.peft_config, cfg,
                                             shapes_of(arrays),
                                             from_config=self._run_config is not None)
@@ -282,7 +282,7 @@ class TrustGuard(Strategy):
             raise
         self._aggregated |= outcome.arrays is not None
         return outcome.arrays, result_metrics(outcome.metrics, ev, outcome.alarms,
-                                                    outcome.decision, outcome.candidate)
+                                              outcome.decision, outcome.candidate)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
