@@ -214,12 +214,11 @@ class MarginClients:
         so one reply would set half of every other client's reference (with three clients, a
         client reporting perfect items got both honest ones named)."""
         out = []
-        everyone = np.median(self.logits, axis=0)
+        leave_out = len(self.nodes) - 1 >= LOO_MIN_OTHERS
+        everyone = None if leave_out else np.median(self.logits, axis=0)
         for i in range(len(self.nodes)):
-            if len(self.nodes) - 1 >= LOO_MIN_OTHERS:
-                centre = np.median(np.delete(self.logits, i, axis=0), axis=0)
-            else:
-                centre = everyone
+            centre = np.median(np.delete(self.logits, i, axis=0), axis=0) if leave_out \
+                else everyone
             found = margin_change(_sigmoid(self.logits[i]), _sigmoid(centre),
                                   self.sign, margin)
             assert found is not None  # same length, probabilities, >= MIN_ITEMS: checked

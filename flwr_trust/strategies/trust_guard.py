@@ -139,6 +139,7 @@ class TrustGuard(Strategy):
         self.precision = precision
         self.modes = registry.ids() if modes is None else tuple(modes)
         self.client_suites = load_suites(suites, self.modes)
+        self._max_items = max((len(x.items) for x in self.client_suites.values()), default=0)
         self.client_suite_hash = combined_hash({m: s.hash for m, s in self.client_suites.items()})
         self.suites = server_suites(self.client_suites, server_probe_items, seed)
         self.client_probe_budget = client_probe_budget
@@ -363,8 +364,7 @@ class TrustGuard(Strategy):
             layout = {k: (tuple(v.shape), str(v.dtype)) for k, v in self._global.items()}
         spec = RoundSpec(server_round, layout, arrays_name, nodes, weighted_key_of(self.inner),
                          protocol.hash_to_int(self.client_suite_hash), self.max_weight_share,
-                         self.core.round_of(server_round),
-                         max((len(x.items) for x in self.client_suites.values()), default=0))
+                         self.core.round_of(server_round), self._max_items)
         screened = screen_replies(replies, spec, check_finite=check_finite)
         for node, reason in screened.errors.items():
             log.warning("TrustGuard: client error reply from node %s: %s", node, reason)
