@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flwr_trust.detect.statistics import t_sf
+from flwr_trust.detect.statistics import MAD_SCALE, t_quantile, t_sf
 from flwr_trust.detect.update import (
     UpdateCheckResult,
-    _threshold,
     check_updates,
     flatten_update,
 )
+from flwr_trust.detect.update_thresholds import SIMULATED_DF, bonferroni_families, mad_z_df
 from flwr_trust.errors import ArraysMismatchError, TrustError
 
 # A LoRA-like layout, d = 50,000 (the small bias layer is the one a targeted attack poisons).
@@ -177,16 +177,44 @@ def test_empty_input() -> None:
     assert result.reason
 
 
-def test_threshold_is_bonferroni_over_clients_and_statistics() -> None:
-    threshold, n_tests, df = _threshold(20, 5, 0.01)
-    assert n_tests == 20 * (2 + 5) and df == 8
-    assert t_sf(threshold, df) == pytest.approx(0.01 / (2 * n_tests), rel=1e-6)
-    assert _threshold(20, 1, 0.01)[1] == 40  # one layer: its norm is the global norm
+def test_thresholds_are_bonferroni_per_family() -> None:
+    whole, layer = bonferroni_families(20, 5, 0.01)
+    assert layer is not None and whole.df == layer.df == 8
+    assert whole.n_tests == 20 * 2 and layer.n_tests == 20 * 5
+    assert whole.family_alpha == layer.family_alpha == 0.005
+    assert t_sf(whole.threshold, 8) == pytest.approx(0.005 / (2 * 40), rel=1e-6)
+    assert t_sf(layer.threshold, 8) == pytest.approx(0.005 / (2 * 100), rel=1e-6)
+    # the adjusted p-value is on the round's scale: alpha exactly at the threshold
+    assert whole.p_value(whole.threshold) == pytest.approx(0.01, rel=1e-6)
+    assert layer.p_value(layer.threshold) == pytest.approx(0.01, rel=1e-6)
+    one, none = bonferroni_families(20, 1, 0.01)  # one layer: its norm is the global norm
+    assert none is None and one.n_tests == 40 and one.family_alpha == 0.01
     # t tails: a few clients need a much larger z; many clients approach the normal quantile
-    assert _threshold(3, 5, 0.01)[0] > _threshold(20, 5, 0.01)[0] > _threshold(2000, 5, 0.01)[0]
+    assert (bonferroni_families(3, 5, 0.01)[0].threshold
+            > bonferroni_families(20, 5, 0.01)[0].threshold
+            > bonferroni_families(2000, 5, 0.01)[0].threshold)
     assert t_sf(0.0, 7) == pytest.approx(0.5) and t_sf(2.0, 1) == pytest.approx(
         0.5 - math.atan(2.0) / math.pi
     )
+
+
+def test_many_layers_do_not_blunt_the_whole_update_tests() -> None:
+    """4 clients, 420 LoRA arrays (SmolLM2's): pooled over 1688 tests the norm and cosine needed
+    z > 411, which a sign-flipped doubled update (z +43 / -23 on SmolLM2) never reached."""
+    whole, layer = bonferroni_families(4, 420, 0.01)
+    assert layer is not None and 39 < whole.threshold < 41 < 500 < layer.threshold
+
+
+@pytest.mark.parametrize("n", sorted(SIMULATED_DF))
+def test_simulated_df_covers_the_mad_z_tail(n: int) -> None:
+    """The t df of n clients must not under-cover the MAD z of n normal values (checked at a
+    tail level a quick simulation resolves: 1e-3 with 2 million values)."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((2_000_000 // n, n))
+    med = np.median(x, axis=1, keepdims=True)
+    z = (x - med) / (MAD_SCALE * np.median(np.abs(x - med), axis=1, keepdims=True))
+    assert np.mean(z > t_quantile(1e-3, mad_z_df(n))) <= 1.2e-3
+    assert mad_z_df(n) >= 1 and mad_z_df(26) == 10 and mad_z_df(100) == 40
 
 
 def test_memory_is_linear_in_clients_no_pairwise_matrix() -> None:
@@ -320,3 +348,36 @@ def test_clients_arrays_with_base_equal_precomputed_updates() -> None:
             assert with_base.stats[node][key] == pytest.approx(direct.stats[node][key], rel=1e-5)
     clients[105] = {k: v for k, v in clients[105].items() if k != "head.bias"}
     assert "global model" in check_updates(clients, base=base).stats[105]["malformed"]
+
+
+# Many small LoRA-like arrays: the per-layer tests outnumber the whole-update ones 30 to 1.
+MANY = {f"l{i}.lora_{ab}": (4, 200) for i in range(30) for ab in "AB"}
+
+
+def four_clients(seed: int) -> dict[int, dict[str, np.ndarray]]:
+    """4 honest clients on MANY: a shared direction plus noise (cosine ~0.7), norm ~N(1, 0.1)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal(sum(math.prod(s) for s in MANY.values()), dtype=np.float32)
+    updates = {}
+    for node in range(100, 104):
+        row = (mu + rng.standard_normal(mu.size, dtype=np.float32)) * np.float32(
+            1 + 0.1 * rng.standard_normal())
+        cuts = np.cumsum([math.prod(s) for s in MANY.values()])[:-1]
+        updates[node] = {k: part.reshape(shape) for (k, shape), part
+                         in zip(MANY.items(), np.split(row, cuts), strict=True)}
+    return updates
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_one_sign_flipped_doubled_update_of_four_is_flagged(seed: int) -> None:
+    """With 4 clients the norm and cosine tests were pooled with the 240 layer tests under a
+    Cauchy (1 df) tail: z > ~16,000, which this poisoner (z -120 to -340) and the SmolLM2 grid's
+    (+43 / -23) never reached. Split families and the simulated df bring it to 40."""
+    updates = four_clients(seed)
+    updates[101] = {k: -2.0 * v for k, v in updates[101].items()}
+    result = check_updates(updates)
+    assert result.flagged == (101,), result.stats
+    assert "update-cosine" in metrics_for(result, 101)
+    assert result.threshold < 41 < 200 < result.layer_threshold
+    pooled_cauchy = t_quantile(0.01 / (2 * 4 * (2 + len(MANY))), 1)
+    assert -result.stats[101]["z_cosine"] < pooled_cauchy  # the old rule missed it

@@ -10,13 +10,19 @@ z-score crosses a Bonferroni threshold. `update_stats.py` computes the numbers i
 pass, O(n*d) time, nothing pairwise (unlike Krum, O(n^2*d)); why the centre is sampled is
 explained there, what it costs in power in docs/detection.md.
 
-False alarms: with m = n_clients * n_statistics one-sided tests per round, the threshold is the
-quantile at 1 - alpha / (2m), so by Bonferroni P(any false flag in a round) <= alpha / 2, leaving
-a factor 2 of slack for non-normal statistics. Because z-scores divide by a MAD estimated from n
-clients they have t-like tails (df ~ 0.4 n), so the quantile is Student-t, not normal; it tends
-to NormalDist().inv_cdf(1 - alpha / (2m)) for many clients. The reported p-value is
-min(1, 2m * P(T > z)), so an alarm is raised exactly when p <= alpha. The sampled centre only
-enters the cosine, and its sampling noise is common to all clients scored against it.
+False alarms: the per-round budget alpha is split in two families, half for the whole-update
+tests (norm and cosine, m = 2 * n_clients one-sided tests) and half for the layer norms
+(m = n_clients * n_layers; with a single layer its norm is the global norm and the whole-update
+family gets all of alpha). In each family the threshold is the quantile at
+1 - alpha_family / (2m), so by Bonferroni P(any false flag in a round) <= alpha / 2, leaving a
+factor 2 of slack for non-normal statistics. The split matters with few clients: pooled with
+hundreds of layer tests, the norm and cosine tests of 4 clients needed z > 411 at alpha 0.01,
+now 40. Because z-scores divide by a MAD estimated from n clients they have t-like tails, so
+the quantile is Student-t: its df per n (about 0.4 n) is the largest whose quantiles cover the
+simulated MAD z of n normal values at tail levels 1e-3 to 1e-6 (`tools/mad_z_df.py` prints
+the table; tests re-check it). The reported p-value is min(1, 2m * P(T > z) * alpha /
+alpha_family), so an alarm is raised exactly when p <= alpha. The sampled centre only enters
+the cosine, and its sampling noise is common to all clients scored against it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.detect.statistics import MAD_SCALE, MIN_CLIENTS, t_quantile, t_sf
+from flwr_trust.detect.statistics import MAD_SCALE, MIN_CLIENTS
 from flwr_trust.detect.update_stats import (
     RoundStats,
     Rows,
@@ -39,6 +45,7 @@ from flwr_trust.detect.update_stats import (
     coordinate_picks,
     round_statistics,
 )
+from flwr_trust.detect.update_thresholds import BonferroniFamily, bonferroni_families
 from flwr_trust.errors import ArraysMismatchError, TrustError
 
 MODE = "update"
@@ -46,7 +53,6 @@ MODE = "update"
 # bit-for-bit nearly identical) updates from dividing by zero or flagging float32 rounding noise.
 NORM_MAD_FLOOR = 1e-3  # relative to the median norm: spreads below 0.1% of it are noise
 COSINE_MAD_FLOOR = 1e-3  # absolute, cosines live in [-1, 1]
-DF_PER_CLIENT = 0.4  # t degrees of freedom of a MAD-based z-score per client (simulated)
 CENTRE_SAMPLE = 64  # clients whose coordinate-wise median is the robust centre
 CENTRE_COORDS = 1 << 17  # coordinates it covers (a random share of each layer)
 _TINY = 1e-12  # absolute last resort when the median norm itself is 0 (all-zero updates)
@@ -61,7 +67,9 @@ class UpdateCheckResult:
     stats:     per node: norm, cosine, z_norm, z_cosine, max_layer_z, worst_layer,
                min_layer_cosine (and weight if given); malformed nodes: {"malformed": problem}
     alarms:    one Alarm per (node, metric) that fired
-    threshold: the Bonferroni z threshold used (inf when no statistical test ran)
+    threshold: the Bonferroni z threshold of the norm and cosine tests (inf when no
+               statistical test ran)
+    layer_threshold: that of the layer-norm tests (inf when none ran: no test, or one layer)
     reason:    what was checked, or why the statistical checks were skipped
     """
 
@@ -70,6 +78,7 @@ class UpdateCheckResult:
     alarms: list[Alarm] = field(default_factory=list)
     threshold: float = math.inf
     reason: str = ""
+    layer_threshold: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -195,46 +204,28 @@ def check_updates(
             f"{min_clients} clients, so no statistical check ran"
         )
     else:
-        threshold, n_tests, df = _threshold(len(valid), len(layout), alpha)
+        whole, layer = bonferroni_families(len(valid), len(layout), alpha)
         for i, node in enumerate(valid):
             stats[node] = ev.client_stats(i)
             if weights is not None and node in weights:
                 stats[node]["weight"] = float(weights[node])
-            alarms += ev.alarms(i, node, (threshold, n_tests, df, alpha), round)
+            alarms += ev.alarms(i, node, whole, layer, round)
         flagged = tuple(sorted({n for a in alarms for n in a.clients}))
         reason = (
             f"checked {len(valid)} well-formed update(s) against "
             + ("the median of " if len(ev.centre_sizes) == 1 else "the medians of ")
             + " + ".join(map(str, ev.centre_sizes))
-            + f" clients, {n_tests} Bonferroni tests at alpha={alpha}; "
-            f"{len(flagged)} client(s) flagged"
+            + f" clients, {whole.n_tests + (layer.n_tests if layer else 0)} Bonferroni tests "
+            f"at alpha={alpha}; {len(flagged)} client(s) flagged"
         )
-        return UpdateCheckResult(flagged, stats, alarms, threshold, reason)
+        return UpdateCheckResult(flagged, stats, alarms, whole.threshold, reason,
+                                 layer.threshold if layer else math.inf)
 
     return UpdateCheckResult(tuple(sorted(problems)), stats, alarms, math.inf, reason)
 
 
 # --------------------------------------------------------------------------------------------
 # internals
-
-
-def _threshold(n_clients: int, n_layers: int, alpha: float) -> tuple[float, int, int]:
-    """Bonferroni z threshold over clients x statistics: (threshold, n_tests, df).
-
-    Layer norms only count as tests when there is more than one layer. The z-scores divide by a
-    MAD estimated from n values, so they have Student-t-like tails with df ~ 0.4 n (simulated:
-    the t tail matches the MAD-z tail for n >= 20 and over-covers it for fewer clients). The
-    threshold is therefore the t quantile at 1 - alpha / (2m); it tends to the normal quantile
-    for many clients.
-    """
-    n_tests = n_clients * (2 + (n_layers if n_layers > 1 else 0))
-    df = max(1, int(DF_PER_CLIENT * n_clients))
-    return t_quantile(alpha / (2 * n_tests), df), n_tests, df
-
-
-def _adjusted_p(z: float, n_tests: int, df: int) -> float:
-    """Bonferroni-adjusted one-sided p-value, consistent with `_threshold`: 2m * P(T > z)."""
-    return min(1.0, 2 * n_tests * t_sf(max(z, 0.0), df))
 
 
 def _robust_z(x: np.ndarray, floor: np.ndarray | float) -> tuple[np.ndarray, Any, Any]:
@@ -293,21 +284,11 @@ class _Evidence:
             "min_layer_cosine": float(self.layer_cosine[i].min()),
         }
 
-    def alarms(
-        self, i: int, node: int, test: tuple[float, int, int, float], rnd: int
-    ) -> list[Alarm]:
-        """Alarms for client i: large norm, low cosine (both one-sided), extreme layer norm.
-
-        test = (threshold, n_tests, df, alpha) from `_threshold`.
-        """
-        t, m, df, alpha = test
-        common = {
-            "threshold": t,
-            "n_tests": m,
-            "df": df,
-            "alpha": alpha,
-            "n_clients": len(self.norm),
-        }
+    def alarms(self, i: int, node: int, whole: BonferroniFamily, layer: BonferroniFamily | None,
+               rnd: int) -> list[Alarm]:
+        """Alarms for client i: large norm, low cosine (both one-sided), extreme layer norm."""
+        n = len(self.norm)
+        t = whole.threshold
         out = []
         z = float(self.z_norm[i])
         if z > t:
@@ -316,13 +297,13 @@ class _Evidence:
                 "median": float(self.med_norm),
                 "scale": float(self.scale_norm),
                 "z": z,
-                "p_value": _adjusted_p(z, m, df),
+                "p_value": whole.p_value(z),
             }
             msg = (
                 f"Client {node}'s update norm {ev['norm']:.3g} is {z:.1f} robust SDs above "
                 f"the median {ev['median']:.3g}."
             )
-            out.append(_alarm("update-norm", rnd, node, ev | common, msg))
+            out.append(_alarm("update-norm", rnd, node, ev | whole.evidence(n), msg))
         z = float(self.z_cos[i])
         if z < -t:
             ev = {
@@ -330,15 +311,17 @@ class _Evidence:
                 "median": float(self.med_cos),
                 "scale": float(self.scale_cos),
                 "z": z,
-                "p_value": _adjusted_p(-z, m, df),
+                "p_value": whole.p_value(-z),
             }
             msg = (
                 f"Client {node}'s update points away from the robust centre: cosine "
                 f"{ev['cosine']:.3f} vs median {ev['median']:.3f} (z = {z:.1f})."
             )
-            out.append(_alarm("update-cosine", rnd, node, ev | common, msg))
-        hot = np.flatnonzero(self.z_layer[i] > t)
-        if len(self.layers) > 1 and hot.size:
+            out.append(_alarm("update-cosine", rnd, node, ev | whole.evidence(n), msg))
+        if layer is None:
+            return out
+        hot = np.flatnonzero(self.z_layer[i] > layer.threshold)
+        if hot.size:
             hot = hot[np.argsort(-self.z_layer[i, hot])]
             j = int(hot[0])
             z = float(self.z_layer[i, j])
@@ -348,7 +331,7 @@ class _Evidence:
                 "median": float(self.med_layer[j]),
                 "scale": float(self.scale_layer[j]),
                 "z": z,
-                "p_value": _adjusted_p(z, m, df),
+                "p_value": layer.p_value(z),
                 "n_layers_flagged": int(hot.size),
                 "layers_flagged": [self.layers[k] for k in hot[:_MAX_LISTED_LAYERS]],
             }
@@ -357,7 +340,7 @@ class _Evidence:
                 f"{z:.1f} robust SDs above the median {ev['median']:.3g} "
                 f"({hot.size} layer(s) flagged)."
             )
-            out.append(_alarm("layer-norm", rnd, node, ev | common, msg))
+            out.append(_alarm("layer-norm", rnd, node, ev | layer.evidence(n), msg))
         return out
 
 
