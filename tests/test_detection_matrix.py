@@ -42,6 +42,8 @@ def test_outcome_rules_and_system_derivation():
     rows = aggregate([o, none, system])
     assert [r["monitor"] for r in rows] == ["none", "system", "trust-quarantine"]
     assert rows[0]["detected"] is None and rows[1]["detected"] == 1.0
+    assert o.alarm_modes == ["update"] and rows[2]["alarm_modes"] == ["update"]
+    assert _outcome("trust-off", [early]).alarm_modes == []  # before onset: not who caught it
 
 
 def test_small_grid_writes_table_and_trust_guard_is_quiet_on_clean(tmp_path, capsys):

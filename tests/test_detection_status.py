@@ -42,6 +42,22 @@ def test_status_rules(multiple, trust, expected):
     assert status_tool.status(multiple, trust) == expected
 
 
+@pytest.mark.parametrize(("multiple", "trust", "expected"), [
+    (0.5, {"detected": 2 / 3, "rounds_to_alarm_mean": 0.0, "seeds": 3,
+           "alarm_modes": ["update"]}, "no degradation (alarmed in 67%, by update)"),
+    (2.6, {"detected": 1.0, "rounds_to_alarm_mean": 0.0, "seeds": 3,
+           "alarm_modes": ["update"]}, "caught (by update)"),
+    (2.6, {"detected": 1.0, "rounds_to_alarm_mean": 0.0, "seeds": 1,
+           "alarm_modes": ["alignment", "update"]}, "caught, 1 seed(s)"),
+    (2.6, {"detected": 0.0, "rounds_to_alarm_mean": None, "seeds": 3,
+           "alarm_modes": []}, "missed"),
+])
+def test_status_names_other_modes_that_caught_it(multiple, trust, expected):
+    """A catch by another mode (e.g. the update checks flagging a client that trained 5x the
+    steps) is not evidence for the scenario's own mode: the status says who alarmed."""
+    assert status_tool.status(multiple, trust, "alignment") == expected
+
+
 def test_rows_use_the_fedavg_trajectory_tolerance_and_scenario_settings(tmp_path):
     _grid(tmp_path, "mem", [_row("none", 2.5), _row("trust-rollback", 0.2, 1.0, 1.0)])
     _grid(tmp_path, "tiny", [_row("none", 2.5)], model="tiny")
@@ -68,3 +84,13 @@ def test_readme_matches_the_committed_results():
 def test_missing_markers_are_a_clear_error():
     with pytest.raises(SystemExit, match="markers"):
         status_tool.replaced("no markers here", "| table |")
+
+
+def test_alarm_modes_of_older_tables_are_read_from_the_run_summaries(tmp_path):
+    _grid(tmp_path, "old", [_row("none", 2.5), _row("trust-off", 2.5, 1.0, 0.0)])
+    run = tmp_path / "old" / "memorization" / "trust-off-seed0"
+    run.mkdir(parents=True)
+    alarms = [{"round": 1, "mode": "bias"}, {"round": 2, "mode": "update"}]
+    (run / "summary.json").write_text(json.dumps({"onset": 2, "alarms": alarms}))
+    row = next(line for line in status_tool.build(tmp_path).splitlines() if "`old`" in line)
+    assert row.endswith("| caught (by update) |")  # the round-1 bias alarm is before onset

@@ -71,7 +71,17 @@ def changed_settings(command: str, scenario: str) -> str:
     return ", ".join(shown) or "defaults"
 
 
-def status(multiple: float | None, trust: dict[str, Any] | None) -> str:
+def status(multiple: float | None, trust: dict[str, Any] | None, mode: str = "") -> str:
+    """The status column; names the alarming modes when the scenario's own mode was not one."""
+    verdict = _verdict(multiple, trust)
+    modes = (trust or {}).get("alarm_modes") or []
+    if modes and mode not in modes and (trust or {}).get("detected"):
+        by = "by " + ", ".join(modes)
+        return f"{verdict[:-1]}, {by})" if verdict.endswith(")") else f"{verdict} ({by})"
+    return verdict
+
+
+def _verdict(multiple: float | None, trust: dict[str, Any] | None) -> str:
     if multiple is None:
         return "no FedAvg row"
     if multiple < 1:
@@ -84,6 +94,16 @@ def status(multiple: float | None, trust: dict[str, Any] | None) -> str:
     if ok:
         return "caught" if trust["seeds"] >= 3 else f"caught, {trust['seeds']} seed(s)"
     return "missed"
+
+
+def alarm_modes(folder: Path, monitor: str) -> list[str]:
+    """Modes that alarmed in rounds >= onset, over the runs' summary.json files in `folder`."""
+    modes: set[str] = set()
+    for path in folder.glob(f"{monitor}-seed*/summary.json"):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        modes |= {a.get("mode", "?") for a in run.get("alarms", [])
+                  if a.get("round", 0) >= run.get("onset", 0)}
+    return sorted(modes)
 
 
 def rows_of(grid: Path) -> list[dict[str, Any]]:
@@ -104,6 +124,8 @@ def rows_of(grid: Path) -> list[dict[str, Any]]:
         trust = next((r for m in TRUST_ROWS for r in rows if r["monitor"] == m
                       and r.get("detected") is not None), None)
         gated = next((r for m in GATED_ROWS for r in rows if r["monitor"] == m), None)
+        if trust is not None and "alarm_modes" not in trust:  # tables written before the field
+            trust = trust | {"alarm_modes": alarm_modes(grid / scenario, trust["monitor"])}
         sign, tol = target_rule(rows[0]["target"])
         change = None if fedavg is None else fedavg["behavior_change_mean"]
         multiple = None if change is None else sign * change / tol
@@ -112,7 +134,7 @@ def rows_of(grid: Path) -> list[dict[str, Any]]:
                     "settings": changed_settings(meta.get("command", ""), scenario),
                     "change": change, "change_sd": fedavg and fedavg.get("behavior_change_sd"),
                     "tolerance": tol, "multiple": multiple, "trust": trust, "gated": gated,
-                    "status": status(multiple, trust)})
+                    "status": status(multiple, trust, SCENARIOS[scenario].mode)})
     return out
 
 

@@ -105,6 +105,7 @@ def aggregate(outcomes: Iterable[RunOutcome]) -> list[dict[str, Any]]:
                 "false_alarms": None if not can_alarm else
                 sum(o.false_alarm for o in runs) / len(runs),
                 "culprit_precision": statistics.fmean(precisions) if precisions else None,
+                "alarm_modes": sorted({m for o in runs for m in o.alarm_modes}),
                 "behavior_change_mean": change[0], "behavior_change_sd": change[1],
                 "task_loss_mean": loss[0], "task_loss_sd": loss[1],
                 "reference_mean": _mean_sd([o.reference.get("target") for o in runs])[0],

@@ -3,6 +3,7 @@
 - detected: the monitor alarmed in a round >= onset (never, for the clean scenario);
 - rounds_to_detect: first such round minus the onset round (0 = in the onset round);
 - false_alarm: an alarm before the onset, or any alarm in a clean run;
+- alarm modes: the modes whose alarms came in rounds >= onset (who caught it);
 - culprit precision: of the clients the monitor named after the onset (alarm attributions,
   quarantined clients, rollback culprits, victims of a fairness alarm), the share that the
   scenario affected (None when it named nobody);
@@ -84,6 +85,11 @@ class RunOutcome:
         return sorted(named)
 
     @property
+    def alarm_modes(self) -> list[str]:
+        """The modes whose alarms came in rounds >= onset (e.g. "update", "alignment")."""
+        return sorted({a.get("mode", "?") for a in self.alarms if a["round"] >= self.onset})
+
+    @property
     def culprit_precision(self) -> float | None:
         flagged = self.flagged
         if not flagged:
@@ -103,6 +109,7 @@ class RunOutcome:
         out = asdict(self)
         out |= {"detected": self.detected, "rounds_to_detect": self.rounds_to_detect,
                 "false_alarm": self.false_alarm, "flagged": self.flagged,
+                "alarm_modes": self.alarm_modes,
                 "culprit_precision": self.culprit_precision,
                 "behavior_change": self.behavior_change}
         return out
