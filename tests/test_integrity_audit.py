@@ -22,7 +22,7 @@ from flwr_trust.detect.integrity import (
     audit_round,
     client_suites,
 )
-from flwr_trust.guard.core import Guard, GuardSettings
+from flwr_trust.guard.core import Guard, GuardSettings, _observations
 from flwr_trust.guard.evidence import Reply, RoundEvidence
 from flwr_trust.guard.gates import Gate
 from flwr_trust.models.prober import BridgeProber
@@ -47,18 +47,19 @@ def _one_thread():
         yield
 
 
-def _guard(prober: Any, budget: int = BUDGET) -> Guard:
-    settings = GuardSettings(Gate(), DetectorConfig(), dict(SUITES), dict(SUITES), budget,
-                             audit_fraction=1.0)
+def _guard(prober: Any, budget: int = BUDGET, gate: Gate | None = None,
+           fraction: float = 1.0) -> Guard:
+    settings = GuardSettings(gate or Gate(), DetectorConfig(), dict(SUITES), dict(SUITES),
+                             budget, audit_fraction=fraction)
     return Guard(settings, recorder=None, prober=prober)  # type: ignore[arg-type]
 
 
 def _audit(replies: list[tuple[int, dict, Any]], rnd: int, prober: Any = None,
            budget: int = BUDGET) -> list:
-    """Guard._audit over (node, trust numbers, arrays) replies, every client audited."""
+    """Guard._audit's alarms over (node, trust numbers, arrays) replies, every client audited."""
     guard = _guard(prober or BridgeProber("tiny", LORA, "fp32"), budget)
     ev = RoundEvidence(rnd, "train", [Reply(n, dict(t), model=m) for n, t, m in replies])
-    return guard._audit(ev)
+    return guard._audit(ev).alarms
 
 
 def _report(outgoing: ArrayRecord, rnd: int, *, node: int = 1, budget: int = BUDGET,
@@ -355,3 +356,46 @@ def test_per_item_values_are_audited_and_hang_together_with_the_value():
     alarms = _audit([(7, reshaped, arrays)], 2, budget=0)
     assert _checks(alarms) == {"items"} and alarms[0].metric == key.removeprefix(
         protocol.PREFIX).removesuffix(protocol.ITEMS)
+
+
+# ---------------------------------------------------------------- clients on probation
+
+
+def test_audit_round_always_audits_the_named_nodes_even_at_fraction_zero():
+    replies = [(n, {"x": 1}, None) for n in (1, 2, 3, 4)]
+    def probe(model, suites):
+        raise RuntimeError("unprobeable")  # each audited node leaves one alarm
+
+    kw = {"suites": {}, "server_round": 1, "budget": 0, "alpha": 0.01}
+    assert audit_round(replies, probe, fraction=0.0, rng=random.Random(0), **kw).audited == ()
+    forced = audit_round(replies, probe, fraction=0.0, rng=random.Random(0), always={3}, **kw)
+    assert forced.audited == (3,) and forced.flagged == {3}
+    both = audit_round(replies, probe, fraction=0.34, rng=random.Random(0), always={3}, **kw)
+    assert both.audited[0] == 3 and len(both.audited) == 2 and 3 not in both.audited[1:]
+
+
+def test_a_client_on_probation_that_reports_recovery_falsely_stays_out():
+    """audit-fraction 0 audits nobody, except clients on probation: a named client that
+    reports an ordinary refusal rate while its model is unchanged is contradicted by the
+    server's own probe and stays out; the same client reporting honestly is released."""
+    from flwr_trust.guard.gates import Quarantine
+
+    rnd = 2
+    replies = [(n, _report(lora_arrays(10 * n + rnd), rnd, node=n), lora_arrays(10 * n + rnd))
+               for n in (1, 2, 3, 4)]
+    key = next(k for k in _present(replies[0][1]) if ".alignment." in f".{k}")
+    mode, metric = key.removeprefix(protocol.PREFIX).split(".", 1)
+    for lie, expected in ((0.3, [1]), (0.0, [])):
+        guard = _guard(BridgeProber("tiny", LORA, "fp32"), gate=Quarantine(), fraction=0.0)
+        guard.probation.add([1], [(mode, metric)])
+        sent = [(n, _shift(t, lie) if n == 1 else t, m) for n, t, m in replies]
+        # the peers report the liar's claim: its report is "recovered", only the audit can tell
+        sent = [(n, t | {key: sent[0][1][key]}, m) if n != 1 else (n, t, m) for n, t, m in sent]
+        ev = RoundEvidence(rnd, "train", [Reply(n, dict(t), model=m) for n, t, m in sent])
+        audit = guard._audit(ev)
+        assert audit is not None and audit.audited == (1,)
+        distrusted = audit.flagged
+        verified = set(audit.audited) - distrusted
+        observed = _observations({n: t for n, t, _ in sent})
+        kept = guard._on_probation(rnd, observed, [1, 2, 3, 4], distrusted, verified)
+        assert kept == expected, (lie, audit.alarms)

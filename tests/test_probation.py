@@ -96,3 +96,14 @@ def test_a_client_the_audit_contradicted_is_not_released():
     reports = _reports(REFUSAL, {1: 0.80, 2: 0.80, 3: 0.75, 4: 0.70})
     assert p.review(reports, _tol, distrusted={1}) == ([1], [])
     assert p.review(reports, _tol) == ([], [1])
+
+
+def test_where_the_server_audits_only_a_verified_report_releases():
+    """`verified` (the clients the server audited and found consistent this round): a client
+    on probation not among them stays out, however good its report; None = no audit possible."""
+    p = Probation()
+    p.add([1], [REFUSAL])
+    reports = _reports(REFUSAL, {1: 0.80, 2: 0.80, 3: 0.75, 4: 0.70})
+    assert p.review(reports, _tol, verified=set()) == ([1], [])
+    assert p.review(reports, _tol, verified={2, 3}) == ([1], [])
+    assert p.review(reports, _tol, verified={1}) == ([], [1])

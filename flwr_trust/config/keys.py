@@ -193,7 +193,8 @@ KEYS: tuple[Key, ...] = (
     Key("trust.gate", "str", "off", "off (alarms only), quarantine (flagged clients left out "
         "of the round, and on probation: out of later rounds until their reports on the "
         "alarmed metric are back within tolerance of the median, or of the server's reference "
-        "when fewer than three other clients report), rollback (quarantine, "
+        "when fewer than three other clients report, and the server's audit of that report "
+        "agrees), rollback (quarantine, "
         "then a failing candidate is refused: previous "
         "global kept, leave-one-out over up to 8 aggregated clients names culprits, each trial "
         "re-probing only the failing modes; above 8, a linear screen ranks the clients and "
@@ -217,7 +218,8 @@ KEYS: tuple[Key, ...] = (
         "direction changes found, 7.6x FedAvg's cost at 1,000 clients instead of 1.6x)", _S,
         keyword="update_centre_coords"),
     Key("trust.audit-fraction", "float", 0.0, "share of clients whose reported metrics the "
-        "server re-measures each round (integrity)", _S, low=0.0, high=1.0,
+        "server re-measures each round (integrity); clients on probation are re-measured every "
+        "round regardless", _S, low=0.0, high=1.0,
         keyword="audit_fraction"),
     Key("trust.max-weight-share", "float", 0.5, "the most of a round's aggregation weight one "
         "reply can carry while the others are honest: weights are capped at k x the round's "

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -99,18 +99,23 @@ class AuditResult:
 
 def audit_round(replies: Sequence[tuple[int, Mapping[str, Any], Any]], probe: Probe, *,
                 suites: Mapping[str, ProbeSuite], server_round: int, budget: int,
-                fraction: float, rng: random.Random, alpha: float) -> AuditResult:
-    """Audit a random `fraction` (at least one) of the (node, report, model) replies.
+                fraction: float, rng: random.Random, alpha: float,
+                always: Collection[int] = ()) -> AuditResult:
+    """Audit a random `fraction` (at least one, when > 0) of the (node, report, model)
+    replies, plus every reply from a node in `always` (e.g. clients on probation).
 
     `rng` is the server's own generator, so clients cannot choose to be audited or not.
     """
-    if fraction <= 0 or not replies:
+    forced = [r for r in replies if r[0] in always]
+    rest = [r for r in replies if r[0] not in always]
+    k = min(len(rest), max(1, round(fraction * len(rest)))) if fraction > 0 and rest else 0
+    chosen = forced + (rng.sample(rest, k) if k else [])
+    if not chosen:
         return AuditResult()
-    k = min(len(replies), max(1, round(fraction * len(replies))))
-    scope = AuditScope(server_round, budget, client_suites(suites, server_round, budget), k,
-                       alpha)
+    scope = AuditScope(server_round, budget, client_suites(suites, server_round, budget),
+                       len(chosen), alpha)
     result = AuditResult()
-    for node, report, model in rng.sample(list(replies), k):
+    for node, report, model in chosen:
         result.audited += (node,)
         try:
             measured = probe(model, scope.suites)

@@ -25,7 +25,7 @@ from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
 from flwr_trust.detect.config import DetectorConfig
-from flwr_trust.detect.integrity import audit_round
+from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import resume
@@ -189,13 +189,16 @@ class Guard:
         s, rnd = self.settings, ev.round
         update = self._update_checks(ev)
         reports = {r.node: r.trust for r in ev.replies}
-        integrity = self._audit(ev)
+        audit = self._audit(ev)
+        integrity = audit.alarms if audit is not None else []
+        distrusted = {c for a in integrity for c in a.clients}
         observed = _observations(reports)
         from_reports = self.monitor("reports").observe(rnd, None, observed)
-        on_probation = self._on_probation(rnd, observed, ev.nodes,
-                                          {c for a in integrity for c in a.clients})
+        on_probation = self._on_probation(
+            rnd, observed, ev.nodes, distrusted,
+            None if audit is None else set(audit.audited) - distrusted)
         flagged = sorted(set(update.flagged) | from_reports.flagged_clients | set(on_probation)
-                         | {c for a in integrity for c in a.clients})
+                         | distrusted)
         if s.secure_aggregation:
             flagged = []  # only sums are visible: no client can be singled out
         if s.gate.quarantines and not s.secure_aggregation:
@@ -301,14 +304,16 @@ class Guard:
         return self._monitors[kind]
 
     def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int],
-                      distrusted: set[int]) -> list[int]:
-        """This round's clients still on probation (probation.py); releases the recovered."""
+                      distrusted: set[int], verified: set[int] | None) -> list[int]:
+        """This round's clients still on probation (probation.py); releases the recovered.
+        `verified`: clients the server audited this round and found honest (None: the server
+        cannot audit, and release rests on the reports alone)."""
         s = self.settings
         if not s.gate.quarantines or s.secure_aggregation or not self.probation.named:
             return []
         kept, released = self.probation.review(observed, s.detector.tolerance,
                                                reference=values_of(self.reference),
-                                               distrusted=distrusted)
+                                               distrusted=distrusted, verified=verified)
         if released:
             log.warning("TrustGuard round %s: clients %s released from probation (their "
                         "reports are back within tolerance of the median)", rnd, released)
@@ -336,17 +341,21 @@ class Guard:
             stats={n: s for n, s in result.stats.items() if n not in malformed},
             alarms=[a for a in result.alarms if not set(a.clients) & set(malformed)])
 
-    def _audit(self, ev: RoundEvidence) -> list[Alarm]:
+    def _audit(self, ev: RoundEvidence) -> AuditResult | None:
         """Re-probe a random sample of clients and compare with what they reported
-        (flwr_trust.detect.integrity: values, stated noise and stderr, n, round)."""
+        (flwr_trust.detect.integrity: values, stated noise and stderr, n, round). Clients on
+        probation are audited every round, whatever `audit_fraction`: their release must not
+        rest on their own word. None when the server cannot audit (secure aggregation, or no
+        model of its own to probe with)."""
         s = self.settings
-        if s.audit_fraction <= 0 or s.secure_aggregation or self.prober is None:
-            return []
+        if s.secure_aggregation or self.prober is None:
+            return None
+        always = set(self.probation.named) if s.gate.quarantines else set()
         replies = [(r.node, r.trust, r.model) for r in ev.replies if r.trust]
         return audit_round(replies, self.prober.probe, suites=s.client_suites,
                            server_round=ev.round, budget=s.client_probe_budget,
                            fraction=s.audit_fraction, rng=self._rng,
-                           alpha=s.checker.alpha).alarms
+                           alpha=s.checker.alpha, always=always)
 
     def _aggregate(self, aggregation: Aggregation, nodes: list[int], untouched: bool
                    ) -> tuple[Any | None, Mapping[str, Any] | None]:

@@ -14,7 +14,9 @@ three other reporting clients (the median of two is their mean, which one of the
 the comparison is the server's own probe of the run's reference model, when there is one. A
 client on probation that sends no usable report for the metric, that has nothing to be
 compared with, or whose report this round's integrity audit contradicted stays out: nothing
-shows that it recovered.
+shows that it recovered. Where the server can probe client models (no secure aggregation), a
+client on probation is audited every round whatever `trust.audit-fraction`, and only an
+audited, consistent report can release it: else a client could simply report recovery.
 """
 
 from __future__ import annotations
@@ -49,17 +51,20 @@ class Probation:
 
     def review(self, reports: Reports, tolerance: Callable[[str, str], float], *,
                reference: Callable[[str, str], float | None] | None = None,
-               distrusted: Collection[int] = ()) -> tuple[list[int], list[int]]:
+               distrusted: Collection[int] = (),
+               verified: Collection[int] | None = None) -> tuple[list[int], list[int]]:
         """(still out, released) after this round's reports; released clients leave the list.
 
         `reference(mode, metric)`: the server's own value of the metric on the run's reference
         model, the comparison when fewer than three other clients are off probation (else one
         remaining client would decide alone whether the others come back). `distrusted`:
         clients whose reports this round's audit contradicted; they are not released.
+        `verified`: when the server can audit, the clients it audited this round and found
+        consistent; only they can be released (None: no audit possible, reports decide).
         """
         kept, released = [], []
         for node, keys in sorted(self.named.items()):
-            if node not in distrusted and all(
+            if node not in distrusted and (verified is None or node in verified) and all(
                     self._recovered(node, key, reports, tolerance, reference) for key in keys):
                 released.append(node)
             else:
