@@ -381,3 +381,22 @@ def test_one_sign_flipped_doubled_update_of_four_is_flagged(seed: int) -> None:
     assert result.threshold < 41 < 200 < result.layer_threshold
     pooled_cauchy = t_quantile(0.01 / (2 * 4 * (2 + len(MANY))), 1)
     assert -result.stats[101]["z_cosine"] < pooled_cauchy  # the old rule missed it
+
+
+def test_few_clients_are_each_scored_against_the_median_of_the_others() -> None:
+    """A sign-flipped doubled update among 4 noisy honest ones (cosine ~0.45 to the shared
+    direction) kept a cosine of +0.1 to a shared median it pulled and was flagged in 5 of 20
+    such rounds; against the median of the other 3, in 19 of 20 (here: at least 9 of 10)."""
+    caught = 0
+    for seed in range(10):
+        updates = make_round(100 + seed, n=4, shapes=MANY)
+        updates[101] = {k: -2.0 * v for k, v in updates[101].items()}
+        result = check_updates(updates)
+        assert set(result.flagged) <= {101}
+        caught += result.flagged == (101,)
+    assert caught >= 9
+    assert "each against the median of the other 3 clients" in result.reason
+    # 3 clients: the others' median would be the mean of two (one attacker would set it);
+    # above 16 a member's weight in the shared median is small and n medians cost n^2
+    assert "against the median of 3 clients" in check_updates(make_round(0, n=3)).reason
+    assert "against the median of 17 clients" in check_updates(make_round(0, n=17)).reason

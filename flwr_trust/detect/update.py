@@ -1,14 +1,15 @@
 """Server-side `update` mode: robust outlier checks on the model updates of one round.
 
 Each client's update (its arrays minus the current global arrays) is compared with a robust
-centre, the coordinate-wise median of a seeded random sample of clients (all of them up to
-CENTRE_SAMPLE; above, two halves, so that nobody is scored against a centre it is part of).
+centre, the coordinate-wise median of a seeded random sample of clients (from 4 to 16
+clients: of the others; up to CENTRE_SAMPLE: of all; above, two halves, so that nobody is
+scored against a centre it is part of).
 Per client we compute the global L2 norm and the per-layer norms (every coordinate) and the
 cosine similarity to the centre (on a seeded random share of CENTRE_COORDS coordinates), turn
 each statistic into a robust z-score across all clients (median and MAD) and flag clients whose
 z-score crosses a Bonferroni threshold. `update_stats.py` computes the numbers in one streaming
-pass, O(n*d) time, nothing pairwise (unlike Krum, O(n^2*d)); why the centre is sampled is
-explained there, what it costs in power in docs/detection.md.
+pass, O(n*d) time, nothing pairwise (unlike Krum, O(n^2*d)) beyond the few-client medians;
+why the centre is sampled is explained there, what it costs in power in docs/detection.md.
 
 False alarms: the per-round budget alpha is split in two families, half for the whole-update
 tests (norm and cosine, m = 2 * n_clients one-sided tests) and half for the layer norms
@@ -212,8 +213,10 @@ def check_updates(
             alarms += ev.alarms(i, node, whole, layer, round)
         flagged = tuple(sorted({n for a in alarms for n in a.clients}))
         reason = (
-            f"checked {len(valid)} well-formed update(s) against "
-            + ("the median of " if len(ev.centre_sizes) == 1 else "the medians of ")
+            f"checked {len(valid)} well-formed update(s) "
+            + ("each against the median of the other " if ev.leave_one_out
+               else "against the median of " if len(ev.centre_sizes) == 1
+               else "against the medians of ")
             + " + ".join(map(str, ev.centre_sizes))
             + f" clients, {whole.n_tests + (layer.n_tests if layer else 0)} Bonferroni tests "
             f"at alpha={alpha}; {len(flagged)} client(s) flagged"
@@ -252,6 +255,7 @@ class _Evidence:
     layer_norm: np.ndarray  # (n, L)
     layer_cosine: np.ndarray  # (n, L)
     centre_sizes: tuple[int, ...]  # clients in each median (one, or two disjoint halves)
+    leave_one_out: bool  # each client against the median of the others (update_stats.py)
     # robust z-scores with the median and scale they were computed from, set in __post_init__
     z_norm: np.ndarray = field(init=False)
     med_norm: float = field(init=False)
@@ -351,7 +355,8 @@ def _evidence(stats: RoundStats, layers: list[str]) -> _Evidence:
     cosine = _cos(stats.dot.sum(axis=1), np.sqrt(stats.sq_picked.sum(axis=1)),
                   np.sqrt(stats.centre_sq.sum(axis=1)))
     layer_cosine = _cos(stats.dot, np.sqrt(stats.sq_picked), np.sqrt(stats.centre_sq))
-    return _Evidence(layers, norm, cosine, np.sqrt(stats.sq), layer_cosine, stats.centre_sizes)
+    return _Evidence(layers, norm, cosine, np.sqrt(stats.sq), layer_cosine, stats.centre_sizes,
+                     stats.leave_one_out)
 
 
 def _alarm(metric: str, rnd: int, node: int, evidence: dict[str, Any], msg: str) -> Alarm:

@@ -26,6 +26,13 @@ import numpy as np
 Update = Mapping[str, Any]
 
 PICK_CHUNK = 64  # the centre covers whole chunks of this many contiguous coordinates
+# From 4 to LOO_MAX_CLIENTS clients each one is scored against the median of the others (3 or
+# more: one attacker cannot set it). Among few clients a member's own weight in a shared
+# median is large: a sign-flipped doubled update of 1 in 4 kept a cosine of +0.1 to a median
+# it pulled, and was flagged in 4 of 20 synthetic rounds; against the others' median, 19 of 20
+# (bench/update_checks_small_n.py). n medians of n - 1 rows cost O(n^2) per coordinate, so
+# larger rounds keep one shared median (where a member's weight is 1/n).
+LOO_MIN_CLIENTS, LOO_MAX_CLIENTS = 4, 16
 
 
 @dataclass
@@ -38,6 +45,7 @@ class RoundStats:
     dot: np.ndarray  # (n, L) dot products with the client's centre, per layer
     centre_sq: np.ndarray  # (n, L) squared layer norms of the client's centre
     centre_sizes: tuple[int, ...]  # clients in each median (one, or two disjoint halves)
+    leave_one_out: bool = False  # each client scored against the median of the others
 
 
 class Malformed(Exception):
@@ -146,13 +154,15 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
                      problems: dict[int, str]) -> RoundStats | None:
     """Norms and centre dot products of the clients in `order` (a seeded random order).
 
-    The centre: up to k clients, the median of all of them (every client is part of it alike).
-    More: the first 2k clients in order are split in two halves A and B with one median each.
-    A client must not be scored against a centre it is part of: that alone raises its cosine by
-    ~ sigma^2 d / k, many robust SDs in high dimension, so the clients outside the centre would
-    look like outliers. So B's members are scored against A's median and everyone else against
-    B's. (The two medians differ by common-mode noise of ~sqrt(1.57 / k) of the clients' cosine
-    spread; docs/detection.md measures what that does to the false-alarm rate.)
+    The centre: from LOO_MIN_CLIENTS to LOO_MAX_CLIENTS clients (and at most k), each client's
+    is the median of the others; otherwise up to k clients, the median of all of them (every
+    client is part of it alike). More: the first 2k clients in order are split in two halves A
+    and B with one median each. A client must not be scored against a centre it is part of:
+    that alone raises its cosine by ~ sigma^2 d / k, many robust SDs in high dimension, so the
+    clients outside the centre would look like outliers. So B's members are scored against A's
+    median and everyone else against B's. (The two medians differ by common-mode noise of
+    ~sqrt(1.57 / k) of the clients' cosine spread; docs/detection.md measures what that does to
+    the false-alarm rate.)
 
     The sampled clients are read once, layer by layer, for the medians and their own
     statistics; the others are streamed afterwards. A client with a non-numeric or non-finite
@@ -160,12 +170,14 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
     layers count in the median like any other client's: one value among many).
     """
     split = len(order) > k
+    loo = not split and LOO_MIN_CLIENTS <= len(order) <= LOO_MAX_CLIENTS
     sampled = order[:2 * k] if split else list(order)
     groups = [sampled[1::2], sampled[0::2]] if split else [sampled]
     index = {node: i for i, node in enumerate(order)}
     n, n_layers = len(order), len(rows.layout)
     sq, sq_picked, dot = (np.zeros((n, n_layers)) for _ in range(3))
     centre_sq = np.zeros((len(groups), n_layers))
+    own_centre_sq = np.zeros((n, n_layers))  # leave-one-out: each client's own centre
     widths = [s if p is None else len(p) * PICK_CHUNK
               for s, p in zip(rows.sizes, picks, strict=True)]
     buf = np.empty(max(rows.sizes, default=0), dtype=np.float32)
@@ -194,6 +206,10 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
         for g, block in enumerate(stacked):  # each half against the other half's median
             other = medians[1 - g if split else 0][j]
             for i, node in enumerate(members[g]):
+                if loo and len(block) > 1:
+                    other = _median_rows(np.delete(block, i, axis=0))
+                    wide = other.astype(np.float64)
+                    own_centre_sq[index[node], j] = np.dot(wide, wide)
                 dot[index[node], j] = np.dot(block[i], other)
                 sq_picked[index[node], j] = (sq[index[node], j] if picks[j] is None
                                              else np.dot(block[i], block[i]))
@@ -214,6 +230,9 @@ def round_statistics(rows: Rows, order: list[int], k: int, picks: list[np.ndarra
     if not kept:
         return None
     at = np.array([index[node] for node in kept])
+    if loo:
+        return RoundStats(kept, sq[at], sq_picked[at], dot[at], own_centre_sq[at],
+                          (len(members[0]) - 1,), leave_one_out=True)
     return RoundStats(kept, sq[at], sq_picked[at], dot[at], centre_sq[which[at]],
                       tuple(len(m) for m in members))
 
