@@ -22,6 +22,7 @@ from flwr_trust.detect.integrity import (
     audit_round,
     client_suites,
 )
+from flwr_trust.detect.update import UpdateCheckResult
 from flwr_trust.guard.core import Guard, GuardSettings, _observations
 from flwr_trust.guard.evidence import Reply, RoundEvidence
 from flwr_trust.guard.gates import Gate
@@ -397,5 +398,6 @@ def test_a_client_on_probation_that_reports_recovery_falsely_stays_out():
         distrusted = audit.flagged
         verified = set(audit.audited) - distrusted
         observed = _observations({n: t for n, t, _ in sent})
-        kept = guard._on_probation(rnd, observed, [1, 2, 3, 4], distrusted, verified)
+        kept = guard._on_probation(rnd, observed, [1, 2, 3, 4], distrusted, verified,
+                                   UpdateCheckResult())
         assert kept == expected, (lie, audit.alarms)

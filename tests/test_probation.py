@@ -107,3 +107,23 @@ def test_where_the_server_audits_only_a_verified_report_releases():
     assert p.review(reports, _tol, verified=set()) == ([1], [])
     assert p.review(reports, _tol, verified={2, 3}) == ([1], [])
     assert p.review(reports, _tol, verified={1}) == ([], [1])
+
+
+def test_a_client_named_by_the_update_checks_is_released_by_an_ordinary_update():
+    from flwr_trust.detect.update import UpdateCheckResult
+    from flwr_trust.guard.probation import UPDATE_KEY, ordinary_update
+
+    p = Probation()
+    p.add([1], [UPDATE_KEY])
+    assert Probation.from_json(p.to_json()).named == {1: {UPDATE_KEY}}
+    stats = {n: {"z_norm": 0.5, "z_cosine": -0.5} for n in (1, 2, 3, 4)}
+    far = stats | {1: {"z_norm": 15.0, "z_cosine": -0.5}}  # t(2) two-sided 1%: 9.9
+    assert p.review({}, _tol, update_ordinary=ordinary_update(UpdateCheckResult(stats=far))) \
+        == ([1], [])
+    assert p.review({}, _tol) == ([1], [])  # no update evidence: stays out
+    two = UpdateCheckResult(stats={1: stats[1], 2: stats[2]})  # too few clients to judge
+    assert p.review({}, _tol, update_ordinary=ordinary_update(two)) == ([1], [])
+    flagged = UpdateCheckResult(flagged=(1,), stats=stats)
+    assert p.review({}, _tol, update_ordinary=ordinary_update(flagged)) == ([1], [])
+    ordinary = ordinary_update(UpdateCheckResult(stats=stats))
+    assert p.review({}, _tol, update_ordinary=ordinary) == ([], [1]) and not p.named

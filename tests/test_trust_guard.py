@@ -332,3 +332,33 @@ def test_without_a_screen_a_large_round_names_no_culprit(tmp_path):
     gate = guard.history[-1].gate
     assert gate.action == "rollback" and gate.culprits == []
     assert "no screen available" in gate.reason
+
+
+def _poisoner_by_round(bad: int, factors: tuple[float, ...]):
+    """The bad client sends factor x its honest update, with the round's factor."""
+    def client(msg, node, rnd, arrays):
+        if node != bad:
+            return default_client(msg, node, rnd, arrays)
+        honest = honest_update(arrays, node, rnd)
+        return reply(msg, {k: arrays[k].numpy() + factors[rnd - 1] * (v - arrays[k].numpy())
+                           for k, v in honest.items()}, {"num-examples": 10, "train_loss": 0.5})
+    return client
+
+
+@pytest.mark.parametrize(("factors", "out_in_rounds_2_3"), [
+    ((50.0, 1.0, 1.0), [[], []]),  # honest again: its next update is ordinary, released
+    ((50.0, -2.0, -2.0), [[103], [103]]),  # still poisoning, too mildly to be flagged anew
+])
+def test_a_client_the_update_checks_named_stays_out_until_its_update_is_ordinary(
+        factors, out_in_rounds_2_3, tmp_path):
+    """On SmolLM2 a 1-of-4 poisoner flagged in the onset round was averaged in the round after:
+    its norm z fell from 43-58 to 12-16, under the threshold of 40. Now the update checks put
+    a flagged client on probation, released by an unremarkable update of its own."""
+    guard = _guard(FedAvg(), tmp_path, gate="quarantine")
+    run_rounds(guard, n_rounds=3, client=_poisoner_by_round(103, factors))
+    first, *later = (h.gate for h in guard.history)
+    assert first.excluded == [103]
+    assert [g.excluded for g in later] == out_in_rounds_2_3
+    if out_in_rounds_2_3[0]:  # kept out by the probation, not by a new flag
+        assert "probation" in later[0].reason and "probation" in later[1].reason
+        assert not [a for a in guard.alarms if a.round > 1], "flagged anew: not the case tested"

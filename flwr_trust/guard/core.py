@@ -32,7 +32,7 @@ from flwr_trust.guard import resume
 from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, confirmed, leave_one_out
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
-from flwr_trust.guard.probation import Probation, values_of
+from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.guard.screened import screened_culprits
 from flwr_trust.probes.suite import ProbeSuite
@@ -196,12 +196,13 @@ class Guard:
         from_reports = self.monitor("reports").observe(rnd, None, observed)
         on_probation = self._on_probation(
             rnd, observed, ev.nodes, distrusted,
-            None if audit is None else set(audit.audited) - distrusted)
+            None if audit is None else set(audit.audited) - distrusted, update)
         flagged = sorted(set(update.flagged) | from_reports.flagged_clients | set(on_probation)
                          | distrusted)
         if s.secure_aggregation:
             flagged = []  # only sums are visible: no client can be singled out
         if s.gate.quarantines and not s.secure_aggregation:
+            self.probation.add(update.flagged, [UPDATE_KEY])
             for a in from_reports.alarms:
                 if a.severity == "alarm" and a.clients:
                     self.probation.add(a.clients, [(a.mode, a.metric)])
@@ -304,7 +305,8 @@ class Guard:
         return self._monitors[kind]
 
     def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int],
-                      distrusted: set[int], verified: set[int] | None) -> list[int]:
+                      distrusted: set[int], verified: set[int] | None,
+                      update: UpdateCheckResult) -> list[int]:
         """This round's clients still on probation (probation.py); releases the recovered.
         `verified`: clients the server audited this round and found honest (None: the server
         cannot audit, and release rests on the reports alone)."""
@@ -313,10 +315,12 @@ class Guard:
             return []
         kept, released = self.probation.review(observed, s.detector.tolerance,
                                                reference=values_of(self.reference),
-                                               distrusted=distrusted, verified=verified)
+                                               distrusted=distrusted, verified=verified,
+                                               update_ordinary=ordinary_update(update))
         if released:
             log.warning("TrustGuard round %s: clients %s released from probation (their "
-                        "reports are back within tolerance of the median)", rnd, released)
+                        "reports are back within tolerance of the median, their updates "
+                        "ordinary)", rnd, released)
         return [n for n in kept if n in nodes]
 
     def _states(self) -> dict[str, dict[str, Any]]:
