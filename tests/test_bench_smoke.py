@@ -6,6 +6,7 @@ the scripts from rotting. bench/mod_overhead.py needs the embedded SmolLM2 and i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -93,3 +94,23 @@ def test_precision_items_quick() -> None:
     assert last.startswith("largest item-gap ratio"), out
     ratios = [float(r) for r in re.findall(r"ratio ([0-9.]+)", last)]
     assert len(ratios) == 2 and max(ratios) < 1.0, last
+
+
+def test_update_checks_small_n_quick() -> None:
+    out = _run("bench/update_checks_small_n.py", "--trials", "2")
+    rows = [line.split() for line in out.splitlines() if line.strip()[:2] in ("4 ", "16")]
+    assert [r[0] for r in rows] == ["4", "16"] and all(len(r) == 6 for r in rows)
+
+
+def test_update_evidence_reads_an_audit_log(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    stats = {str(1001 + p): {"z_norm": z, "z_cosine": -z / 2, "max_layer_z": 3 * z}
+             for p, z in enumerate((40.5, 1.0, -2.0, 0.5))}
+    record = {"kind": "round", "payload": {"round": 2, "update_stats": stats}}
+    (run / "audit.jsonl").write_text(json.dumps(record) + "\n")
+    (run / "summary.json").write_text(json.dumps({"affected": [0]}))
+    out = _run("bench/update_evidence.py", str(run))
+    assert "client 1001: z norm +40.5, cosine -20.2, worst layer +121.5 (affected)" in out
+    assert "largest: z norm 1.0, -z cosine 0.5, worst-layer z 3.0" in out  # affected left out
+    assert "thresholds with 4 clients and 420 arrays at alpha 0.01: norm and cosine 40.0" in out
