@@ -29,7 +29,7 @@ PICK_CHUNK = 64  # the centre covers whole chunks of this many contiguous coordi
 # From 4 to LOO_MAX_CLIENTS clients each one is scored against the median of the others (3 or
 # more: one attacker cannot set it). Among few clients a member's own weight in a shared
 # median is large: a sign-flipped doubled update of 1 in 4 kept a cosine of +0.1 to a median
-# it pulled, and was flagged in 4 of 20 synthetic rounds; against the others' median, 19 of 20
+# it pulled, and was flagged in 26% of synthetic rounds; against the others' median, in 98%
 # (bench/update_checks_small_n.py). n medians of n - 1 rows cost O(n^2) per coordinate, so
 # larger rounds keep one shared median (where a member's weight is 1/n).
 LOO_MIN_CLIENTS, LOO_MAX_CLIENTS = 4, 16
