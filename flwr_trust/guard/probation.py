@@ -1,4 +1,4 @@
-"""Probation: a client named for a behaviour stays out until its own reports recover.
+"""Probation: a named client stays out until its own reports (or updates) recover.
 
 A client is named once, by a test at the run's false-alarm budget: a per-client alarm on its
 report, leave-one-out (or the screen) after a rollback, or the update checks. Without memory
