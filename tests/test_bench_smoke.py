@@ -105,12 +105,22 @@ def test_update_checks_small_n_quick() -> None:
 def test_update_evidence_reads_an_audit_log(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    stats = {str(1001 + p): {"z_norm": z, "z_cosine": -z / 2, "max_layer_z": 3 * z}
-             for p, z in enumerate((40.5, 1.0, -2.0, 0.5))}
+    cosines = (-0.2, 0.3, 0.4, 0.5)  # median 0.35; margin 0.5: reference 0.175
+    stats = {str(1001 + p): {"z_norm": z, "z_cosine": -z / 2, "max_layer_z": 3 * z,
+                             "cosine": c}
+             for p, (z, c) in enumerate(zip((40.5, 1.0, -2.0, 0.5), cosines, strict=True))}
     record = {"kind": "round", "payload": {"round": 2, "update_stats": stats}}
     (run / "audit.jsonl").write_text(json.dumps(record) + "\n")
     (run / "summary.json").write_text(json.dumps({"affected": [0]}))
     out = _run("bench/update_evidence.py", str(run))
-    assert "client 1001: z norm +40.5, cosine -20.2, worst layer +121.5 (affected)" in out
-    assert "largest: z norm 1.0, -z cosine 0.5, worst-layer z 3.0" in out  # affected left out
+    assert "client 1001: z norm +40.5, cosine -20.2 (share of median -0.57" in out
+    assert "worst layer +121.5 (affected)" in out
+    # unaffected: the affected client is left out; lowest share 0.3 / 0.35
+    assert "unaffected clients, largest: z norm 1.0, -z cosine 0.5 (lowest share of the " \
+           "median cosine 0.86)" in out
+    # direction z of 0.3 at margin 0.5: (0.3 - 0.175) / (1.4826 * MAD 0.1) = +0.84
+    assert "-z direction at margin 0.5 -0.8, worst-layer z 3.0" in out
+    assert "affected clients, largest: z norm 40.5" in out
     assert "thresholds with 4 clients and 420 arrays at alpha 0.01: norm and cosine 40.0" in out
+    strict = _run("bench/update_evidence.py", "--cosine-margin", "0", str(run))
+    assert "-z direction at margin 0 " in strict

@@ -127,3 +127,16 @@ def test_a_client_named_by_the_update_checks_is_released_by_an_ordinary_update()
     assert p.review({}, _tol, update_ordinary=ordinary_update(flagged)) == ([1], [])
     ordinary = ordinary_update(UpdateCheckResult(stats=stats))
     assert p.review({}, _tol, update_ordinary=ordinary) == ([], [1]) and not p.named
+
+
+def test_update_release_reads_the_direction_z_against_the_margin():
+    from flwr_trust.detect.update import UpdateCheckResult
+    from flwr_trust.guard.probation import ordinary_update
+
+    # Client 1 points less along the shared direction than the others (raw z -30) but keeps
+    # more than the margin's share of it (direction z +2): ordinary.
+    stats = {n: {"z_norm": 0.0, "z_cosine": 0.0, "z_direction": 5.0} for n in range(2, 6)}
+    stats[1] = {"z_norm": 0.0, "z_cosine": -30.0, "z_direction": 2.0}
+    assert ordinary_update(UpdateCheckResult(stats=stats))(1)
+    stats[1]["z_direction"] = -30.0
+    assert not ordinary_update(UpdateCheckResult(stats=stats))(1)

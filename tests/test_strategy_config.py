@@ -157,3 +157,11 @@ def test_option_values_are_converted_to_their_declared_types(tmp_path):
         "trust.strategy": "multikrum", "trust.multikrum.num-nodes-to-select": "3",
         "trust.multikrum.fraction-train": 1}))
     assert guard.inner.num_nodes_to_select == 3 and guard.inner.fraction_train == 1.0
+
+
+def test_update_cosine_margin_key_reaches_the_checks_and_the_log(tmp_path):
+    assert strategy_from_config(_cfg(tmp_path)).core.settings.checker.cosine_margin == 0.5
+    guard = strategy_from_config(_cfg(tmp_path / "b", **{"trust.update-cosine-margin": 0.0}))
+    assert guard.core.settings.checker.cosine_margin == 0.0
+    with pytest.raises(TrustError, match="trust.update-cosine-margin"):
+        strategy_from_config(_cfg(tmp_path / "c", **{"trust.update-cosine-margin": 2}))

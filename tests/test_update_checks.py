@@ -400,3 +400,77 @@ def test_few_clients_are_each_scored_against_the_median_of_the_others() -> None:
     # above 16 a member's weight in the shared median is small and n medians cost n^2
     assert "against the median of 3 clients" in check_updates(make_round(0, n=3)).reason
     assert "against the median of 17 clients" in check_updates(make_round(0, n=17)).reason
+
+
+def _with_own_direction(updates: dict, node: int, strength: float, seed: int = 7) -> dict:
+    """The node's update plus a direction of its own (a data cluster the others lack)."""
+    rng = np.random.default_rng(seed)
+    updates[node] = {k: v + strength * rng.standard_normal(v.shape, dtype=np.float32)
+                     for k, v in updates[node].items()}
+    return updates
+
+
+@pytest.mark.parametrize("seed", [11, 13])
+def test_an_honest_client_on_other_data_is_not_a_direction_outlier(seed: int) -> None:
+    # One client of ten adds a direction of its own (std 3 per coordinate against the others'
+    # noise of 2: a data cluster the others lack). It keeps ~2/3 of the median cosine but is
+    # 14-17 robust SDs below the median (threshold 12.3), as the SmolLM2 clients on other data
+    # were (docs/detection.md, "Non-IID clients").
+    updates = _with_own_direction(make_round(seed, n=10, shapes=SMALL), 100, 3.0)
+    strict = check_updates(updates, cosine_margin=0.0)
+    assert "update-cosine" in metrics_for(strict, 100)
+    default = check_updates(updates)
+    s = default.stats[100]
+    median = np.median([default.stats[k]["cosine"] for k in updates])
+    assert 0.5 < s["cosine"] / median < 0.8 and s["z_cosine"] < -default.threshold
+    assert default.flagged == ()
+    assert 0 < s["z_direction"] < default.threshold
+
+
+@pytest.mark.parametrize("margin", [0.5, 1.0])
+def test_a_sign_flipped_update_is_flagged_with_any_margin(margin: float) -> None:
+    updates = make_round(5, n=10, shapes=SMALL)
+    updates[103] = {k: -v for k, v in updates[103].items()}
+    result = check_updates(updates, cosine_margin=margin)
+    assert "update-cosine" in metrics_for(result, 103)
+    alarm = next(a for a in result.alarms if a.metric == "update-cosine")
+    ev = alarm.evidence
+    assert ev["margin"] == margin
+    assert ev["reference"] == pytest.approx(ev["median"] * (1 - margin))
+    assert ev["z"] == pytest.approx((ev["cosine"] - ev["reference"]) / ev["scale"])
+    assert "below" in alarm.message
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), strength=st.floats(0.0, 4.0), flip=st.booleans(),
+       low=st.floats(0.0, 1.0), high=st.floats(0.0, 1.0))
+def test_a_larger_margin_only_removes_cosine_alarms(seed, strength, flip, low, high) -> None:
+    low, high = sorted((low, high))
+    updates = _with_own_direction(make_round(seed, n=6, shapes=SMALL), 101, strength, seed)
+    if flip:
+        updates[102] = {k: -v for k, v in updates[102].items()}
+    flagged = [{a.clients for a in check_updates(updates, cosine_margin=m).alarms
+                if a.metric == "update-cosine"} for m in (low, high)]
+    assert flagged[1] <= flagged[0]
+
+
+def test_direction_reference_keeps_a_share_of_a_positive_median_only() -> None:
+    from flwr_trust.detect.update import direction_z
+
+    z, ref = direction_z(np.array([0.4, 0.5, 0.6, 0.5]), 0.5)
+    assert ref == pytest.approx(0.25)
+    assert z[0] > 0  # 0.4 is above the reference
+    _, ref = direction_z(np.array([-0.2, -0.1, 0.0, -0.1]), 0.5)
+    assert ref == pytest.approx(-0.1)  # no shared direction: the median itself
+    z0, ref0 = direction_z(np.array([0.1, 0.3, 0.5]), 0.0)
+    assert ref0 == pytest.approx(0.3) and z0[1] == 0.0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), True, "0.5"])
+def test_cosine_margin_outside_0_1_is_refused(bad) -> None:
+    from flwr_trust.detect.update import UpdateChecker
+
+    with pytest.raises(TrustError, match=r"cosine margin must be a number in \[0, 1\]"):
+        UpdateChecker(cosine_margin=bad)
+    with pytest.raises(TrustError, match=r"cosine margin must be a number in \[0, 1\]"):
+        check_updates(make_round(0, n=4, shapes=SMALL), cosine_margin=bad)

@@ -218,6 +218,12 @@ KEYS: tuple[Key, ...] = (
         "coordinates (cosines use them, norms use all); 0 = all coordinates (exact: smaller "
         "direction changes found, 7.6x FedAvg's cost at 1,000 clients instead of 1.6x)", _S,
         keyword="update_centre_coords"),
+    Key("trust.update-cosine-margin", "float", 0.5, "the update checks flag a direction "
+        "outlier only when its cosine to the others' median is significantly below (1 - "
+        "margin) x the clients' median cosine: honest clients on other data (non-IID) keep "
+        "part of the shared direction, a sign-flipped update none (docs/detection.md); 0 = "
+        "below the median itself, 1 = only updates pointing away", _S, low=0.0, high=1.0,
+        keyword="update_cosine_margin"),
     Key("trust.audit-fraction", "float", 0.0, "share of clients whose reported metrics the "
         "server re-measures each round (integrity); clients on probation are re-measured every "
         "round regardless", _S, low=0.0, high=1.0,

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from flwr_trust.errors import ArraysMismatchError
+
 Update = Mapping[str, Any]
 
 PICK_CHUNK = 64  # the centre covers whole chunks of this many contiguous coordinates
@@ -54,6 +56,35 @@ class Malformed(Exception):
 
 def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
+def flatten_update(
+    client_arrays: Mapping[str, Any], global_arrays: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """Per-layer float32 differences client - global (shapes kept), for `check_updates`.
+
+    Values may be numpy arrays or anything with `.numpy()` (Flower `Array`, CPU tensors).
+    Raises ArraysMismatchError when names or shapes differ. In a server loop, catch it and pass
+    an empty mapping for that node: `check_updates` then flags the node as "malformed".
+    """
+    missing = [k for k in global_arrays if k not in client_arrays]
+    extra = [k for k in client_arrays if k not in global_arrays]
+    if missing or extra:
+        raise ArraysMismatchError(
+            f"Client arrays do not match the global model (missing {missing[:5]}, "
+            f"unexpected {extra[:5]}).",
+            "Return every global array under its original name and nothing else.",
+        )
+    out: dict[str, np.ndarray] = {}
+    for name, g in global_arrays.items():
+        c, g = as_numpy(client_arrays[name]), as_numpy(g)
+        if c.shape != g.shape:
+            raise ArraysMismatchError(
+                f"Array '{name}' has shape {c.shape} from the client but {g.shape} globally.",
+                "Train the same model architecture and adapter config as the server.",
+            )
+        out[name] = c.astype(np.float32, copy=False) - g.astype(np.float32, copy=False)
+    return out
 
 
 def check_layout(updates: Mapping[int, Update], base: Update | None

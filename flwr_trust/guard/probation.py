@@ -144,7 +144,8 @@ def values_of(profile: Any) -> Callable[[str, str], float | None]:
 
 def ordinary_update(result: Any) -> Callable[[int], bool]:
     """node -> whether its update in this round's `UpdateCheckResult` is unremarkable: not
-    flagged, and its norm and cosine z-scores within the two-sided 1% t quantile of one test
+    flagged, and its norm and direction z-scores (the cosine against the reference the
+    cosine test uses, `z_direction`) within the two-sided 1% t quantile of one test
     (no multiplicity correction: staying out costs an honest client a round, coming back
     costs the federation a poisoned one). Like the report rule, a point check, not a test."""
     scored = {n: s for n, s in result.stats.items() if "z_norm" in s and "z_cosine" in s}
@@ -155,5 +156,6 @@ def ordinary_update(result: Any) -> Callable[[int], bool]:
     def ordinary(node: int) -> bool:
         s = scored.get(node)
         return (s is not None and node not in result.flagged
-                and float(s["z_norm"]) <= limit and float(s["z_cosine"]) >= -limit)
+                and float(s["z_norm"]) <= limit
+                and float(s.get("z_direction", s["z_cosine"])) >= -limit)
     return ordinary

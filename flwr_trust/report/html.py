@@ -160,7 +160,8 @@ def _run_section(summary: dict[str, Any]) -> str:
         ("Probe suites", _Html(f'<code title="{escape(suite)}">{escape(suite[:12])}</code>')
          if suite else None),
         ("False-alarm budget", f"alpha = {run['alpha']} per run (behavior, "
-         f"{_spending(run.get('horizon'))}), {run['update_alpha']} per round (updates)"
+         f"{_spending(run.get('horizon'))}), {run['update_alpha']} per round (updates"
+         f"{_margin(run.get('update_cosine_margin'))})"
          if run["alpha"] is not None else None),
         ("Integrity audit", f"{run['audit_fraction']:.0%} of clients per round"
          if run["audit_fraction"] else "off"),
@@ -181,6 +182,11 @@ def _spending(horizon: int | None) -> str:
     if horizon == 0:
         return "spent open-ended: 6/(pi^2 t^2) in round t"
     return f"spent evenly over {horizon} planned rounds"
+
+
+def _margin(margin: float | None) -> str:
+    """The update checks' direction margin, when the log has it (older logs: none, i.e. 0)."""
+    return "" if margin is None else f", cosine margin {margin:g} of the median"
 
 
 def _when(stamp: str | None) -> str | None:

@@ -74,6 +74,9 @@ class RunStart:
     # The planned rounds the behavioural tests spend alpha over (DetectorConfig.horizon;
     # 0 = open-ended; absent in logs written before it, which were open-ended by default).
     horizon: int | None = None
+    # The update checks' direction margin (UpdateChecker.cosine_margin; absent in logs written
+    # before it, which tested against the median: 0).
+    update_cosine_margin: float | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +96,8 @@ class RunStart:
                     if is_round(v)},
                    p.get("client_probe_budget") if is_round(p.get("client_probe_budget"))
                    else None,
-                   p.get("horizon") if is_round(p.get("horizon")) else None)
+                   p.get("horizon") if is_round(p.get("horizon")) else None,
+                   num(p.get("update_cosine_margin")))
 
     @property
     def audited(self) -> bool:

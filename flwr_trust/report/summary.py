@@ -79,6 +79,7 @@ def run_header(run: RunLog) -> dict[str, Any]:
         "strategy": start.strategy, "gate": start.gate, "model": start.model,
         "modes": run.modes, "suite_hash": start.suite_hash, "server_suites": start.server_suites,
         "alpha": start.alpha, "update_alpha": start.update_alpha, "horizon": start.horizon,
+        "update_cosine_margin": start.update_cosine_margin,
         "audit_fraction": start.audit_fraction, "secure_aggregation": start.secure_aggregation,
         "started": run.time_of("run-start"), "ended": run.time_of("run-end"),
         "status": status, "rounds": max(run.round_numbers, default=0),

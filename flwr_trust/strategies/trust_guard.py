@@ -25,7 +25,7 @@ from flwr_trust import protocol
 from flwr_trust.config.keys import BY_NAME
 from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.config import DetectorConfig
-from flwr_trust.detect.update import CENTRE_COORDS, CENTRE_SAMPLE, UpdateChecker
+from flwr_trust.detect.update import CENTRE_COORDS, CENTRE_SAMPLE, COSINE_MARGIN, UpdateChecker
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import Guard, GuardRecorder, GuardSettings, Prober, Reply, RoundEvidence
 from flwr_trust.guard.gates import GateDecision, make_gate
@@ -85,8 +85,9 @@ class TrustGuard(Strategy):
                     and candidates are scored on the same items); 0 = whole suites
     detector:       DetectorConfig (alpha, tolerances, modes); alpha is the per-run false-alarm
                     budget, split between train-phase and evaluate-phase monitoring
-    update_alpha, update_centre_clients, update_centre_coords: the update checks'
-                    per-round budget and robust centre (0 = all: exact; docs/detection.md)
+    update_alpha, update_centre_clients, update_centre_coords, update_cosine_margin: the
+                    update checks' per-round budget, robust centre (0 = all: exact) and the
+                    share of the median cosine a client may lack (docs/detection.md)
     audit_fraction: share of clients whose reported metrics the server re-measures each round
     secure_aggregation: only sums are visible: population-level detection, no attribution
     run_dir:        where the audit log and TensorBoard scalars go; a folder whose log holds
@@ -108,7 +109,8 @@ class TrustGuard(Strategy):
                  precision: str = "fp32",
                  detector: DetectorConfig | None = None, update_alpha: float = 0.01,
                  update_centre_clients: int = CENTRE_SAMPLE,
-                 update_centre_coords: int = CENTRE_COORDS, audit_fraction: float = 0.0,
+                 update_centre_coords: int = CENTRE_COORDS,
+                 update_cosine_margin: float = COSINE_MARGIN, audit_fraction: float = 0.0,
                  secure_aggregation: bool = False, run_dir: str | Path | None = None,
                  tensorboard: bool = True, on_alarm: Callable[[Alarm], None] | None = None,
                  seed: int = 0, reference: BehaviorProfile | None = None,
@@ -145,7 +147,8 @@ class TrustGuard(Strategy):
         self.client_probe_budget = client_probe_budget
         detector = detector or DetectorConfig(modes=self.modes)
         checker = update_checker or UpdateChecker(update_alpha, update_centre_clients,
-                                                  update_centre_coords, seed)
+                                                  update_centre_coords, seed,
+                                                  update_cosine_margin)
         gate_policy = make_gate(gate)
         # A fresh folder per run by default: an existing run's log would be resumed.
         self.run_dir = Path(run_dir) if run_dir else default_run_dir()
@@ -154,7 +157,8 @@ class TrustGuard(Strategy):
                          detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
                          server_items={m: len(s.items) for m, s in self.suites.items()},
                          client_probe_budget=client_probe_budget,
-                         horizon=detector.horizon)  # None: planned at start (core.plan)
+                         horizon=detector.horizon,  # None: planned at start (core.plan)
+                         update_cosine_margin=getattr(checker, "cosine_margin", None))
         self._infer = prober is None and model is not None  # else: nothing to resolve
         self.core = Guard(
             GuardSettings(gate_policy, detector, self.client_suites, self.suites,
