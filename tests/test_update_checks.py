@@ -415,7 +415,7 @@ def test_an_honest_client_on_other_data_is_not_a_direction_outlier(seed: int) ->
     # One client of ten adds a direction of its own (std 3 per coordinate against the others'
     # noise of 2: a data cluster the others lack). It keeps ~2/3 of the median cosine but is
     # 14-17 robust SDs below the median (threshold 12.3), as the SmolLM2 clients on other data
-    # were (docs/detection.md, "Non-IID clients").
+    # were (docs/detection.md, "Non-IID clients and the direction margin").
     updates = _with_own_direction(make_round(seed, n=10, shapes=SMALL), 100, 3.0)
     strict = check_updates(updates, cosine_margin=0.0)
     assert "update-cosine" in metrics_for(strict, 100)

@@ -28,9 +28,10 @@ the cosine, and its sampling noise is common to all clients scored against it.
 Direction margin: the cosine test asks whether a client agrees with the others significantly
 less than (1 - m) times their median agreement (m = `cosine_margin`, 0.5 by default), not
 less than the median itself. Honest clients whose data differ (non-IID) point partly their own
-way: on SmolLM2 a benign client on other data kept 0.66-0.91 of the median cosine yet reached
-z = -33 with 4 clients, past the 10-client threshold of 12.3 (docs/detection.md,
-"Non-IID clients"); a sign-flipped update's cosine is negative. Like the behaviour tests'
+way: on SmolLM2 benign clients on other data kept 0.65-0.85 of the median cosine yet were 17
+to 33 robust SDs below it with 4 clients, past the 10-client threshold of 12.3
+(docs/detection.md, "Non-IID clients and the direction margin"); a sign-flipped update's
+cosine is negative. Like the behaviour tests'
 tolerance, the margin only removes alarms, so the false-alarm bound above still holds.
 """
 
