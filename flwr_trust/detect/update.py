@@ -29,9 +29,9 @@ Direction margin: the cosine test asks whether a client agrees with the others s
 less than (1 - m) times their median agreement (m = `cosine_margin`, 0.5 by default), not
 less than the median itself. Honest clients whose data differ (non-IID) point partly their own
 way: on SmolLM2 benign clients on other data kept 0.65-0.85 of the median cosine yet were 17
-to 33 robust SDs below it with 4 clients, past the 10-client threshold of 12.3
-(docs/detection.md, "Non-IID clients and the direction margin"); a sign-flipped update's
-cosine is negative. Like the behaviour tests'
+to 33 robust SDs below it among 4 clients, past the threshold at alpha 0.1 (12.6; 40 at the
+default 0.01; docs/detection.md, "Non-IID clients and the direction margin"); a sign-flipped
+update's cosine is negative. Like the behaviour tests'
 tolerance, the margin only removes alarms, so the false-alarm bound above still holds.
 """
 
