@@ -215,6 +215,29 @@ def test_gate_off_keeps_no_probation(tmp_path):
     assert all(h.gate.action == "accept" and not h.gate.excluded for h in guard.history)
 
 
+def _markers_client(bad: set[int]):
+    def client(msg, node, rnd, arrays):
+        out = honest_update(arrays, node, rnd, scale=0.0)
+        out["layer.b"] = np.zeros(8, np.float32)
+        if node in bad:
+            out["layer.b"][0] = 7.0
+        return reply(msg, out, {"num-examples": 10})
+    return client
+
+
+@pytest.mark.parametrize("bad, named", [({102, 104}, [102, 104]), ({101, 102, 104}, [])])
+def test_several_culprits_are_named_together_when_none_is_enough_alone(tmp_path, bad, named):
+    """Two bad clients of four: leaving either out still fails (marker 7/3), so leave-one-out
+    names nobody; their own models fail and the candidate without both passes: both named,
+    and they stay out on probation. Three of four are the federation: nobody is named."""
+    guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
+                   update_checker=NoUpdateChecks(), reference=_profile(0.9))
+    run_rounds(guard, n_rounds=1, n_nodes=4, client=_markers_client(bad))
+    gate = guard.history[-1].gate
+    assert gate.action == "rollback" and gate.culprits == named
+    assert sorted(guard.core.probation.named) == named
+
+
 def test_leave_one_out_names_only_clients_whose_own_model_fails(tmp_path):
     """When a candidate fails narrowly, leaving out almost any client can tip it back; a
     leave-one-out name stands only if the client's own model fails the candidate's test too

@@ -198,7 +198,9 @@ KEYS: tuple[Key, ...] = (
         "rollback (quarantine, "
         "then a failing candidate is refused: previous "
         "global kept, leave-one-out over up to 8 aggregated clients names culprits, each trial "
-        "re-probing only the failing modes; above 8, a linear screen ranks the clients and "
+        "re-probing only the failing modes (when no one client is enough, the clients whose own "
+        "model fails are named together if at most half and the candidate passes without "
+        "them); above 8, a linear screen ranks the clients and "
         "the 3 it ranks worst are probed exactly, each named only if its own model fails), "
         "halt (stop with an error)", _S, keyword="gate"),
     Key("trust.server-probe-items", "int", DEFAULT_PROBE_ITEMS, "items per mode the server "

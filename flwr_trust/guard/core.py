@@ -29,7 +29,7 @@ from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import resume
-from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, confirmed, leave_one_out
+from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, confirmed, leave_group_out, leave_one_out
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
@@ -228,9 +228,12 @@ class Guard:
             small = 1 < len(nodes) <= LOO_MAX_CLIENTS
             probe = (lambda arrays: self.probe(arrays, failing))  # noqa: E731
             fails = (lambda own: self._fails(rnd, candidate, own))  # noqa: E731
+            models = {r.node: r.model for r in ev.replies}
             culprits = confirmed(
                 leave_one_out(aggregation, checkpoint, nodes if small else [], probe, fails),
-                {r.node: r.model for r in ev.replies}, probe, fails)
+                models, probe, fails)
+            if small and not culprits:  # several culprits: none is enough alone
+                culprits = leave_group_out(aggregation, checkpoint, nodes, models, probe, fails)
             aggregation.restore(checkpoint)
             arrays = ev.global_model
             reason = "candidate failed its probe; previous model kept"

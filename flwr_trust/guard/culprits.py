@@ -2,7 +2,10 @@
 
 A client is named when leaving it out alone makes the candidate pass its probe and its own
 model fails the same test: when a candidate fails narrowly, leaving out almost any client can
-tip it back (SmolLM2: 5 honest of 6 named in a round of 8 before the confirmation). Rounds above
+tip it back (SmolLM2: 5 honest of 6 named in a round of 8 before the confirmation). When that
+names nobody, several clients may share the blame (two of four planting canaries: leaving out
+either one still fails): then the clients whose own model fails are named together, if they are
+at most half and leaving them out together makes the candidate pass. Rounds above
 LOO_MAX_CLIENTS go through the linear screen instead (screened.py).
 """
 
@@ -54,3 +57,25 @@ def confirmed(named: Collection[int], models: Mapping[int, Any], probe: ProbeFai
         if own is None or fails(own):
             kept.append(node)
     return kept
+
+
+def leave_group_out(aggregation: Aggregation, checkpoint: Any, nodes: Collection[int],
+                    models: Mapping[int, Any], probe: ProbeFailing, fails: Fails) -> list[int]:
+    """The clients whose own model fails the candidate's test, named together when they are
+    at most half of `nodes` (a majority is the federation, not a culprit) and the candidate
+    without all of them passes; otherwise nobody. For when leave-one-out named nobody: one
+    probe per client with a model, one aggregation and probe more."""
+    suspects = []
+    for node in sorted(nodes):
+        own = probe(models[node]) if models.get(node) is not None else None
+        if own is not None and fails(own):
+            suspects.append(node)
+    keep = [n for n in nodes if n not in suspects]
+    if not suspects or len(suspects) > len(nodes) // 2:
+        return []
+    try:
+        arrays = aggregation.trial(checkpoint, keep)
+    except Exception:  # a failed trial names no culprit
+        return []
+    profile = probe(arrays)
+    return suspects if profile is not None and not fails(profile) else []
