@@ -31,8 +31,8 @@ less than the median itself. Honest clients whose data differ (non-IID) point pa
 way: on SmolLM2 benign clients on other data kept 0.65-0.85 of the median cosine yet were 17
 to 33 robust SDs below it among 4 clients, past the threshold at alpha 0.1 (12.6; 40 at the
 default 0.01; docs/detection.md, "Non-IID clients and the direction margin"); a sign-flipped
-update's cosine is negative. Like the behaviour tests'
-tolerance, the margin only removes alarms, so the false-alarm bound above still holds.
+update's cosine is negative. Like the behaviour tests' tolerance, the margin only removes
+alarms, so the false-alarm bound above still holds.
 """
 
 from __future__ import annotations
