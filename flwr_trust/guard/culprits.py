@@ -3,9 +3,11 @@
 A client is named when leaving it out alone makes the candidate pass its probe and its own
 model fails the same test: when a candidate fails narrowly, leaving out almost any client can
 tip it back (SmolLM2: 5 honest of 6 named in a round of 8 before the confirmation). When that
-names nobody, several clients may share the blame (two of four planting canaries: leaving out
-either one still fails): then the clients whose own model fails are named together, if they are
-at most half and leaving them out together makes the candidate pass. Rounds above
+names nobody, several clients may share the blame (leaving out either of two still fails):
+then the clients whose own model fails are named together, if they are at most half and
+leaving them out together makes the candidate pass. (On SmolLM2's memorization-strong seed 1,
+two planters of four, it still named nobody: not yet diagnosed, docs/detection_matrix.md.)
+Rounds above
 LOO_MAX_CLIENTS go through the linear screen instead (screened.py).
 """
 
