@@ -242,7 +242,9 @@ def test_leave_one_out_names_only_clients_whose_own_model_fails(tmp_path):
     """When a candidate fails narrowly, leaving out almost any client can tip it back; a
     leave-one-out name stands only if the client's own model fails the candidate's test too
     (or its model cannot be loaded)."""
-    from flwr_trust.guard.culprits import confirmed
+    import copy
+
+    from flwr_trust.guard.culprits import confirmed, trial_test
 
     guard = _guard(FedAvg(), tmp_path, gate="rollback", prober=MarkerProber(),
                    update_checker=NoUpdateChecks(), reference=_profile(0.9))
@@ -255,7 +257,7 @@ def test_leave_one_out_names_only_clients_whose_own_model_fails(tmp_path):
     models = {1: model(0.0), 2: model(0.5), 3: None}
     candidate = _profile(0.6)
     named = confirmed([1, 2, 3], models, lambda arrays: core.probe(arrays, {"alignment"}),
-                      lambda own: core._fails(2, candidate, own))
+                      trial_test(copy.deepcopy(core.monitor("candidate")), 2, candidate))
     assert named == [2, 3]
 
 

@@ -29,7 +29,13 @@ from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import resume
-from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, confirmed, leave_group_out, leave_one_out
+from flwr_trust.guard.culprits import (
+    LOO_MAX_CLIENTS,
+    confirmed,
+    leave_group_out,
+    leave_one_out,
+    trial_test,
+)
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
@@ -218,25 +224,29 @@ class Guard:
                                                 else [])
         arrays, metrics = self._aggregate(aggregation, nodes, untouched=nodes == ev.nodes)
         candidate = self.probe(arrays) if arrays is not None else None
+        # the candidate test as it was before this round: what rollback trials are judged by
+        before = copy.deepcopy(self.monitor("candidate")) if checkpoint is not None else None
         on_candidate = (self.monitor("candidate").observe(rnd, candidate)
                         if candidate is not None else None)
         candidate_alarms = on_candidate.alarms if on_candidate is not None else []
         alarms = update.alarms + integrity + from_reports.alarms + candidate_alarms
-        if checkpoint is not None and alarmed(candidate_alarms):
+        if checkpoint is not None and before is not None and alarmed(candidate_alarms):
             assert candidate is not None  # candidate_alarms come from its probe
             failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
             small = 1 < len(nodes) <= LOO_MAX_CLIENTS
             probe = (lambda arrays: self.probe(arrays, failing))  # noqa: E731
-            fails = (lambda own: self._fails(rnd, candidate, own))  # noqa: E731
+            fails = trial_test(before, rnd, candidate)
             models = {r.node: r.model for r in ev.replies}
             culprits = confirmed(
                 leave_one_out(aggregation, checkpoint, nodes if small else [], probe, fails),
                 models, probe, fails)
+            reason = "candidate failed its probe; previous model kept"
             if small and not culprits:  # several culprits: none is enough alone
-                culprits = leave_group_out(aggregation, checkpoint, nodes, models, probe, fails)
+                culprits, why = leave_group_out(aggregation, checkpoint, nodes, models, probe,
+                                                fails)
+                reason += f" (no single culprit; {why})"
             aggregation.restore(checkpoint)
             arrays = ev.global_model
-            reason = "candidate failed its probe; previous model kept"
             if not small and len(nodes) > LOO_MAX_CLIENTS:
                 culprits, how = screened_culprits(
                     self.prober, ev, nodes, candidate_alarms, self.settings.server_suites, fails)
@@ -383,15 +393,6 @@ class Guard:
             return None, None
         self._inner_aggregated = True
         return out
-
-    def _fails(self, rnd: int, candidate: BehaviorProfile, profile: BehaviorProfile) -> bool:
-        """Whether the candidate's test alarms on `profile`'s numbers (the candidate's for the
-        modes it lacks), on a copy of the candidate monitor: a trial spends no real alpha."""
-        merged = dataclasses.replace(
-            candidate, metrics={**candidate.metrics, **profile.metrics},
-            suite_hashes={**candidate.suite_hashes, **profile.suite_hashes})
-        trial = copy.deepcopy(self.monitor("candidate"))  # a trial spends no real alpha
-        return alarmed(trial.observe(rnd, merged).alarms)
 
     def _emit(self, alarms: list[Alarm]) -> None:
         for alarm in alarms:

@@ -5,24 +5,44 @@ model fails the same test: when a candidate fails narrowly, leaving out almost a
 tip it back (SmolLM2: 5 honest of 6 named in a round of 8 before the confirmation). When that
 names nobody, several clients may share the blame (leaving out either of two still fails):
 then the clients whose own model fails are named together, if they are at most half and
-leaving them out together makes the candidate pass. (On SmolLM2's memorization-strong seed 1,
-two planters of four, it still named nobody: not yet diagnosed, docs/detection_matrix.md.)
-Rounds above
+leaving them out together makes the candidate pass. Every trial is judged by `trial_test`: the
+candidate's test as it stood before the failed candidate was observed. Rounds above
 LOO_MAX_CLIENTS go through the linear screen instead (screened.py).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from flwr_trust.detect.behavior import BehaviorMonitor
 from flwr_trust.guard.evidence import Aggregation
+from flwr_trust.guard.gates import alarmed
 from flwr_trust.scoring.profile import BehaviorProfile
 
 LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
 
 ProbeFailing = Callable[[Any], BehaviorProfile | None]  # arrays -> profile on the failing modes
 Fails = Callable[[BehaviorProfile], bool]  # would the candidate's test alarm on this profile
+
+
+def trial_test(before: BehaviorMonitor, rnd: int, candidate: BehaviorProfile) -> Fails:
+    """Would the candidate's test alarm on a trial's profile (the candidate's numbers for the
+    modes the trial did not re-probe)? Each trial observes a fresh copy of the candidate
+    monitor as it was before this round's candidate: it spends no real alpha, and the failed
+    candidate's own look and trend entry do not count against it (with them, a trial without
+    the culprits could still fail on the candidate's rise; SmolLM2 memorization-strong seed 1
+    named nobody that way)."""
+
+    def fails(profile: BehaviorProfile) -> bool:
+        merged = dataclasses.replace(
+            candidate, metrics={**candidate.metrics, **profile.metrics},
+            suite_hashes={**candidate.suite_hashes, **profile.suite_hashes})
+        return alarmed(copy.deepcopy(before).observe(rnd, merged).alarms)
+
+    return fails
 
 
 def leave_one_out(aggregation: Aggregation, checkpoint: Any, nodes: Collection[int],
@@ -62,22 +82,26 @@ def confirmed(named: Collection[int], models: Mapping[int, Any], probe: ProbeFai
 
 
 def leave_group_out(aggregation: Aggregation, checkpoint: Any, nodes: Collection[int],
-                    models: Mapping[int, Any], probe: ProbeFailing, fails: Fails) -> list[int]:
+                    models: Mapping[int, Any], probe: ProbeFailing, fails: Fails
+                    ) -> tuple[list[int], str]:
     """The clients whose own model fails the candidate's test, named together when they are
     at most half of `nodes` (a majority is the federation, not a culprit) and the candidate
     without all of them passes; otherwise nobody. For when leave-one-out named nobody: one
-    probe per client with a model, one aggregation and probe more."""
+    probe per client with a model, one aggregation and probe more. Also returns why, for the
+    gate's reason in the audit log."""
     suspects = []
     for node in sorted(nodes):
         own = probe(models[node]) if models.get(node) is not None else None
         if own is not None and fails(own):
             suspects.append(node)
-    keep = [n for n in nodes if n not in suspects]
+    found = f"own models failing: {suspects or 'none'}"
     if not suspects or len(suspects) > len(nodes) // 2:
-        return []
+        return [], found + ("" if not suspects else f", more than half of {len(nodes)}")
     try:
-        arrays = aggregation.trial(checkpoint, keep)
-    except Exception:  # a failed trial names no culprit
-        return []
+        arrays = aggregation.trial(checkpoint, [n for n in nodes if n not in suspects])
+    except Exception as exc:  # a failed trial names no culprit
+        return [], f"{found}; the trial without them failed to aggregate ({exc})"
     profile = probe(arrays)
-    return suspects if profile is not None and not fails(profile) else []
+    if profile is None or fails(profile):
+        return [], f"{found}; the candidate without them still fails"
+    return suspects, f"{found}; the candidate without them passes"
