@@ -29,13 +29,7 @@ from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import resume
-from flwr_trust.guard.culprits import (
-    LOO_MAX_CLIENTS,
-    confirmed,
-    leave_group_out,
-    leave_one_out,
-    trial_test,
-)
+from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, small_round_culprits, trial_test
 from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
@@ -236,18 +230,16 @@ class Guard:
             small = 1 < len(nodes) <= LOO_MAX_CLIENTS
             probe = (lambda arrays: self.probe(arrays, failing))  # noqa: E731
             fails = trial_test(before, rnd, candidate)
-            models = {r.node: r.model for r in ev.replies}
-            culprits = confirmed(
-                leave_one_out(aggregation, checkpoint, nodes if small else [], probe, fails),
-                models, probe, fails)
             reason = "candidate failed its probe; previous model kept"
-            if small and not culprits:  # several culprits: none is enough alone
-                culprits, why = leave_group_out(aggregation, checkpoint, nodes, models, probe,
-                                                fails)
-                reason += f" (no single culprit; {why})"
+            culprits: list[int] = []
+            if small:
+                models = {r.node: r.model for r in ev.replies}
+                culprits, why = small_round_culprits(aggregation, checkpoint, nodes, models,
+                                                     probe, fails)
+                reason += f" ({why})" if why else ""
             aggregation.restore(checkpoint)
             arrays = ev.global_model
-            if not small and len(nodes) > LOO_MAX_CLIENTS:
+            if len(nodes) > LOO_MAX_CLIENTS:
                 culprits, how = screened_culprits(
                     self.prober, ev, nodes, candidate_alarms, self.settings.server_suites, fails)
                 reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients; {how})"

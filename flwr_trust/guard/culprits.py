@@ -28,6 +28,20 @@ ProbeFailing = Callable[[Any], BehaviorProfile | None]  # arrays -> profile on t
 Fails = Callable[[BehaviorProfile], bool]  # would the candidate's test alarm on this profile
 
 
+def small_round_culprits(aggregation: Aggregation, checkpoint: Any, nodes: Collection[int],
+                         models: Mapping[int, Any], probe: ProbeFailing, fails: Fails
+                         ) -> tuple[list[int], str]:
+    """The culprits of a failed candidate in a round of at most LOO_MAX_CLIENTS clients, and
+    why nobody was named ("" when leave-one-out named someone): leave-one-out confirmed by
+    own models, else the group of own-model failures."""
+    named = confirmed(leave_one_out(aggregation, checkpoint, nodes, probe, fails), models,
+                      probe, fails)
+    if named:
+        return named, ""
+    group, why = leave_group_out(aggregation, checkpoint, nodes, models, probe, fails)
+    return group, f"no single culprit; {why}"
+
+
 def trial_test(before: BehaviorMonitor, rnd: int, candidate: BehaviorProfile) -> Fails:
     """Would the candidate's test alarm on a trial's profile (the candidate's numbers for the
     modes the trial did not re-probe)? Each trial observes a fresh copy of the candidate
