@@ -152,3 +152,14 @@ def test_clean_controls_match_only_settings_that_act_on_every_client(tmp_path):
           settings="probe-items=20, ")
     row = next(line for line in status_tool.build(tmp_path).splitlines() if "`scenario`" in line)
     assert "(6.0x) | - | - |" in row and row.endswith("| caught |")
+
+
+def test_clean_alarms_on_another_target_are_taken_as_false_alarms():
+    """A clean control on another target cannot show its alarms were true (honest drift on
+    the scenario's metric), so a catch beside an alarming clean control is not specific."""
+    caught = {"detected": 1.0, "rounds_to_alarm_mean": 0.0, "seeds": 3}
+    assert status_tool.status(2.6, caught, clean_alarms=0.5, clean_drift=None) == \
+        "not specific (clean control alarms in 50%)"
+    assert status_tool.status(2.6, caught, clean_alarms=0.5, clean_drift=3.0) == \
+        "caught (as is the clean control, 50%: honest drift)"
+    assert status_tool.status(2.6, caught, clean_alarms=0.0, clean_drift=3.0) == "caught"
