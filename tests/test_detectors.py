@@ -518,3 +518,43 @@ def test_clients_scoring_the_same_items_share_their_sampling_error() -> None:
             for n in range(10)}
     result = detect_round({"alignment": {"over-refusal": 0.0}}, None, many, round=1)
     assert any(a.severity == "alarm" and a.metric == "over-refusal" for a in result.alarms)
+
+
+def sampled_reference_run(seed: int, reference_sampled: bool, rounds: int = 10) -> bool:
+    """One clean run where the clients score other items than the reference, at the least
+    favourable null: the reference is one draw of item-sampling error (fixed for the run), each
+    round every client scores the same fresh sample (a shared error) and the true degradation
+    equals the tolerance. True if any population test (level or trend) alarmed."""
+    rng = np.random.default_rng(seed)
+    ref = {}
+    for (mode, metric), (value, se) in PUBLIC.items():
+        ref.setdefault(mode, {})[metric] = MetricValue(value + se * rng.standard_normal(), se,
+                                                       400, spec_for(mode, metric).worse)
+    monitor = BehaviorMonitor(ref, DetectorConfig(alpha=ALPHA, horizon=rounds,
+                                                  reference_sampled=reference_sampled))
+    fired = False
+    for r in range(rounds):
+        reports: dict[int, dict] = {n: {} for n in range(N_CLIENTS)}
+        for (mode, metric), (value, se) in PUBLIC.items():
+            truth = value + sign(mode, metric) * spec_for(mode, metric).tolerance
+            shared = se * rng.standard_normal()  # this round's items, scored by every client
+            for n in range(N_CLIENTS):
+                x = truth + shared + 0.1 * se * rng.standard_normal()
+                put(reports[n], mode, metric, Observation(x, se, 400, 0.0))
+        result = monitor.observe(r + 1, None, reports)
+        fired |= any(a.evidence["test"] in ("level", "trend") for a in alarms_of(result))
+    return fired
+
+
+def test_clients_scoring_other_items_than_the_reference_stay_within_the_budget() -> None:
+    """With a rotating client sample (trust.client-probe-budget) or a server subset, client
+    medians are compared with a reference scored on other items: its sampling error is one
+    fixed draw for the whole run. Counted once per test, the budget holds; treated as exact
+    (as it was), the same runs alarm far more often."""
+    runs = 300
+    bound = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    rate = sum(sampled_reference_run(seed, True) for seed in range(runs)) / runs
+    exact = sum(sampled_reference_run(seed, False) for seed in range(runs)) / runs
+    print(f"sampled reference: false-alarm rate {rate:.3f} counted, {exact:.3f} as exact "
+          f"(bound {bound:.3f})")
+    assert rate <= bound < exact

@@ -387,3 +387,18 @@ def test_a_client_the_update_checks_named_stays_out_until_its_update_is_ordinary
     if out_in_rounds_2_3[0]:  # kept out by the probation, not by a new flag
         assert "probation" in later[0].reason and "probation" in later[1].reason
         assert not [a for a in guard.alarms if a.round > 1], "flagged anew: not the case tested"
+
+
+@pytest.mark.parametrize(("budget", "server_items", "sampled"), [
+    (0, 0, False),  # every party scores the whole suites: the reference is on the same items
+    (8, 0, True),  # a rotating client sample
+    (0, 8, True),  # a server subset of the clients' suites
+])
+def test_reports_count_the_reference_error_when_clients_score_other_items(
+        tmp_path, budget, server_items, sampled):
+    guard = _guard(FedAvg(), tmp_path, client_probe_budget=budget,
+                   server_probe_items=server_items)
+    core = guard.core
+    assert core.monitor("reports").config.reference_sampled is sampled
+    assert core.monitor("evaluate").config.reference_sampled is sampled
+    assert core.monitor("candidate").config.reference_sampled is False  # same items, paired

@@ -229,6 +229,9 @@ class _Round:
             value, se, df, source = stats.median, stats.median_se, stats.df, "clients"
         else:
             return
+        # other items than the reference's: its sampling error is part of every comparison
+        ref_se = ref_t[1] if (self.cfg.reference_sampled and source == "clients"
+                              and ref_t is not None) else 0.0
         reference = ref_t[0] if ref_t is not None else spec.reference
         d = None if reference is None else sign * (value - reference)
         self.result.population.setdefault(mode, {})[metric] = {
@@ -248,18 +251,22 @@ class _Round:
             self.blocks.append(_ClientBlock(mode, metric, spec, tol, stats, sign, margin, pc))
         if d is None or spec.victim:
             return
+        se_level = math.hypot(se, ref_se)
         ev = {"test": "level", "value": value, "reference": reference, "degradation": d,
-              "tolerance": tol, "se": se, "source": source, "df": _json_df(df),
+              "tolerance": tol, "se": se_level, "source": source, "df": _json_df(df),
               "paired_items": paired.n if paired is not None else 0}
-        z = (d - tol) / max(se, _TINY)
+        if ref_se:
+            ev["reference_se"] = ref_se
+        z = (d - tol) / max(se_level, _TINY)
         if paired is not None:  # on the margin scale: both statistics must exceed the threshold
             z = min(z, paired.z(tol))
             ev |= paired.evidence(tol)
         self.tests["level"].append(_Test(mode, metric, z, df, ev))
         if self.state is not None:
-            self._trend(mode, metric, d, se, df, tol)
+            self._trend(mode, metric, d, se, df, tol, ref_se)
 
-    def _trend(self, mode: str, metric: str, d: float, se: float, df: float, tol: float) -> None:
+    def _trend(self, mode: str, metric: str, d: float, se: float, df: float, tol: float,
+               ref_se: float = 0.0) -> None:
         hist = self.state.history.setdefault((mode, metric), [])  # type: ignore[union-attr]
         hist.append((self.rnd, d, se, df))
         w = self.cfg.trend_window
@@ -269,6 +276,7 @@ class _Round:
         ses = [h[2] for h in hist]
         rho = self.cfg.trend_rho
         se_w = math.sqrt((1 - rho) * sum(s * s for s in ses) + rho * sum(ses) ** 2) / w
+        se_w = math.hypot(se_w, ref_se)  # one reference for every round of the window
         mean = sum(h[1] for h in hist) / w
         ev = {"test": "trend", "window": [hist[0][0], hist[-1][0]], "mean_degradation": mean,
               "degradation": d, "tolerance": tol, "se": se_w}

@@ -39,6 +39,10 @@ class DetectorConfig:
     horizon:      the run's planned rounds: alpha is spent evenly over them (statistics.spend)
                   instead of 6 / (pi^2 t^2) per look; 0 = open-ended; None = the rounds the
                   strategy is started with (TrustGuard.start's num_rounds), else open-ended
+    reference_sampled: the clients score other items than the reference (a per-round sample,
+                  or another subset than the server's): the reference's own item-sampling
+                  stderr then enters the tests of the clients' median, once per test (it is
+                  the same in every round, so the trend test does not average it away)
     """
 
     alpha: float = 0.05
@@ -50,6 +54,7 @@ class DetectorConfig:
     min_clients: int = MIN_CLIENTS
     paired_scale: PairedScale = "margin"
     horizon: int | None = None
+    reference_sampled: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:

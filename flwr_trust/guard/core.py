@@ -305,9 +305,18 @@ class Guard:
             # The server probes the same items every round: their sampling errors repeat, so
             # averaging rounds (the trend test) gains nothing: rho = 1 keeps it honest.
             cfg = dataclasses.replace(self._share, trend_rho=1.0) if kind == "candidate" \
-                else self._share
+                else dataclasses.replace(self._share,
+                                         reference_sampled=self._clients_score_other_items())
             self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
+
+    def _clients_score_other_items(self) -> bool:
+        """Whether client reports cover other items than the server's reference: a rotating
+        client sample, or a server subset of the clients' suites."""
+        s = self.settings
+        return s.client_probe_budget > 0 or any(
+            m not in s.server_suites or s.server_suites[m].hash != suite.hash
+            for m, suite in s.client_suites.items())
 
     def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int],
                       distrusted: set[int], verified: set[int] | None,
