@@ -227,6 +227,30 @@ def test_memorization_client_is_aggregated_under_the_trust_mod(tmp_path, shared_
     assert start["horizon"] == FAST["num_server_rounds"]  # trust.horizon = auto: planned
 
 
+def test_clients_can_probe_a_rotating_sample_of_the_servers_probe_set(tmp_path, shared_cache):
+    """client-probe-items < probe-items: every client of a round scores the same stratified
+    sample of the probe set (a new one each round), the server's reference and candidates keep
+    all of it; more than the probe set is a clear error."""
+    from silent_failures.sim.runner import run_inline
+
+    out = run_inline(num_clients=3, base_dir=tmp_path, scenario="clean", monitor="trust-off",
+                     client_probe_items=3, **FAST)
+    log = [json.loads(line) for line in
+           (Path(out.run_dir) / "audit.jsonl").read_text().splitlines()]
+    (start,) = [r["payload"] for r in log if r["kind"] == "run-start"]
+    assert start["client_probe_budget"] == 3
+    rounds = [r["payload"] for r in log if r["kind"] == "round"
+              and r["payload"]["phase"] == "train"]
+    assert len(rounds) == 2 and all(not r["clients"]["failed"] for r in rounds)
+    (reference,) = [r["payload"]["profile"]["metrics"] for r in log if r["kind"] == "reference"]
+    for r in rounds:  # every client of a round: one sample, smaller than the server's set
+        (sent,) = {flat["trust.alignment.refusal-rate.n"]
+                   for flat in r["client_metrics"].values()}
+        assert sent < reference["alignment"]["refusal-rate"]["n"]
+    with pytest.raises(BaselineConfigError, match="client-probe-items = 9 is more than"):
+        parse_config({"probe-items": 8, "client-probe-items": 9})
+
+
 @pytest.mark.parametrize(("scenario", "monitor", "extra"), [
     ("poisoned-update", "system", {"poison": "scale", "poison_factor": 20.0}),
     ("fairness-collapse", "fedmedian", {"train_dp": True}),

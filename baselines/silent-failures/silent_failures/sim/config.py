@@ -21,7 +21,8 @@ MONITORS = ("none", "system", "multikrum", "fedmedian", "fedtrimmedavg", "trust-
             "trust-quarantine", "trust-rollback")
 MODELS = ("default", "tiny")
 PRECISIONS = ("auto", "bf16", "fp32")
-# Set by the baseline from probe-items (server and clients must score the same items).
+# Set by the baseline from probe-items / client-probe-items (the server scores the probe set,
+# clients it or a round sample of it).
 RESERVED_TRUST_KEYS = ("trust.suites", "trust.server-probe-items", "trust.client-probe-budget",
                        "trust.gate", "trust.model", "trust.run-dir", "trust.seed")
 
@@ -42,9 +43,14 @@ KEYS: dict[str, tuple[Any, str]] = {
     "precision": ("auto", "training and probing precision: bf16 (autocast), fp32, or auto "
                   "(bf16 where the CPU/GPU runs it natively, e.g. AVX512-BF16 or AMX, else "
                   "fp32; always fp32 for tiny)"),
-    "probe-items": (20, "items per failure mode in the fixed probe set that the server and "
-                    "every client score each round; memorization takes half, its canaries cost "
-                    "~7x (0 = the whole default suites)"),
+    "probe-items": (20, "items per failure mode in the fixed probe set that the server (and "
+                    "every client, unless client-probe-items) scores each round; memorization "
+                    "takes half, its canaries cost ~7x (0 = the whole default suites)"),
+    "client-probe-items": (0, "items per mode each client probes per round: a stratified "
+                           "sample of the probe set, the same for every client of a round and "
+                           "rotating across rounds (trust.client-probe-budget); 0 = the whole "
+                           "probe set. Below probe-items the server's candidate test keeps "
+                           "every probe item at a fraction of the clients' cost"),
     "eval-items": (100, "ground truth: items of the target suite outside the probe set used to "
                    "measure the initial and final model (0 = all of them)"),
     "train-dp": (False, "train locally with DP-SGD (Opacus); epsilon is reported per client"),
@@ -94,6 +100,7 @@ class BaselineConfig:
     max_length: int = KEYS["max-length"][0]
     precision: str = KEYS["precision"][0]
     probe_items: int = KEYS["probe-items"][0]
+    client_probe_items: int = KEYS["client-probe-items"][0]
     eval_items: int = KEYS["eval-items"][0]
     train_dp: bool = KEYS["train-dp"][0]
     dp_noise_multiplier: float = KEYS["dp-noise-multiplier"][0]
@@ -219,6 +226,8 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
         "max-length": _number("max-length", values["max-length"], int, 8, 8192),
         "precision": _choice("precision", values["precision"], PRECISIONS),
         "probe-items": _number("probe-items", values["probe-items"], int, 0, 100_000),
+        "client-probe-items": _number("client-probe-items", values["client-probe-items"], int,
+                                      0, 100_000),
         "eval-items": _number("eval-items", values["eval-items"], int, 0, 100_000),
         "train-dp": _bool("train-dp", values["train-dp"]),
         "dp-noise-multiplier": _number("dp-noise-multiplier", values["dp-noise-multiplier"],
@@ -244,6 +253,11 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
         "seed": _number("seed", values["seed"], int, 0, 2**31 - 1),
         "run-dir": str(values["run-dir"]) or KEYS["run-dir"][0],
     }
+    if parsed["probe-items"] and parsed["client-probe-items"] > parsed["probe-items"]:
+        raise BaselineConfigError(
+            f"client-probe-items = {parsed['client-probe-items']} is more than the probe set "
+            f"(probe-items = {parsed['probe-items']}): clients probe a sample of it.",
+            "Use client-probe-items <= probe-items (0 = the whole probe set).")
     if parsed["precision"] == "auto":
         from silent_failures.training import preferred_precision
 
@@ -252,7 +266,8 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
     if reserved:
         raise BaselineConfigError(
             f"The baseline sets {', '.join(reserved)} itself.",
-            "Use probe-items (the probe set), monitor (the gate), model, run-dir and seed.")
+            "Use probe-items (the probe set), client-probe-items (the clients' share of it), "
+            "monitor (the gate), model, run-dir and seed.")
     return BaselineConfig(**{_FIELD_OF[k]: v for k, v in parsed.items()})
 
 

@@ -148,4 +148,5 @@ def trust_guard(cfg: BaselineConfig, run_config: Mapping[str, Any], *, peft_conf
     return strategy_from_config(
         trust_cfg, gate=cfg.gate, model=cfg.model, peft_config=peft_config, run_dir=run_dir,
         seed=cfg.seed, suites=str(probe_set_folder(cfg.probe_items)), server_probe_items=0,
-        client_probe_budget=0, precision=str(trust_cfg.get("trust.precision", cfg.precision)))
+        client_probe_budget=cfg.client_probe_items,
+        precision=str(trust_cfg.get("trust.precision", cfg.precision)))
