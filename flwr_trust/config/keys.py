@@ -209,7 +209,8 @@ KEYS: tuple[Key, ...] = (
         keyword="server_probe_items"),
     Key("trust.client-probe-budget", "int", DEFAULT_PROBE_ITEMS, "items per mode each client "
         "probes per round, sent as `trust.probe-budget`; a stratified sample rotating across "
-        "rounds; 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,
+        "rounds (tests of the clients' median then count the reference's own sampling error: "
+        "other items); 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,
         keyword="client_probe_budget"),
     Key("trust.update-alpha", "float", 0.01, "per-round false-alarm budget of the update "
         "checks", _S, low=0.0, high=1.0, open_low=True, keyword="update_alpha"),
