@@ -27,7 +27,14 @@ $(VENV)/.installed: pyproject.toml baselines/silent-failures/pyproject.toml
 # environment (no per-run dependency install: the app runs in this venv, offline).
 FLWR_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" FLWR_HOME="$(CURDIR)/runs/flwr-home" \
 	FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
+# A SuperLink that another checkout's `make demo` left running holds the local port and would
+# run this app in that checkout's environment (its run fails silently): refuse with a clear error.
 demo: setup
+	@other=$$(pgrep -af "[f]lower-superlink" | grep -v "$(CURDIR)/runs/flwr-home"); \
+	if [ -n "$$other" ]; then \
+		echo "make demo: a Flower SuperLink from another folder is running:"; echo "$$other"; \
+		echo "Stop it first (make demo-stop in that folder, or kill its pid), then rerun."; \
+		exit 1; fi
 	$(BIN)/python -m silent_failures.aligned_cli --model default
 	$(FLWR_ENV) $(BIN)/flwr run baselines/silent-failures --stream \
 		--federation-config "num-supernodes=4 client-resources-num-cpus=1" \
