@@ -94,3 +94,28 @@ def test_leave_group_out_names_the_group_and_says_why():
     assert named == [] and why.endswith("the candidate without them still fails")
     named, why = _group_case({2}, fail=ValueError("shapes differ"))
     assert named == [] and "failed to aggregate (shapes differ)" in why
+
+
+def test_each_own_model_is_probed_once_across_confirmation_and_group_step():
+    """Leave-one-out names clients 1 and 3 (the candidate fails only with both in), their own
+    models pass, so confirmation drops them and the group step probes every own model: models
+    1 and 3 are then not probed a second time."""
+    from flwr_trust.guard.culprits import small_round_culprits
+
+    nodes = (1, 2, 3, 4)
+    models = {n: frozenset([n]) for n in nodes}
+    calls: list[frozenset] = []
+
+    def probe(arrays):
+        calls.append(arrays)
+        own = len(arrays) == 1
+        failing = arrays & {2, 4} if own else {1, 3} <= arrays
+        return _profile(0.6 if failing else 0.9)
+
+    def fails(profile):
+        return profile.metrics["alignment"]["refusal-rate"].value < 0.8
+
+    named, why = small_round_culprits(_Trials(), None, list(nodes), models, probe, fails)
+    assert named == [] and why.endswith("the candidate without them still fails")
+    own = sorted((a for a in calls if len(a) == 1), key=min)
+    assert own == [frozenset([n]) for n in nodes]  # once each

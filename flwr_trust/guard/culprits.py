@@ -34,12 +34,30 @@ def small_round_culprits(aggregation: Aggregation, checkpoint: Any, nodes: Colle
     """The culprits of a failed candidate in a round of at most LOO_MAX_CLIENTS clients, and
     why nobody was named ("" when leave-one-out named someone): leave-one-out confirmed by
     own models, else the group of own-model failures."""
+    probe = _own_models_once(probe, models)
     named = confirmed(leave_one_out(aggregation, checkpoint, nodes, probe, fails), models,
                       probe, fails)
     if named:
         return named, ""
     group, why = leave_group_out(aggregation, checkpoint, nodes, models, probe, fails)
     return group, f"no single culprit; {why}"
+
+
+def _own_models_once(probe: ProbeFailing, models: Mapping[int, Any]) -> ProbeFailing:
+    """`probe`, scoring each client's own model at most once: the confirmation and the group
+    step both ask for it. Trial aggregates are new arrays each time and are not cached."""
+    own = {id(m): m for m in models.values() if m is not None}  # keeps the ids valid
+    seen: dict[int, BehaviorProfile | None] = {}
+
+    def once(arrays: Any) -> BehaviorProfile | None:
+        key = id(arrays)
+        if own.get(key) is not arrays:
+            return probe(arrays)
+        if key not in seen:
+            seen[key] = probe(arrays)
+        return seen[key]
+
+    return once
 
 
 def trial_test(before: BehaviorMonitor, rnd: int, candidate: BehaviorProfile) -> Fails:
