@@ -30,11 +30,18 @@ from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.errors import TrustError
 from flwr_trust.guard import resume
 from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, small_round_culprits, trial_test
-from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence, RoundOutcome
+from flwr_trust.guard.evidence import (
+    Aggregation,
+    Prober,
+    RoundEvidence,
+    RoundOutcome,
+    checked_updates,
+)
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.guard.screened import screened_culprits
+from flwr_trust.probes.sampling import reports_sampled_apart
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.report.records import RunResume
 from flwr_trust.scoring.profile import BehaviorProfile
@@ -187,7 +194,7 @@ class Guard:
         """Check, gate and aggregate one train round (see the module docstring)."""
         self._enter(ev)
         s, rnd = self.settings, ev.round
-        update = self._update_checks(ev)
+        update = checked_updates(ev, s.checker, s.secure_aggregation)
         reports = {r.node: r.trust for r in ev.replies}
         audit = self._audit(ev)
         integrity = audit.alarms if audit is not None else []
@@ -304,19 +311,13 @@ class Guard:
             ref = self.reference.metrics if self.reference is not None else {}
             # The server probes the same items every round: their sampling errors repeat, so
             # averaging rounds (the trend test) gains nothing: rho = 1 keeps it honest.
+            s = self.settings
+            apart = reports_sampled_apart(s.client_suites, s.server_suites,
+                                          s.client_probe_budget)
             cfg = dataclasses.replace(self._share, trend_rho=1.0) if kind == "candidate" \
-                else dataclasses.replace(self._share,
-                                         reference_sampled=self._clients_score_other_items())
+                else dataclasses.replace(self._share, reference_sampled=apart)
             self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
-
-    def _clients_score_other_items(self) -> bool:
-        """Whether client reports cover other items than the server's reference: a rotating
-        client sample, or a server subset of the clients' suites."""
-        s = self.settings
-        return s.client_probe_budget > 0 or any(
-            m not in s.server_suites or s.server_suites[m].hash != suite.hash
-            for m, suite in s.client_suites.items())
 
     def _on_probation(self, rnd: int, observed: dict[int, Any], nodes: list[int],
                       distrusted: set[int], verified: set[int] | None,
@@ -340,24 +341,6 @@ class Guard:
     def _states(self) -> dict[str, dict[str, Any]]:
         """Every monitor's sequential state, for the round record (what a resume reads)."""
         return {name: m.state.to_json() for name, m in self._monitors.items()}
-
-    def _update_checks(self, ev: RoundEvidence) -> UpdateCheckResult:
-        """Update checks on the decoded arrays against the decoded global model. A malformed
-        update (NaN/Inf, wrong layout) is refused here and leaves no alarm behind."""
-        if self.settings.secure_aggregation or ev.global_arrays is None:
-            return self.settings.checker.check({}, base=None, round=ev.round)
-        clients = {r.node: (r.arrays or {}) for r in ev.replies}
-        result = self.settings.checker.check(clients, base=ev.global_arrays, round=ev.round)
-        malformed = {n: s["malformed"] for n, s in result.stats.items() if "malformed" in s}
-        if not malformed:
-            return result
-        for node, problem in malformed.items():
-            ev.refuse(node, str(problem))
-            log.warning("TrustGuard: refused reply from node %s: %s", node, problem)
-        return dataclasses.replace(
-            result, flagged=tuple(n for n in result.flagged if n not in malformed),
-            stats={n: s for n, s in result.stats.items() if n not in malformed},
-            alarms=[a for a in result.alarms if not set(a.clients) & set(malformed)])
 
     def _audit(self, ev: RoundEvidence) -> AuditResult | None:
         """Re-probe a random sample of clients and compare with what they reported

@@ -7,6 +7,8 @@ scores arrays on the server. Tests plug fakes into the same seams.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,9 +16,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from flwr_trust.detect.alarm import Alarm
+from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.guard.gates import GateDecision
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.profile import BehaviorProfile
+
+log = logging.getLogger("flwr.trust")
 
 
 class Prober(Protocol):
@@ -98,3 +103,24 @@ class RoundOutcome:
     decision: GateDecision
     alarms: list[Alarm]
     candidate: BehaviorProfile | None = None
+
+
+def checked_updates(ev: RoundEvidence, checker: UpdateChecker, secure_aggregation: bool
+                    ) -> UpdateCheckResult:
+    """Update checks on the decoded arrays against the decoded global model (none under secure
+    aggregation). A malformed update (NaN/Inf, wrong layout) is refused here, in `ev`, and
+    leaves no alarm behind."""
+    if secure_aggregation or ev.global_arrays is None:
+        return checker.check({}, base=None, round=ev.round)
+    clients = {r.node: (r.arrays or {}) for r in ev.replies}
+    result = checker.check(clients, base=ev.global_arrays, round=ev.round)
+    malformed = {n: s["malformed"] for n, s in result.stats.items() if "malformed" in s}
+    if not malformed:
+        return result
+    for node, problem in malformed.items():
+        ev.refuse(node, str(problem))
+        log.warning("TrustGuard: refused reply from node %s: %s", node, problem)
+    return dataclasses.replace(
+        result, flagged=tuple(n for n in result.flagged if n not in malformed),
+        stats={n: s for n, s in result.stats.items() if n not in malformed},
+        alarms=[a for a in result.alarms if not set(a.clients) & set(malformed)])

@@ -93,3 +93,13 @@ def server_suites(suites: dict[str, ProbeSuite], items: int, seed: int
         idx = sorted(rng.sample(range(len(suite.items)), items))
         out[mode] = suite.subset(idx, name_suffix=f"@server{items}")
     return out
+
+
+def reports_sampled_apart(client_suites: Mapping[str, ProbeSuite],
+                          server_suites: Mapping[str, ProbeSuite], client_budget: int) -> bool:
+    """Whether client reports cover other items than the server's reference (a rotating client
+    sample, or a server subset of the clients' suites): the reference's own sampling error
+    then enters every comparison of reports with it."""
+    return client_budget > 0 or any(
+        m not in server_suites or server_suites[m].hash != suite.hash
+        for m, suite in client_suites.items())
