@@ -110,7 +110,7 @@ def _check_monitored_training(output: str, run_dir: Path, tmp_path: Path, rounds
     kinds = [r["kind"] for r in records]
     assert kinds[:2] == ["run-start", "reference"] and kinds[-1] == "run-end"
     start = records[0]["payload"]
-    assert start["client_probe_budget"] == 32 and set(start["server_items"].values()) <= {30, 32}
+    assert start["client_probe_budget"] == 32 and set(start["server_items"].values()) <= {30, 100}
     train = [r["payload"] for r in records
              if r["kind"] == "round" and r["payload"]["phase"] == "train"]
     assert [r["round"] for r in train] == list(range(1, rounds + 1))

@@ -154,11 +154,18 @@ _READERS: dict[str, Callable[[Key, Any], Any]] = {
     "choice": _read_choice, "list": _read_list}
 
 _MAX_INT = 2**31
-# Probe items per mode per round, on the server and on each client: a sample sized for a
-# round. The whole default suites hold 30-315 items per mode (`flwr-trust suites`), and one
-# pass over all six takes 80-116 s on SmolLM2 on 2 CPU cores (docs/benchmarks.md); whole
-# suites only when 0 is asked for.
+# Probe items per mode per round on each client: a sample sized for a round. The whole default
+# suites hold 30-315 items per mode (`flwr-trust suites`), and one pass over all six takes
+# 80-116 s on SmolLM2 on 2 CPU cores (docs/benchmarks.md); whole suites only when 0 is asked.
 DEFAULT_PROBE_ITEMS = 32
+# The server's fixed subset per mode, probed for the reference and once per round's candidate:
+# the candidate test's power comes from these items (paired: the same items every round), and
+# they are probed once per round on the server's hardware, not by every client. On SmolLM2,
+# 20 items per mode missed the honest clients' own refusal drift (2x its tolerance) in 20/20
+# clean federations, 100 caught it in round 3 of 3 in 3/3, and the attacker in its onset round
+# (bench/results/smollm2-clean20, smollm2-server100-client20; README). Memorization's suite
+# holds 30 canaries, so it is probed whole.
+DEFAULT_SERVER_PROBE_ITEMS = 100
 _C, _S, _B = "client", "server", "both"
 KEYS: tuple[Key, ...] = (
     # ---------------------------------------------------------------- both sides
@@ -203,8 +210,8 @@ KEYS: tuple[Key, ...] = (
         "them); above 8, a linear screen ranks the clients and "
         "the 3 it ranks worst are probed exactly, each named only if its own model fails), "
         "halt (stop with an error)", _S, keyword="gate"),
-    Key("trust.server-probe-items", "int", DEFAULT_PROBE_ITEMS, "items per mode the server "
-        "probes for the reference and every candidate (a fixed seeded subset, so both are "
+    Key("trust.server-probe-items", "int", DEFAULT_SERVER_PROBE_ITEMS, "items per mode the "
+        "server probes for the reference and every candidate (a fixed seeded subset, so both are "
         "scored on the same items); 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,
         keyword="server_probe_items"),
     Key("trust.client-probe-budget", "int", DEFAULT_PROBE_ITEMS, "items per mode each client "
