@@ -88,6 +88,7 @@ def test_leave_group_out_names_the_group_and_says_why():
                                            "without them passes")
     named, why = _group_case({1, 2, 4})
     assert named == [] and "more than half of 4" in why
+    assert "federation's own fine-tuning" in why and "trust.tolerance." in why  # what to do
     named, why = _group_case(set())
     assert named == [] and why == "own models failing: none"
     named, why = _group_case({2}, hidden=frozenset({3}))
@@ -117,5 +118,7 @@ def test_each_own_model_is_probed_once_across_confirmation_and_group_step():
 
     named, why = small_round_culprits(_Trials(), None, list(nodes), models, probe, fails)
     assert named == [] and why.endswith("the candidate without them still fails")
+    # the reason keeps what leave-one-out found before the confirmation dropped it
+    assert why.startswith("leave-one-out named [1, 3], whose own models pass; own models")
     own = sorted((a for a in calls if len(a) == 1), key=min)
     assert own == [frozenset([n]) for n in nodes]  # once each

@@ -35,12 +35,14 @@ def small_round_culprits(aggregation: Aggregation, checkpoint: Any, nodes: Colle
     why nobody was named ("" when leave-one-out named someone): leave-one-out confirmed by
     own models, else the group of own-model failures."""
     probe = _own_models_once(probe, models)
-    named = confirmed(leave_one_out(aggregation, checkpoint, nodes, probe, fails), models,
-                      probe, fails)
+    alone = leave_one_out(aggregation, checkpoint, nodes, probe, fails)
+    named = confirmed(alone, models, probe, fails)
     if named:
         return named, ""
     group, why = leave_group_out(aggregation, checkpoint, nodes, models, probe, fails)
-    return group, f"no single culprit; {why}"
+    single = (f"leave-one-out named {alone}, whose own models pass" if alone
+              else "no single culprit")
+    return group, f"{single}; {why}"
 
 
 def _own_models_once(probe: ProbeFailing, models: Mapping[int, Any]) -> ProbeFailing:
@@ -127,12 +129,17 @@ def leave_group_out(aggregation: Aggregation, checkpoint: Any, nodes: Collection
         if own is not None and fails(own):
             suspects.append(node)
     found = f"own models failing: {suspects or 'none'}"
-    if not suspects or len(suspects) > len(nodes) // 2:
-        return [], found + ("" if not suspects else f", more than half of {len(nodes)}")
+    if not suspects:
+        return [], found
+    if len(suspects) > len(nodes) // 2:
+        return [], (f"{found}, more than half of {len(nodes)}: the federation's own "
+                    "fine-tuning moves the failing metrics, not one client, and later rounds "
+                    "will be refused alike until the local data or recipe changes, or the "
+                    "drift is accepted by raising the metric's trust.tolerance.* key")
     try:
         arrays = aggregation.trial(checkpoint, [n for n in nodes if n not in suspects])
     except Exception as exc:  # a failed trial names no culprit
-        return [], f"{found}; the trial without them failed to aggregate ({exc})"
+        return [], f"{found}; the trial without them failed to aggregate ({str(exc)[:200]})"
     profile = probe(arrays)
     if profile is None or fails(profile):
         return [], f"{found}; the candidate without them still fails"
