@@ -80,10 +80,10 @@ def test_a_registered_mode_is_validated_scored_and_reported_by_the_mod(toy, tmp_
 def test_a_registered_mode_is_detected_gated_and_in_the_report(toy, tmp_path):
     """Clients report the toy metric; one reports a large degradation: a per-client alarm on
     the new mode, a quarantine, and the report's summary and page name the mode."""
-    _suite_file(tmp_path)
+    suite = load_suite(_suite_file(tmp_path))  # 6 items: the server probes them all
     bad = 104
     reference = BehaviorProfile({"toxicity": {"toxic-pref": MetricValue(0.2, 0.02, 200)}},
-                                {"toxicity": "0" * 64})
+                                {"toxicity": suite.hash})
 
     def client(msg, node, rnd, arrays):
         rng = np.random.default_rng(node + 10 * rnd)

@@ -200,6 +200,22 @@ def test_other_suites_or_modes_are_refused(tmp_path):
         drive(second, [2], arrays)
 
 
+def test_other_server_items_are_refused_with_the_logged_number(tmp_path):
+    """A run that crashed with other server items per mode (e.g. before the default went from
+    32 to 100) is not continued; the error says which number to set."""
+    run = tmp_path / "run"
+    first = guard(run, CountingProber(), server_probe_items=32)
+    arrays = drive(first, [1], initial_arrays())
+    del first
+    collect()
+    second = guard(run, CountingProber())
+    with pytest.raises(TrustError) as info:
+        drive(second, [2], arrays)
+    text = str(info.value)
+    assert "server's items per mode differ" in text and "'alignment': 32" in text
+    assert "trust.server-probe-items" in text
+
+
 def test_changed_settings_are_recorded_and_the_given_reference_ignored(tmp_path, caplog):
     run = tmp_path / "run"
     first = guard(run, CountingProber())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -21,8 +22,11 @@ from flwr.serverapp.strategy import (
     MultiKrum,
 )
 
+from flwr_trust.config.keys import BY_NAME
 from flwr_trust.detect.update import check_updates
 from flwr_trust.errors import TrustError
+from flwr_trust.probes.defaults import default_suite
+from flwr_trust.probes.sampling import server_suites
 from flwr_trust.report.audit import read_log, verify_log
 from flwr_trust.report.records import Gate
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
@@ -111,10 +115,30 @@ def test_gate_actions_and_alarms_are_logged_under_flowers_logger(tmp_path, caplo
     assert any("TrustGuard alarm [update." in r.getMessage() for r in ours)
 
 
+@functools.cache
+def _alignment_items() -> str:
+    """The hash of the server's default alignment items (seed 0): a reference given to the
+    guard must have been probed on them."""
+    items = BY_NAME["trust.server-probe-items"].default
+    return server_suites({"alignment": default_suite("alignment")}, items, 0)["alignment"].hash
+
+
 def _profile(refusal: float) -> BehaviorProfile:
     return BehaviorProfile({"alignment": {"refusal-rate": MetricValue(refusal, 0.02, 400,
                                                                       "lower")}},
-                           {"alignment": "0" * 64})
+                           {"alignment": _alignment_items()})
+
+
+def test_a_reference_probed_on_other_items_is_refused(tmp_path):
+    """Paired tests compare candidate and reference item by item: a reference from a run with
+    other server items (e.g. the 32 per mode that were the default) cannot be used."""
+    old = BehaviorProfile(_profile(0.9).metrics, {"alignment": "1" * 64})
+    with pytest.raises(TrustError) as info:
+        _guard(FedAvg(), tmp_path, reference=old)
+    text = str(info.value)
+    assert "probed on other items than this guard's server suites (alignment:" in text
+    assert "server_probe_items (trust.server-probe-items)" in text and "no reference" in text
+    assert _guard(FedAvg(), tmp_path, reference=_profile(0.9)).reference is not None
 
 
 class MarkerProber:
@@ -389,16 +413,21 @@ def test_a_client_the_update_checks_named_stays_out_until_its_update_is_ordinary
         assert not [a for a in guard.alarms if a.round > 1], "flagged anew: not the case tested"
 
 
-@pytest.mark.parametrize(("budget", "server_items", "sampled"), [
-    (0, 0, False),  # every party scores the whole suites: the reference is on the same items
-    (8, 0, True),  # a rotating client sample
-    (0, 8, True),  # a server subset of the clients' suites
+@pytest.mark.parametrize(("budget", "server_items", "apart"), [
+    (0, 0, ""),  # every party scores the whole suites: the reference is on the same items
+    (8, 0, "all"),  # a rotating client sample
+    (0, 8, "all"),  # a server subset of the clients' suites
+    # the defaults: 30 canaries are probed whole on both sides, the other suites are sampled
+    (32, 100, "all but memorization"),
 ])
 def test_reports_count_the_reference_error_when_clients_score_other_items(
-        tmp_path, budget, server_items, sampled):
+        tmp_path, budget, server_items, apart):
     guard = _guard(FedAvg(), tmp_path, client_probe_budget=budget,
                    server_probe_items=server_items)
     core = guard.core
-    assert core.monitor("reports").config.reference_sampled is sampled
-    assert core.monitor("evaluate").config.reference_sampled is sampled
-    assert core.monitor("candidate").config.reference_sampled is False  # same items, paired
+    every = set(guard.modes)
+    expected = every if apart == "all" else every - {"memorization"} if apart else set()
+    assert "memorization" in every and len(guard.client_suites["memorization"].items) == 30
+    assert core.monitor("reports").config.reference_sampled == expected
+    assert core.monitor("evaluate").config.reference_sampled == expected
+    assert core.monitor("candidate").config.reference_sampled == set()  # same items, paired

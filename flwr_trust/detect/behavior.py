@@ -230,7 +230,7 @@ class _Round:
         else:
             return
         # other items than the reference's: its sampling error is part of every comparison
-        ref_se = ref_t[1] if (self.cfg.reference_sampled and source == "clients"
+        ref_se = ref_t[1] if (mode in self.cfg.reference_sampled and source == "clients"
                               and ref_t is not None) else 0.0
         reference = ref_t[0] if ref_t is not None else spec.reference
         d = None if reference is None else sign * (value - reference)

@@ -39,10 +39,11 @@ class DetectorConfig:
     horizon:      the run's planned rounds: alpha is spent evenly over them (statistics.spend)
                   instead of 6 / (pi^2 t^2) per look; 0 = open-ended; None = the rounds the
                   strategy is started with (TrustGuard.start's num_rounds), else open-ended
-    reference_sampled: the clients score other items than the reference (a per-round sample,
-                  or another subset than the server's): the reference's own item-sampling
-                  stderr then enters the tests of the clients' median, once per test (it is
-                  the same in every round, so the trend test does not average it away)
+    reference_sampled: the modes whose clients score other items than the reference (a
+                  per-round sample, or another subset than the server's; True = every mode):
+                  the reference's own item-sampling stderr then enters the tests of the
+                  clients' median, once per test (it is the same in every round, so the trend
+                  test does not average it away)
     """
 
     alpha: float = 0.05
@@ -54,7 +55,7 @@ class DetectorConfig:
     min_clients: int = MIN_CLIENTS
     paired_scale: PairedScale = "margin"
     horizon: int | None = None
-    reference_sampled: bool = False
+    reference_sampled: bool | frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -93,6 +94,9 @@ class DetectorConfig:
         if self.paired_scale not in PAIRED_SCALES:
             raise TrustError(f"paired_scale must be one of {PAIRED_SCALES}, got "
                              f"{self.paired_scale!r}.", "Use \"margin\" (the default).")
+        sampled = self.reference_sampled
+        sampled = frozenset(modes if sampled is True else () if sampled is False else sampled)
+        object.__setattr__(self, "reference_sampled", sampled)
         object.__setattr__(self, "modes", modes)
         object.__setattr__(self, "tolerances", tols)
         object.__setattr__(self, "_cache", {})  # (mode, metric) -> tolerance, not a field

@@ -41,7 +41,7 @@ from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.guard.screened import screened_culprits
-from flwr_trust.probes.sampling import reports_sampled_apart
+from flwr_trust.probes.sampling import modes_sampled_apart
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.report.records import RunResume
 from flwr_trust.scoring.profile import BehaviorProfile
@@ -77,6 +77,9 @@ class Guard:
     def __init__(self, settings: GuardSettings, recorder: GuardRecorder, *,
                  prober: Prober | None = None, reference: BehaviorProfile | None = None,
                  on_alarm: Callable[[Alarm], None] | None = None) -> None:
+        if reference is not None and (wrong := resume.reference_mismatch(
+                reference, settings.server_suites)) is not None:
+            raise wrong
         self.settings = settings
         self.recorder = recorder
         self.prober = prober
@@ -308,14 +311,13 @@ class Guard:
     def monitor(self, kind: str) -> BehaviorMonitor:
         """The detectors of one evidence stream (MONITORS), created on first use."""
         if kind not in self._monitors:
-            ref = self.reference.metrics if self.reference is not None else {}
-            # The server probes the same items every round: their sampling errors repeat, so
-            # averaging rounds (the trend test) gains nothing: rho = 1 keeps it honest.
-            s = self.settings
-            apart = reports_sampled_apart(s.client_suites, s.server_suites,
-                                          s.client_probe_budget)
+            ref, s = (self.reference.metrics if self.reference else {}), self.settings
+            # The server probes the same items every round (trend: rho = 1, no averaging gain);
+            # clients' reports may score other items than the reference (its error counts).
+            apart = modes_sampled_apart(s.client_suites, s.server_suites, s.client_probe_budget)
             cfg = dataclasses.replace(self._share, trend_rho=1.0) if kind == "candidate" \
-                else dataclasses.replace(self._share, reference_sampled=apart)
+                else dataclasses.replace(self._share,
+                                         reference_sampled=apart | self._share.reference_sampled)
             self._monitors[kind] = BehaviorMonitor(ref, cfg)
         return self._monitors[kind]
 

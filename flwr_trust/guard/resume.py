@@ -97,11 +97,38 @@ def refusal(prior: PriorRun, start: RunStart, run_dir: Path) -> TrustError | Non
     different = changed(prior.start, start, SAME_SUITES)
     if different:
         facts = "; ".join(f"{k}: logged {v[0]!r}, now {v[1]!r}" for k, v in different.items())
+        items = changed(prior.start, start, ("server_items",)).get("server_items")
+        sizes = "" if items is None else (
+            f" The server's items per mode differ (logged {items[0]}, now {items[1]}): set "
+            f"trust.server-probe-items (server_probe_items) to the logged number (the default "
+            f"was 32 before 2026-12-07, 100 since).")
         return TrustError(
             f"Run folder {run_dir} holds a run probed on other suites or modes than this "
-            f"guard's ({facts}), so its reference and monitors do not apply.",
-            "Continue it with the run's suites and modes, or pass a new run_dir for a new run.")
+            f"guard's ({facts}), so its reference and monitors do not apply.{sizes}",
+            "Continue it with the run's suites, modes, server probe items and seed, or pass a "
+            "new run_dir for a new run.")
     return None
+
+
+def reference_mismatch(reference: BehaviorProfile, server_suites: Mapping[str, Any]
+                       ) -> TrustError | None:
+    """Why a reference given to the guard does not fit its server suites, or None. Paired
+    tests compare the candidate and the reference item by item, so both must be probed on the
+    same items; a reference on other items would be one fixed sampling error treated as
+    exact in every round."""
+    other = {m: (h, server_suites[m]) for m, h in reference.suite_hashes.items()
+             if m in server_suites and server_suites[m].hash != h}
+    if not other:
+        return None
+    facts = "; ".join(f"{m}: reference suite {h[:12]}, server suite {s.hash[:12]} "
+                      f"({len(s.items)} items)" for m, (h, s) in sorted(other.items()))
+    return TrustError(
+        f"The reference given to TrustGuard was probed on other items than this guard's "
+        f"server suites ({facts}), so the tests that compare them item by item do not apply.",
+        "Build the guard with the suites, modes, server_probe_items (trust.server-probe-items) "
+        "and seed of the run the reference comes from (its items per mode: "
+        "load_run(old_dir).start.server_items; the default was 32 before 2026-12-07, 100 "
+        "since), or pass no reference: the guard probes its own at round 0.")
 
 
 def changed(old: RunStart | None, new: RunStart, fields: Iterable[str] | None = None

@@ -95,11 +95,14 @@ def server_suites(suites: dict[str, ProbeSuite], items: int, seed: int
     return out
 
 
-def reports_sampled_apart(client_suites: Mapping[str, ProbeSuite],
-                          server_suites: Mapping[str, ProbeSuite], client_budget: int) -> bool:
-    """Whether client reports cover other items than the server's reference (a rotating client
-    sample, or a server subset of the clients' suites): the reference's own sampling error
-    then enters every comparison of reports with it."""
-    return client_budget > 0 or any(
-        m not in server_suites or server_suites[m].hash != suite.hash
-        for m, suite in client_suites.items())
+def modes_sampled_apart(client_suites: Mapping[str, ProbeSuite],
+                        server_suites: Mapping[str, ProbeSuite], client_budget: int
+                        ) -> frozenset[str]:
+    """The modes whose client reports cover other items than the server's reference (a
+    rotating client sample smaller than the suite, or a server subset of the client's suite):
+    the reference's own sampling error then enters every comparison of reports with it. A
+    suite both sides probe whole (e.g. 30 canaries under budgets of 32 and 100) is not."""
+    return frozenset(
+        m for m, suite in client_suites.items()
+        if 0 < client_budget < len(suite.items)
+        or m not in server_suites or server_suites[m].hash != suite.hash)
