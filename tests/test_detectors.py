@@ -365,6 +365,20 @@ def test_nan_and_inf_inputs_are_ignored_and_counted() -> None:
     assert not result.alarmed
 
 
+def test_huge_finite_reports_are_ignored_not_a_crash() -> None:
+    """Reports beyond any metric's scale (finite, but their squares overflow a float) are
+    unusable input like NaN: a majority of them must not crash the guard's core, which can be
+    driven without the adapter's reply screen."""
+    rng = np.random.default_rng(23)
+    reports = clean_reports(rng)
+    for n in range(N_CLIENTS - 2):
+        reports[n]["alignment"]["refusal-rate"] = Observation(1e200, 0.03)
+    reports[N_CLIENTS - 1]["bias"]["stereotype-pref"] = Observation(0.6, 1e300)
+    result = detect_round(reference(), None, reports, round=1)
+    assert result.ignored == N_CLIENTS - 1
+    assert not result.alarmed
+
+
 def test_unknown_modes_metrics_and_junk_are_skipped() -> None:
     reports = {
         1: {"alignment": {"no-such-metric": Observation(5.0)}, "no-such-mode": {"x": 1.0}},

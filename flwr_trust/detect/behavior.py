@@ -149,8 +149,8 @@ def _triple(o: Any) -> tuple[float, float, float] | None:
         else:
             v = o.value
             se, ns = getattr(o, "stderr", 0.0) or 0.0, getattr(o, "noise_std", 0.0) or 0.0
-        # the sum is finite iff all three are (an overflowing sum of huge values is unusable)
-        if math.isfinite(v + se + ns) and se >= 0 and ns >= 0:
+        # unusable: NaN/Inf, a negative spread, or beyond any metric's scale (squares overflow)
+        if max(abs(v), se, ns) <= 1e12 and se >= 0 and ns >= 0:
             return float(v), float(se), float(ns)
     except (AttributeError, TypeError, ValueError):
         pass
