@@ -14,7 +14,9 @@ A new guard on a `run_dir` whose log already holds a run reads, instead of start
 
 A run whose log has a ``run-end`` record is over: starting a guard on its folder is refused
 (`refusal`), as is one whose probe suites or modes differ from the run's (its reference and
-monitors would not apply). The guard then writes a ``run-resume`` record (records.RunResume).
+monitors would not apply). A reference handed to a new guard from an earlier run must come from
+the same server items (`reference_mismatch`). A resumed guard writes a ``run-resume`` record
+(records.RunResume).
 
 Flower's `Strategy.start` counts rounds from 1 again after a restart; a resumed guard numbers
 them after the log's last round (`round_offset`), unless the caller already continues the count.
@@ -39,6 +41,8 @@ from flwr_trust.scoring.profile import BehaviorProfile
 log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
 
 SAME_SUITES = ("modes", "suite_hash", "server_suites")
+DEFAULT_ITEMS_CHANGE = "the default was 32 before 2026-12-07, 100 since"
+"""For errors about server items: logs and references older than that probed 32 per mode."""
 """Run-start fields a resumed guard must share with the run: what its evidence is about."""
 
 
@@ -100,8 +104,8 @@ def refusal(prior: PriorRun, start: RunStart, run_dir: Path) -> TrustError | Non
         items = changed(prior.start, start, ("server_items",)).get("server_items")
         sizes = "" if items is None else (
             f" The server's items per mode differ (logged {items[0]}, now {items[1]}): set "
-            f"trust.server-probe-items (server_probe_items) to the logged number (the default "
-            f"was 32 before 2026-12-07, 100 since).")
+            f"trust.server-probe-items (server_probe_items) to the logged number "
+            f"({DEFAULT_ITEMS_CHANGE}).")
         return TrustError(
             f"Run folder {run_dir} holds a run probed on other suites or modes than this "
             f"guard's ({facts}), so its reference and monitors do not apply.{sizes}",
@@ -127,8 +131,8 @@ def reference_mismatch(reference: BehaviorProfile, server_suites: Mapping[str, A
         f"server suites ({facts}), so the tests that compare them item by item do not apply.",
         "Build the guard with the suites, modes, server_probe_items (trust.server-probe-items) "
         "and seed of the run the reference comes from (its items per mode: "
-        "load_run(old_dir).start.server_items; the default was 32 before 2026-12-07, 100 "
-        "since), or pass no reference: the guard probes its own at round 0.")
+        f"load_run(old_dir).start.server_items; {DEFAULT_ITEMS_CHANGE}), or pass no "
+        "reference: the guard probes its own at round 0.")
 
 
 def changed(old: RunStart | None, new: RunStart, fields: Iterable[str] | None = None
