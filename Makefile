@@ -29,16 +29,17 @@ FLWR_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" FLWR_HOME="$(CURDIR)/runs/flwr-home" 
 	FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
 # A SuperLink that another checkout's `make demo` left running holds the local ports and would
 # run this app in that checkout's environment (its run fails silently): refuse with a clear error.
-# Only a SuperLink on the ports `flwr run` uses here conflicts (flwr.cli.constant's defaults, or
-# the same environment variables); one a test started on ports of its own is left alone.
-LOCAL_HTTP_PORT    := $(or $(FLWR_LOCAL_SUPERLINK_HTTP_API_PORT),39091)
-LOCAL_CONTROL_PORT := $(or $(FLWR_LOCAL_CONTROL_API_PORT),39093)
+# Only a SuperLink on the port `flwr run` uses here conflicts (flwr.cli.constant's default, or
+# the same environment variable; the control API port is opened only on request): one a test
+# started on ports of its own is left alone. Ours logs under this folder's runs/flwr-home.
+LOCAL_HTTP_PORT := $(or $(FLWR_LOCAL_SUPERLINK_HTTP_API_PORT),39091)
 demo: setup
-	@other=$$(pgrep -af "[f]lower-superlink" | grep -v "$(CURDIR)/runs/flwr-home" \
-		| grep -E -- "--port $(LOCAL_HTTP_PORT)( |$$)|:$(LOCAL_CONTROL_PORT)( |$$)"); \
+	@other=$$(pgrep -af "[f]lower-superlink" \
+		| grep -vF -- "--log-file $(CURDIR)/runs/flwr-home/local-superlink/" \
+		| grep -E -- "--port[= ]$(LOCAL_HTTP_PORT)( |$$)"); \
 	if [ -n "$$other" ]; then \
-		echo "make demo: a Flower SuperLink from another folder holds the local ports" \
-			"$(LOCAL_HTTP_PORT)/$(LOCAL_CONTROL_PORT):"; echo "$$other"; \
+		echo "make demo: a Flower SuperLink from another folder holds the local port" \
+			"$(LOCAL_HTTP_PORT):"; echo "$$other"; \
 		echo "Stop it first (make demo-stop in that folder, or kill its pid), then rerun."; \
 		exit 1; fi
 	$(BIN)/python -m silent_failures.aligned_cli --model default
@@ -48,7 +49,7 @@ demo: setup
 
 # Stop the local SuperLink that `make demo` started (it keeps running to serve the next run).
 demo-stop:
-	-pkill -f "[f]lower-superlink.*$(CURDIR)/runs/flwr-home" || true
+	-pkill -f "[f]lower-superlink.* --log-file $(CURDIR)/runs/flwr-home/" || true
 
 probe: setup
 	$(BIN)/flwr-trust probe --model default --json runs/probe-default.json
