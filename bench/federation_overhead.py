@@ -2,6 +2,8 @@
 
     python bench/federation_overhead.py --model default --repeats 2      # SmolLM2 (goal <= 1.25)
     python bench/federation_overhead.py --model tiny --repeats 1 --rounds 2   # smoke
+    python bench/federation_overhead.py --model default --repeats 1 --set local-steps=60
+                                        # the same federation with clients that train 10x longer
 
 Runs `baselines/silent-failures` in this process (silent_failures.sim.runner.run_inline: the
 app's own ClientApp and server code, clients one after another on an in-process Grid) with
@@ -10,7 +12,9 @@ clients run no mod) and TrustGuard(FedAvg) with the trust mod (`--monitor`, defa
 trust-rollback), with the baseline app's own trust.* configuration. The federation time of a
 run is the sum over its rounds of the clients' and the server's seconds (the baseline's own
 ground-truth measurements before and after the run are not part of the federation). Printed:
-each run, the per-round split, and the ratio of the medians.
+each run, the per-round split, what the monitored run flagged (so that a cheaper setting is
+not mistaken for one that still catches the attacker), and the ratio of the medians.
+`--set KEY=VALUE` changes any baseline key (local-steps, batch-size, max-length, ...) in both.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection_matrix import app_trust_config  # noqa: E402
+from detection_matrix import _value, app_trust_config  # noqa: E402
 
 
 def federation_seconds(outcome) -> tuple[float, float, float]:
@@ -36,6 +40,16 @@ def federation_seconds(outcome) -> tuple[float, float, float]:
     clients = sum(r.get("client_seconds") or 0.0 for r in rounds)
     server = sum(r.get("server_seconds") or 0.0 for r in rounds)
     return clients + server, clients, server
+
+
+def flagged(outcome) -> str:
+    """What the monitored run caught, against the truth: first alarm from onset, the clients
+    named (alarms, quarantines and rollback culprits: outcome.flagged), alarms before onset."""
+    first = outcome.first_alarm_after_onset
+    found = "no alarm from onset" if first is None else f"first alarm in round {first}"
+    return (f"{found} (onset {outcome.onset}); clients named {outcome.flagged or 'none'}, "
+            f"affected {sorted(outcome.affected)}; alarm before onset: "
+            f"{'yes' if outcome.false_alarm else 'no'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any baseline key, in both runs (repeatable; not trust.*)")
     args = ap.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip().startswith("trust."):
+            raise SystemExit(f"federation_overhead: --set needs a baseline KEY=VALUE (not "
+                             f"trust.*), got {item!r}")
+        extra[key.strip().replace("-", "_")] = _value(value.strip())
     if args.threads:
         import torch
 
@@ -58,7 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     keys = {"model": args.model, "scenario": args.scenario, "seed": args.seed}
     if args.rounds is not None:
         keys["num_server_rounds"] = args.rounds
+    keys |= extra
+    from silent_failures.sim.config import BaselineConfigError, parse_config
+
+    try:  # a bad key or value stops here, before any federation runs
+        parse_config(app_trust_config(), monitor=args.monitor, **keys)
+    except (BaselineConfigError, TypeError) as exc:
+        raise SystemExit(f"federation_overhead: {exc}") from exc
     print("python bench/federation_overhead.py " + shlex.join(argv or sys.argv[1:]))
+    print("keys: " + ", ".join(f"{k}={v}" for k, v in keys.items()))
     totals: dict[str, list[float]] = {"none": [], args.monitor: []}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
@@ -73,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                                   for r in outcome.per_round)
                 print(f"repeat {rep + 1} {monitor:<15} federation {total:7.1f} s (clients "
                       f"{clients:.1f} s, server {server:.1f} s)  [{split}]")
+                if monitor != "none":
+                    print(f"  {monitor}: {flagged(outcome)}")
     plain, monitored = statistics.median(totals["none"]), statistics.median(totals[args.monitor])
     print(f"median federation: unmonitored {plain:.1f} s, {args.monitor} {monitored:.1f} s")
     print(f"ratio monitored / unmonitored: {monitored / plain:.3f}   (goal <= 1.25)")

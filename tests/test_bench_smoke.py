@@ -124,3 +124,29 @@ def test_update_evidence_reads_an_audit_log(tmp_path: Path) -> None:
     assert "thresholds with 4 clients and 420 arrays at alpha 0.01: norm and cosine 40.0" in out
     strict = _run("bench/update_evidence.py", "--cosine-margin", "0", str(run))
     assert "-z direction at margin 0 " in strict
+
+
+def test_federation_overhead_on_the_tiny_model(tiny_cache: Path) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
+               FLWR_TRUST_CACHE=str(tiny_cache))
+    done = subprocess.run([sys.executable, "bench/federation_overhead.py", "--model", "tiny",
+                           "--repeats", "1", "--rounds", "2", "--set", "local-steps=2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "local_steps=2" in out.splitlines()[1] and "num_server_rounds=2" in out
+    assert "repeat 1 none" in out and "repeat 1 trust-rollback" in out
+    # the tiny model has no behaviour to erode, but the trust run says what it caught
+    assert re.search(r"  trust-rollback: (no alarm from onset|first alarm in round \d) "
+                     r"\(onset 2\); clients named .*, affected \[0\]; alarm before onset", out)
+    assert re.search(r"ratio monitored / unmonitored: \d+\.\d{3}", out)
+
+
+def test_federation_overhead_refuses_a_bad_setting_before_running() -> None:
+    for bad, said in (("bogus=1", "Unknown baseline key"), ("local-steps=x", "local-steps"),
+                      ("trust.alpha=0.1", "not trust.*"), ("local-steps", "KEY=VALUE")):
+        done = subprocess.run([sys.executable, "bench/federation_overhead.py", "--model",
+                               "tiny", "--set", bad], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert done.returncode != 0 and said in done.stderr, (bad, done.stderr[-500:])
+        assert done.stdout == "" and "Traceback" not in done.stderr  # refused before running
