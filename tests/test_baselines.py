@@ -26,6 +26,7 @@ from silent_failures.sim.scenarios import (
     stereotype_sentences,
     textspeak,
 )
+from silent_failures.training import preferred_precision
 
 APP = Path(__file__).resolve().parents[1] / "baselines" / "silent-failures"
 FAST = {"model": "tiny", "num_server_rounds": 2, "onset_round": 2, "local_steps": 2,
@@ -53,7 +54,9 @@ def test_app_config_documents_every_key_and_parses():
     cfg = app_config()
     assert set(KEYS) <= set(cfg), f"undocumented keys: {set(KEYS) - set(cfg)}"
     parsed = parse_config(cfg)
-    assert parsed.model == "default" and parsed.precision == "bf16"
+    # precision "auto": bf16 where this CPU/GPU runs it natively, else fp32 (machine-dependent)
+    assert parsed.model == "default" and parsed.precision == preferred_precision()
+    assert parse_config(cfg, precision="fp32").precision == "fp32"
     for key, (default, _) in KEYS.items():
         assert cfg[key] == default, f"{key}: pyproject {cfg[key]!r} vs code {default!r}"
     assert not tomllib.loads((APP / "pyproject.toml").read_text())["project"]["dependencies"]
