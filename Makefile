@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml baselines/silent-failures/pyproject.toml
 # environment (no per-run dependency install: the app runs in this venv, offline).
 FLWR_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" FLWR_HOME="$(CURDIR)/runs/flwr-home" \
 	FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
-# A SuperLink that another checkout's `make demo` left running holds the local ports and would
+# A SuperLink that another checkout's `make demo` left running holds the local port and would
 # run this app in that checkout's environment (its run fails silently): refuse with a clear error.
 # Only a SuperLink on the port `flwr run` uses here conflicts (flwr.cli.constant's default, or
 # the same environment variable; the control API port is opened only on request): one a test

@@ -45,6 +45,17 @@ def _value(text: str) -> object:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def parse_sets(items: list[str], prog: str) -> dict[str, object]:
+    """`--set KEY=VALUE` arguments as {key: int, float, bool or str}; exits naming a bad one."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{prog}: --set needs KEY=VALUE, got {item!r}")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
 APP_PYPROJECT = Path(__file__).resolve().parents[1] / "baselines" / "silent-failures" / \
     "pyproject.toml"
 
@@ -85,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scenarios = _names(args.scenarios, tuple(SCENARIOS), "scenario")
     monitors = _names(args.monitors, MONITORS, "monitor")
-    extra = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"detection_matrix: --set needs KEY=VALUE, got {item!r}")
-        extra[key.strip()] = _value(value.strip())
+    extra = parse_sets(args.set, "detection_matrix")
     keys = {"model": args.model, "num_server_rounds": args.rounds, "onset_round": args.onset,
             "probe_items": args.probe_items}
     # The app's own trust.* settings first, so every cell runs what `flwr run` runs.

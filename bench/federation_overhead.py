@@ -2,8 +2,8 @@
 
     python bench/federation_overhead.py --model default --repeats 2      # SmolLM2 (goal <= 1.25)
     python bench/federation_overhead.py --model tiny --repeats 1 --rounds 2   # smoke
-    python bench/federation_overhead.py --model default --repeats 1 --set local-steps=60
-                                        # the same federation with clients that train 10x longer
+    python bench/federation_overhead.py --model default --repeats 1 --set local-steps=30
+                                        # the same federation, clients training 5x longer
 
 Runs `baselines/silent-failures` in this process (silent_failures.sim.runner.run_inline: the
 app's own ClientApp and server code, clients one after another on an in-process Grid) with
@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection_matrix import _value, app_trust_config  # noqa: E402
+from detection_matrix import app_trust_config, parse_sets  # noqa: E402
 
 
 def federation_seconds(outcome) -> tuple[float, float, float]:
@@ -65,13 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any baseline key, in both runs (repeatable; not trust.*)")
     args = ap.parse_args(argv)
-    extra = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or key.strip().startswith("trust."):
-            raise SystemExit(f"federation_overhead: --set needs a baseline KEY=VALUE (not "
-                             f"trust.*), got {item!r}")
-        extra[key.strip().replace("-", "_")] = _value(value.strip())
+    extra = parse_sets(args.set, "federation_overhead")
+    if trust := [k for k in extra if k.startswith("trust.")]:
+        raise SystemExit(f"federation_overhead: --set takes baseline keys (not trust.*: both "
+                         f"runs use the app's own trust settings), got {trust}")
+    extra = {k.replace("-", "_"): v for k, v in extra.items()}
     if args.threads:
         import torch
 
