@@ -23,6 +23,10 @@ class ArraysMismatchError(TrustError):
     """Arrays (an ArrayRecord or adapter) do not fit the model they are loaded into."""
 
 
+class AggregateNotFinite(TrustError):
+    """The inner strategy's aggregate holds NaN or Inf values: it is not a model."""
+
+
 class SuiteError(TrustError):
     """A probe suite file is missing, empty or malformed."""
 

@@ -264,6 +264,10 @@ def status_key(part: str) -> str:
 # budget (items per mode); these bounds keep one reply from flooding the audit log and memory.
 MAX_TRUST_KEYS = 10_000
 MAX_ITEMS = 10_000
+# All trust.* numbers of one reply, list items included: the default suites' whole-suite
+# items of every watched metric are about 5,000; keys x max items alone would allow 3 million
+# (57 MB of audit log per reply and round, measured in review).
+MAX_TRUST_NUMBERS = 50_000
 ITEMS_MEAN_SLACK = 1e-6  # relative: `<metric>` is the mean of `<metric>.items` (float rounding)
 
 
@@ -280,6 +284,9 @@ def report_shape_problem(metrics: Mapping[str, Any], max_items: int = MAX_ITEMS)
     trust = {k: v for k, v in metrics.items() if k.startswith(PREFIX)}
     if len(trust) > MAX_TRUST_KEYS:
         return f"{len(trust)} trust.* metrics (at most {MAX_TRUST_KEYS})"
+    total = sum(len(v) if isinstance(v, list) else 1 for v in trust.values())
+    if total > MAX_TRUST_NUMBERS:
+        return f"{total} trust.* numbers in all (at most {MAX_TRUST_NUMBERS})"
     for key, value in trust.items():
         if isinstance(value, list) and len(value) > max_items:
             return f"metric {key} has {len(value)} items (at most {max_items})"
@@ -297,6 +304,31 @@ def report_shape_problem(metrics: Mapping[str, Any], max_items: int = MAX_ITEMS)
             return f"metric {key} = {value!r:.40} is not a whole number of items"
         elif key == base and base + N not in trust:
             return f"metric {key} comes without {key}{N} (n = 0 marks a metric absent)"
+        elif key == base and (reason := _declared_problem(key, trust, spec)):
+            return reason
+    return ""
+
+
+def _declared_problem(key: str, trust: Mapping[str, Any], spec: Any) -> str:
+    """A clear metric's self-declared numbers against what the metric allows: its value in
+    its range, its stderr at most half the range (no statistic of values in [a, b] spreads
+    more), and no DP noise on a public metric the reply says it released clear. Without
+    these a reply could declare stderr 1e6 or noise 1e6 and blind its own per-client test."""
+    if not trust.get(key + N):
+        return ""  # absent
+    noise, se = trust.get(key + NOISE, 0.0), trust.get(key + STDERR, 0.0)
+    if noise and spec.source == "public" and trust.get(PUBLIC_POST_PROCESSING) == 1:
+        return (f"metric {key} declares DP noise {noise!r:.20} but the reply released its "
+                f"public metrics clear ({PUBLIC_POST_PROCESSING} = 1)")
+    if noise or not isinstance(spec.range, tuple):
+        return ""  # a noised value may leave the range; a suite-dependent range: unknown here
+    low, high = spec.range
+    slack = 1e-6 * max(1.0, high - low)
+    if not low - slack <= trust[key] <= high + slack:
+        return f"metric {key} = {trust[key]!r:.40} is outside its range [{low:g}, {high:g}]"
+    if se > (high - low) / 2 + slack:
+        return (f"metric {key} declares stderr {se!r:.40}, more than half its range "
+                f"[{low:g}, {high:g}] allows")
     return ""
 
 

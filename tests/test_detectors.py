@@ -360,8 +360,14 @@ def test_nan_and_inf_inputs_are_ignored_and_counted() -> None:
     result = detect_round(ref, now, reports, round=1)
     assert result.ignored == 5
     assert result.population["capability"]["accuracy"]["degradation"] is None
-    assert result.population["alignment"]["refusal-rate"]["source"] == "clients"
     assert result.population["calibration"]["ece"]["n_clients"] == N_CLIENTS - 2
+    # the server's own measurement of the model is no number: that model fails (before
+    # 2026-12-07 it was skipped and a candidate scoring NaN everywhere passed every test)
+    assert [(a.metric, a.severity, a.evidence["test"]) for a in result.alarms] == [
+        ("refusal-rate", "alarm", "unscorable")]
+    now["alignment"]["refusal-rate"] = MetricValue(0.9, math.inf, 400)  # its stderr alone:
+    result = detect_round(ref, now, reports, round=1)  # skipped, the clients' median tested
+    assert result.population["alignment"]["refusal-rate"]["source"] == "clients"
     assert not result.alarmed
 
 

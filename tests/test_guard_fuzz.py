@@ -33,11 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flwr_trust.detect.update_stats import _median_rows
+from flwr_trust.strategies.normalization import cap_factor
 from flwr_trust.strategies.screening import (
     MAX_ABS_TRUST_VALUE,
     MAX_WEIGHT,
     MIN_WEIGHT,
-    cap_factor,
     decode_array,
 )
 from tests.helpers.adversary import (
@@ -182,10 +182,12 @@ NUMBERS = st.one_of(FLOATS, st.integers(-(10**400), 10**400), st.lists(FLOATS, m
        seed=st.integers(0, 10**6))
 def test_fuzz_trust_metric_values(value: Any, key: str, seed: int, base: Path) -> None:
     """Any number or list as a `trust.*` value: refused exactly when screening.py's rule
-    says so (every value finite with |v| <= 1e6; a watched metric's value is one number)."""
+    says so (every value finite with |v| <= 1e6; a watched metric's value is one number, and a
+    clear rate's lies in [0, 1])."""
     values = value if isinstance(value, list) else [value]
     ok = all(abs(v) <= MAX_ABS_TRUST_VALUE for v in values)  # False for NaN and Inf
     ok = ok and not (key == RS and isinstance(value, list))
+    ok = ok and not (key == RS and not 0.0 <= value <= 1.0 + 1e-6)
     _one_value_batch(key, value, ok, seed, base)
 
 

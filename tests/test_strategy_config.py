@@ -128,6 +128,7 @@ def test_flowertune_fractions_set_the_inner_strategy(tmp_path, caplog):
     ({"trust.fedtrimmedavg.beta": 0.9, "trust.strategy": "fedtrimmedavg"}, "could not be built"),
     ({"trust.audit-fraction": "lots"}, "not a float"),
     ({"trust.tensorboard": "maybe"}, "not a boolean"),
+    ({"trust.seed": -1}, "trust.seed = -1 is not an integer in"),
     ({"trust.tolerance.alignment.refusal": 0.1}, "Unknown tolerance key"),
     ({"trust.modes": "bias,vibes"}, "Unknown detection mode"),
     # the inner strategy's and the DP wrapper's own options are read as their declared types

@@ -330,6 +330,15 @@ def test_bad_construction_is_a_clear_error(tmp_path):
         TrustGuard(object(), model=None)  # type: ignore[arg-type]
     with pytest.raises(TrustError, match="audit_fraction"):
         _guard(FedAvg(), tmp_path, audit_fraction=2.0)
+    # found in review: both were accepted and failed only in round 1, with an error naming
+    # neither setting (numpy refuses a negative seed; a file where the run folder goes)
+    with pytest.raises(TrustError, match="seed must be an integer >= 0, got -1"):
+        _guard(FedAvg(), tmp_path, seed=-1)
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a folder")
+    for run_dir in (a_file, a_file / "sub"):
+        with pytest.raises(TrustError, match="trust.run-dir .* is a file"):
+            TrustGuard(FedAvg(), model=None, run_dir=run_dir, tensorboard=False)
 
 
 class ScreeningMarkerProber(MarkerProber):

@@ -251,7 +251,8 @@ KEYS: tuple[Key, ...] = (
     Key("trust.tensorboard", "bool", True, "write TensorBoard scalars", _S,
         keyword="tensorboard"),
     Key("trust.seed", "int", 0, "seed of the server's own sampling (probe subset, audited "
-        "clients); never touches the inner strategy's", _S, keyword="seed"),
+        "clients); never touches the inner strategy's", _S, low=0, high=_MAX_INT,
+        keyword="seed"),
     Key("trust.alpha", "float", 0.05, "per-run false-alarm budget of all behavioral tests "
         "(split over train-phase reports, candidate probes and evaluate-phase reports, a third "
         "each)", _S, low=0.0, high=1.0, open_low=True, via="detector"),

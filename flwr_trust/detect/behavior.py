@@ -157,6 +157,13 @@ def _triple(o: Any) -> tuple[float, float, float] | None:
     return None
 
 
+def _finite_value(o: Any) -> bool:
+    """Is the measurement absent or its value a finite number (its stderr aside)?"""
+    v = o if o is None or isinstance(o, int | float) else \
+        (o[0] if type(o) is Observation else getattr(o, "value", None))
+    return v is None or (isinstance(v, int | float) and math.isfinite(v))
+
+
 @dataclass
 class _Test:
     """A population-level test statistic waiting for the round's Bonferroni threshold."""
@@ -202,6 +209,14 @@ class _Round:
         tol = self.cfg.tolerance(mode, metric)
         sign = spec.sign
         ref_t, now_t = self._usable(ref_obs), self._usable(now_obs)
+        if now_t is None and ref_t is not None and not _finite_value(now_obs):
+            # The server's own measurement of the model is no number (e.g. an aggregate of
+            # huge but finite updates scores NaN): a model that cannot be scored fails.
+            ev = {"test": "unscorable", "value": None, "reference": ref_t[0]}
+            self.result.alarms.append(Alarm(mode, metric, "alarm", self.rnd, (), ev,
+                                            f"{mode}.{metric}: the model's probe gave no "
+                                            "finite number (broken outputs)."))
+            return
         nodes, xs, noise, sampling = [], [], [], []
         items: dict[int, Any] = {}
         for node, o in client_obs.items():
@@ -215,7 +230,8 @@ class _Round:
             sampling.append(t[1])
             if t[2] == 0 and (per_item := items_of(o)) is not None:
                 items[node] = per_item
-        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling)
+        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling,
+                                spec.source == "public")
                  if len(xs) >= self.cfg.min_clients else None)
         paired: PairedChange | MarginChange | None = None
         margin_scale = self.cfg.paired_scale == "margin" and spec.unit_interval

@@ -15,6 +15,11 @@ from statistics import NormalDist
 MIN_CLIENTS = 3  # robust statistics (median, MAD) need at least this many values
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviation (normal data)
 MEDIAN_SE = math.sqrt(math.pi / 2)  # SE of the median of n normal values = 1.2533 sd / sqrt(n)
+# Clients that score the same probe items have sampling stderrs of one size (the spread of
+# their per-item scores over sqrt(n) items: within ~2.5x of each other from aligned to fully
+# eroded models); a declared stderr above this multiple of the clients' median is no such
+# stderr, and would only widen the declaring client's own per-client test.
+SAMPLING_SE_CAP = 3.0
 DF_CAP = 100  # t df above this are capped (t(100) has heavier tails than t(df): the safe side)
 _TINY = 1e-12
 
@@ -126,8 +131,14 @@ class ClientStats:
 
     @classmethod
     def of(cls, nodes: list[int], x: list[float], noise: list[float], floor: float,
-           sampling: list[float] | None = None) -> ClientStats:
-        """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone."""
+           sampling: list[float] | None = None, same_items: bool = False) -> ClientStats:
+        """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone;
+        `same_items`: the clients scored the same probe items (public metrics), so each one's
+        sampling stderr counts at most SAMPLING_SE_CAP x their median (its DP noise whole)."""
+        if same_items and sampling:
+            limit = SAMPLING_SE_CAP * median(sampling)
+            noise = [math.sqrt(max(k * k - s * s, 0.0) + min(s, limit) ** 2)
+                     for k, s in zip(noise, sampling, strict=True)]
         med = median(x)
         spread = max(MAD_SCALE * median([abs(v - med) for v in x]), floor, _TINY)
         known = median([k * k for k in noise])  # robust: one reply cannot set it

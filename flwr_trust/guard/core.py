@@ -27,7 +27,7 @@ from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
 from flwr_trust.detect.config import DetectorConfig
 from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
-from flwr_trust.errors import TrustError
+from flwr_trust.errors import AggregateNotFinite, TrustError
 from flwr_trust.guard import resume
 from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, small_round_culprits, trial_test
 from flwr_trust.guard.evidence import (
@@ -226,14 +226,16 @@ class Guard:
             # refused; leave-one-out needs intact copies of the replies (small rounds only).
             checkpoint = aggregation.checkpoint(nodes if 1 < len(nodes) <= LOO_MAX_CLIENTS
                                                 else [])
-        arrays, metrics = self._aggregate(aggregation, nodes, untouched=nodes == ev.nodes)
+        arrays, metrics, broken = self._aggregate(aggregation, nodes, rnd, nodes == ev.nodes)
+        if broken and checkpoint is not None:
+            aggregation.restore(checkpoint)  # e.g. FedOpt moments updated with the NaN
         candidate = self.probe(arrays) if arrays is not None else None
         # the candidate test as it was before this round: what rollback trials are judged by
         before = copy.deepcopy(self.monitor("candidate")) if checkpoint is not None else None
         on_candidate = (self.monitor("candidate").observe(rnd, candidate)
                         if candidate is not None else None)
         candidate_alarms = on_candidate.alarms if on_candidate is not None else []
-        alarms = update.alarms + integrity + from_reports.alarms + candidate_alarms
+        alarms = update.alarms + integrity + from_reports.alarms + candidate_alarms + broken
         if checkpoint is not None and before is not None and alarmed(candidate_alarms):
             assert candidate is not None  # candidate_alarms come from its probe
             failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
@@ -260,6 +262,9 @@ class Guard:
             self.monitor("candidate").reset_trend()
         elif s.gate.halts(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
+        elif broken:  # whatever the gate: a NaN model is no model (the run would be lost)
+            decision = GateDecision("rollback", excluded=decision.excluded,
+                                    reason="the aggregate is not finite; previous model kept")
         self._emit(alarms)
         decision.probation = self.probation.to_json()
         if decision.action != "accept":
@@ -360,15 +365,19 @@ class Guard:
                            fraction=s.audit_fraction, rng=self._rng,
                            alpha=s.checker.alpha, always=always)
 
-    def _aggregate(self, aggregation: Aggregation, nodes: list[int], untouched: bool
-                   ) -> tuple[Any | None, Mapping[str, Any] | None]:
+    def _aggregate(self, aggregation: Aggregation, nodes: list[int], rnd: int, untouched: bool
+                   ) -> tuple[Any | None, Mapping[str, Any] | None, list[Alarm]]:
         """The inner strategy's aggregate; on failure the previous global model is kept, unless
         it never aggregated yet and the guard left every valid reply in: then it would fail
-        alone too (a misconfiguration), and a run that trains nothing must not look healthy."""
+        alone too (a misconfiguration), and a run that trains nothing must not look healthy.
+        A non-finite aggregate is refused with an alarm (third item)."""
         if not nodes:
-            return None, None
+            return None, None, []
         try:
-            out = aggregation.aggregate(nodes)
+            arrays, metrics = aggregation.aggregate(nodes)
+        except AggregateNotFinite as exc:
+            return None, None, [Alarm("update", "aggregate-not-finite", "alarm", rnd, (),
+                                      {"nodes": sorted(nodes)}, exc.problem)]
         except Exception as exc:  # never crash the server over the guard's own exclusions
             if untouched and not self._inner_aggregated:
                 raise TrustError(f"The inner strategy failed on replies TrustGuard left "
@@ -376,9 +385,9 @@ class Guard:
                                  "Check the inner strategy's options (it fails without "
                                  "TrustGuard too).") from exc
             log.warning("TrustGuard: inner aggregate_train failed (%s); global model kept", exc)
-            return None, None
+            return None, None, []
         self._inner_aggregated = True
-        return out
+        return arrays, metrics, []
 
     def _emit(self, alarms: list[Alarm]) -> None:
         for alarm in alarms:

@@ -8,7 +8,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flwr.app import Error, Message, MetricRecord
+import numpy as np
+from flwr.app import ArrayRecord, Error, Message, MetricRecord
 from flwr.common.constant import ErrorCode
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideAdaptiveClipping,
@@ -20,9 +21,11 @@ from flwr.serverapp.strategy import (
 
 from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
+from flwr_trust.errors import AggregateNotFinite
 from flwr_trust.guard import RoundEvidence
 from flwr_trust.scoring.profile import BehaviorProfile
-from flwr_trust.strategies.screening import RoundSpec, normalize_round
+from flwr_trust.strategies.normalization import normalize_round
+from flwr_trust.strategies.screening import RoundSpec
 
 if TYPE_CHECKING:
     from flwr_trust.strategies.trust_guard import TrustGuard
@@ -50,11 +53,18 @@ class InnerAggregation:
 
     def aggregate(self, nodes: Sequence[int]) -> tuple[Any, Any]:
         replies = [self.messages[n] for n in nodes]
+        for msg in replies:  # the inner's own view of the arrays: some strategies (Bulyan,
+            # QFedAvg) empty the records they read, and rollback's culprit search probes the
+            # replies' own records afterwards. A new record shares the arrays' bytes.
+            for name, record in list(msg.content.array_records.items()):
+                msg.content.array_records[name] = ArrayRecord(dict(record.items()))
         log_notes(self.round, normalize_round(replies, self.spec))
         if self.failed is not None:
             left_out = [m for n, m in self.messages.items() if n not in set(nodes)]
             replies += self.failed + [as_error(m) for m in left_out]
-        return self.guard.inner.aggregate_train(self.round, replies)
+        arrays, metrics = self.guard.inner.aggregate_train(self.round, replies)
+        _refuse_non_finite(arrays, nodes)
+        return arrays, metrics
 
     def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy, dict[int, Message]]:
         return (copy.deepcopy(self.guard.inner),
@@ -69,11 +79,27 @@ class InnerAggregation:
         replies = [copy.deepcopy(copies[n]) for n in nodes]
         normalize_round(replies, self.spec)
         arrays, _ = copy.deepcopy(strategy).aggregate_train(self.round, replies)
+        _refuse_non_finite(arrays, nodes)
         return arrays
 
 
+def _refuse_non_finite(arrays: ArrayRecord | None, nodes: Sequence[int]) -> None:
+    """An aggregate with NaN/Inf (finite replies can still sum past float range, or a
+    strategy's own weights, e.g. QFedAvg's loss**q, can break) is no model: refuse it here
+    rather than hand it on or probe it."""
+    if arrays is None:
+        return
+    bad = [k for k, v in arrays.items() if not np.isfinite(v.numpy()).all()]
+    if bad:
+        raise AggregateNotFinite(
+            f"The inner strategy's aggregate of nodes {sorted(nodes)} has NaN or Inf values in "
+            f"{len(bad)} arrays (e.g. {bad[:2]}).",
+            "Nothing to do for this round: the previous global model is kept. If it recurs, "
+            "read the replies' update statistics in the audit log.")
+
+
 def log_notes(server_round: int, notes: list[str]) -> None:
-    """Log the round's reply normalizations (screening.normalize_round)."""
+    """Log the round's reply normalizations (normalization.normalize_round)."""
     for note in notes:
         log.warning("TrustGuard round %s: %s", server_round, note)
 

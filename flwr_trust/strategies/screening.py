@@ -11,28 +11,21 @@ Per reply (violations refuse the reply, with a logged reason naming the problem)
   float32 -> float64, float64 holding float32 values); converted arrays replace the reply's;
   finite (checked here, or by TrustGuard's update checks, which read every value anyway);
 - weight (the inner strategy's `weighted_by_key`): one finite number in [MIN_WEIGHT,
-  MAX_WEIGHT]; user metrics: finite numbers (or lists of them) within +-MAX_ABS_USER_VALUE;
+  MAX_WEIGHT]; a loss the inner strategy weights by (QFedAvg's `train_loss_key`, train
+  rounds): one finite number in [0, MAX_ABS_USER_VALUE]; user metrics: finite numbers (or
+  lists of them) within +-MAX_ABS_USER_VALUE;
   ``trust.*`` numbers finite within +-MAX_ABS_TRUST_VALUE, their stderr / n / noise not
   negative, shaped as the reporter sends them (`protocol.report_shape_problem`: bounded
   counts, `.items` consistent with `.n` and the value, every watched metric with its `.n`),
   and the suite hash, when stated, the server's.
 
-Per round, over the replies the inner strategy is given (`normalize_round`, after every
-refusal; normalizations, so that no reply is refused for what other replies sent; a majority
-never decides):
-- record names: the ArrayRecord under the name the round's instructions used (its arrays in
-  the global model's order), every MetricRecord under one name;
-- user metric keys: those every valid reply carries with the same shape; other keys are
-  dropped from the replies that have them (logged);
-- weights: each at most k x the lower median of the round's weights, k = max(1, floor(s /
-  (1 - s) x floor(n / 2))) for the maximum share s (default 0.5): a single reply then carries
-  at most the share s of the round's weight as long as the other replies are honest
-  (docs/protocol.md gives the argument and the table).
+Per round: `normalization.py`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -49,6 +42,7 @@ from flwr_trust.strategies.arrays import decode_array, lossless_cast
 MAX_ABS_TRUST_VALUE = 1e6  # behaviour metrics are rates, log-likelihoods, bits or losses
 MAX_ABS_USER_VALUE = 1e15  # a loss or count beyond this is no measurement
 MIN_WEIGHT, MAX_WEIGHT = 1e-9, 1e15  # outside: not a count of examples; cannot weigh anything
+_ROUND_ID = re.compile(r"[0-9]{1,18}")  # a group id that names a round (Flower: str(round))
 METRICS_NAME = "metrics"  # the MetricRecord name when replies disagree (Flower's convention)
 
 
@@ -72,6 +66,7 @@ class RoundSpec:
     max_weight_share: float = 0.5
     trust_round: int | None = None
     max_items: int = MAX_ITEMS  # the longest list a trust.* number may be: the largest suite
+    loss_weight: tuple[str, float] | None = None  # (key, q): the inner weights by loss**q
 
 
 @dataclass
@@ -157,8 +152,12 @@ def _who_problem(msg: Message, node: int, copies: int, spec: RoundSpec) -> str:
     if spec.nodes is not None and node not in spec.nodes:
         return f"node {node} was not sent an instruction this round"
     group = str(msg.metadata.group_id or "")
-    if group.isdigit() and int(group) != spec.server_round:
+    # Only ASCII digit strings of sane length are round numbers: str.isdigit() also accepts
+    # "²" and 5,000-digit strings, which int() refuses (a reply must not crash the server).
+    if _ROUND_ID.fullmatch(group) and int(group) != spec.server_round:
         return f"stale reply: it answers round {group}, this is round {spec.server_round}"
+    if group and not _ROUND_ID.fullmatch(group) and group.isdigit():
+        return f"unreadable group id {_short(group)} (digits, but not a round number)"
     return ""
 
 
@@ -194,19 +193,24 @@ def _metric_problem(metrics: MetricRecord, spec: RoundSpec) -> str:
         weight = metrics.get(weight_key)
         if isinstance(weight, list) or weight is None:
             return f"missing or non-scalar weight '{weight_key}'"
-        if not (_finite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT):
+        if not (finite_number(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT):
             return (f"weight '{weight_key}' = {_short(weight)} is not a finite number in "
                     f"[{MIN_WEIGHT:g}, {MAX_WEIGHT:g}]")
+    if spec.loss_weight is not None:
+        loss_key, loss = spec.loss_weight[0], metrics.get(spec.loss_weight[0])
+        if isinstance(loss, list) or not (finite_number(loss) and 0 <= loss <= MAX_ABS_USER_VALUE):
+            return (f"loss '{loss_key}' = {_short(loss)} is not a finite number in "
+                    f"[0, {MAX_ABS_USER_VALUE:g}] (the inner strategy weights replies by it)")
     for key, value in metrics.items():
         values = value if isinstance(value, list) else [value]
         if not key.startswith(PREFIX):
-            if not all(_finite(v) and abs(v) <= MAX_ABS_USER_VALUE for v in values):
+            if not all(finite_number(v) and abs(v) <= MAX_ABS_USER_VALUE for v in values):
                 return f"metric {key} = {_short(value)} is not a finite number within " \
                        f"+-{MAX_ABS_USER_VALUE:g}"
             continue
         if key == SUITE_HASH_KEY:
             continue
-        if not all(_finite(v) and abs(v) <= MAX_ABS_TRUST_VALUE for v in values):
+        if not all(finite_number(v) and abs(v) <= MAX_ABS_TRUST_VALUE for v in values):
             return f"metric {key} = {_short(value)} is not a finite plausible number"
         if key.endswith(SUFFIXES) and any(v < 0 for v in values):
             return f"metric {key} = {_short(value)} is negative"
@@ -258,117 +262,19 @@ def _arrays_problem(arrays: ArrayRecord, spec: RoundSpec, check_finite: bool
     return "", decoded, cast
 
 
-# ------------------------------------------------------------------------------ per round
-
-
-def normalize_round(messages: list[Message], spec: RoundSpec) -> list[str]:
-    """Record names, array order, the metric keys every reply shares, and the weight cap, over
-    the replies the inner strategy is given (after every refusal: a refused reply must not
-    move the cap or drop a key). Changes the messages in place; returns the notes to log."""
-    notes: list[str] = []
-    if not messages:
-        return notes
-    names = {next(iter(m.content.metric_records)) for m in messages}
-    metrics_name = names.pop() if len(names) == 1 else METRICS_NAME
-    arrays_name = spec.arrays_name if spec.layout is not None else None
-    if metrics_name == arrays_name:  # one RecordDict key cannot hold both records
-        metrics_name = f"{arrays_name}-{METRICS_NAME}"
-    for msg in messages:
-        _rename(msg, arrays_name, metrics_name, list(spec.layout or {}))
-    shapes = [{k: len(v) if isinstance(v, list) else -1 for k, v in _metrics(m).items()
-               if not k.startswith(PREFIX)} for m in messages]
-    shared = set.intersection(*(set(s.items()) for s in shapes))
-    dropped = sorted({k for s in shapes for k in s} - {k for k, _ in shared})
-    if dropped:
-        notes.append(f"metric keys {dropped[:5]} are not carried by every valid reply "
-                     "with one shape: dropped from this round's aggregation")
-        for msg in messages:
-            record = _metrics(msg)
-            for key in dropped:
-                if key in record:
-                    del record[key]
-    if spec.weighted_by_key is not None:
-        notes += _cap_weights(messages, spec)
-    return notes
-
-
-def _rename(msg: Message, arrays_name: str | None, metrics_name: str,
-            order: list[str]) -> None:
-    """Put the reply's records under the round's names (both taken out first: a reply may use
-    one record's name for the other) and its arrays in the global model's order."""
-    content = msg.content
-    metrics_key, metrics = next(iter(content.metric_records.items()))
-    del content[metrics_key]
-    if arrays_name is not None:
-        name, record = next(iter(content.array_records.items()))
-        del content[name]
-        if list(record.keys()) != order:
-            record = ArrayRecord({k: record[k] for k in order})
-        content[arrays_name] = record
-    content[metrics_name] = metrics
-
-
-def _metrics(msg: Message) -> MetricRecord:
-    return next(iter(msg.content.metric_records.values()))
-
-
-def cap_factor(n: int, share: float) -> float:
-    """k of the weight cap: a single reply's weight share stays <= `share` (module docstring);
-    share >= 1 turns the cap off."""
-    if share >= 1.0:
-        return math.inf
-    return max(1.0, math.floor(share / (1.0 - share) * (n // 2)))
-
-
-def capped_weights(weights: list[float], share: float) -> tuple[list[float], float, float]:
-    """The weight cap on one round's weights (module docstring): the weights with those above
-    the cap set to it, the cap, and the lower median it is a multiple of."""
-    lower_median = sorted(weights)[(len(weights) - 1) // 2]
-    cap = cap_factor(len(weights), share) * lower_median
-    return [min(w, cap) for w in weights], cap, lower_median
-
-
-def _cap_weights(messages: list[Message], spec: RoundSpec) -> list[str]:
-    key = spec.weighted_by_key
-    assert key is not None
-    weights = [float(_metrics(m)[key]) for m in messages]
-    new, cap, lower_median = capped_weights(weights, spec.max_weight_share)
-    capped = []
-    for msg, old, weight in zip(messages, weights, new, strict=True):
-        if weight < old:
-            capped.append(node_of(msg))
-            _metrics(msg)[key] = float(weight)
-    if not capped:
-        return []
-    return [f"weights of nodes {capped[:5]} capped at {cap:g} (at most "
-            f"{spec.max_weight_share:g} of the round; lower median {lower_median:g})"]
-
-
 def _short(value: Any, limit: int = 60) -> str:
     """repr for a reason line; a client's 10**400 or million-item list must not flood the log."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _finite(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
     """A finite int or float (not a bool); ints beyond float range (10**400) are not."""
     try:
         return isinstance(value, int | float) and not isinstance(value, bool) \
             and math.isfinite(value)
     except OverflowError:
         return False
-
-
-def weighted_key_of(strategy: Any) -> str | None:
-    """The weight key an inner strategy aggregates by (looks through DP wrappers)."""
-    seen = 0
-    while strategy is not None and seen < 5:
-        key = getattr(strategy, "weighted_by_key", None)
-        if key is not None:
-            return str(key)
-        strategy = getattr(strategy, "strategy", None)
-        seen += 1
-    return None
 
 
 def stop_if_all_refused(server_round: int, screened: Screened, aggregated_before: bool

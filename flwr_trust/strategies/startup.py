@@ -222,6 +222,19 @@ def default_run_dir() -> Path:
     return path
 
 
+def check_run_dir(path: Path) -> None:
+    """Refuse at construction a run folder that cannot be one (it, or a parent, is a file),
+    instead of an OSError in round 1 that names no setting."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise TrustError(f"trust.run-dir {str(path)!r} cannot be a folder: "
+                                 f"{str(folder)!r} is a file.",
+                                 "Point trust.run-dir (run_dir=) at a folder, or leave it "
+                                 "empty for runs/trust-guard-<time>.")
+            return
+
+
 def unapplied_keys(cfg: Mapping[str, Any]) -> list[str]:
     """The run config's server-side trust.* keys that a TrustGuard built in code does not
     read (only `strategy_from_config` applies them; the model keys are read either way)."""

@@ -43,16 +43,11 @@ from flwr_trust.strategies.inner import (
     result_metrics,
 )
 from flwr_trust.strategies.lost_nodes import SentMessages
-from flwr_trust.strategies.screening import (
-    RoundSpec,
-    Screened,
-    normalize_round,
-    screen_replies,
-    stop_if_all_refused,
-    weighted_key_of,
-)
+from flwr_trust.strategies.normalization import loss_weight_of, normalize_round, weighted_key_of
+from flwr_trust.strategies.screening import RoundSpec, Screened, screen_replies, stop_if_all_refused
 from flwr_trust.strategies.startup import (
     AUTO,
+    check_run_dir,
     default_run_dir,
     resolve_server_model,
     run_config_of,
@@ -126,6 +121,9 @@ class TrustGuard(Strategy):
         if not 0.0 < max_weight_share <= 1.0:
             raise TrustError(f"max_weight_share must be in (0, 1], got {max_weight_share}.",
                              "Use 0.5 (no reply outweighs the rest) or 1 (no cap).")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise TrustError(f"seed must be an integer >= 0, got {seed!r}.",
+                             "Use e.g. 0 (trust.seed = 0); numpy's generators refuse negatives.")
         if client_probe_budget < 0:
             raise TrustError(f"client_probe_budget must be >= 0, got {client_probe_budget}.",
                              "Use 0 for whole suites or a number of items per mode.")
@@ -152,6 +150,7 @@ class TrustGuard(Strategy):
         gate_policy = make_gate(gate)
         # A fresh folder per run by default: an existing run's log would be resumed.
         self.run_dir = Path(run_dir) if run_dir else default_run_dir()
+        check_run_dir(self.run_dir)
         start = RunStart(type(inner).__name__, gate_policy.name, model, list(self.modes),
                          self.client_suite_hash, {m: s.hash for m, s in self.suites.items()},
                          detector.alpha, checker.alpha, audit_fraction, secure_aggregation,
@@ -368,7 +367,8 @@ class TrustGuard(Strategy):
             layout = {k: (tuple(v.shape), str(v.dtype)) for k, v in self._global.items()}
         spec = RoundSpec(server_round, layout, arrays_name, nodes, weighted_key_of(self.inner),
                          protocol.hash_to_int(self.client_suite_hash), self.max_weight_share,
-                         self.core.round_of(server_round), self._max_items)
+                         self.core.round_of(server_round), self._max_items,
+                         loss_weight_of(self.inner) if phase == "train" else None)
         screened = screen_replies(replies, spec, check_finite=check_finite)
         for node, reason in screened.errors.items():
             log.warning("TrustGuard: client error reply from node %s: %s", node, reason)

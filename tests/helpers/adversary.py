@@ -267,6 +267,14 @@ MALFORMED: dict[str, Callable[[Ctx], list[Message]]] = {
     "negative-stderr": _with_metrics(**{f"{RS}.stderr": -0.01}),
     "negative-n": _with_metrics(**{f"{RS}.n": -5}),
     "negative-noise": _with_metrics(**{f"{RS}.noise": -0.1}),
+    # self-declared numbers a clear rate cannot have (they blinded the reply's own test)
+    "rate-outside-its-range": _with_metrics(**{RS: 1000.0}),
+    # each key and list within bounds, together 55,000 numbers for the audit log
+    "too-many-trust-numbers": _with_metrics(**{f"trust.plugin.x{i}": [0.5] * 11
+                                               for i in range(5000)}),
+    "stderr-beyond-half-the-range": _with_metrics(**{f"{RS}.stderr": 0.51}),
+    "noise-on-a-public-metric-released-clear": _with_metrics(**{
+        f"{RS}.noise": 0.3, "trust.public-post-processing": 1}),
     "watched-metric-without-n": _with_metrics(**{f"{RS}.n": None}),
     "non-integer-n": _with_metrics(**{f"{RS}.n": 49.5}),
     "items-not-n-long": _with_metrics(**{f"{RS}.items": [0.8] * 49}),
@@ -323,6 +331,16 @@ def _stale_group(ctx: Ctx) -> list[Message]:
     return [msg]
 
 
+def _group_id(value: str) -> Callable[[Ctx], list[Message]]:
+    """An honest-looking reply whose group id is digits to str.isdigit() but no round number
+    to int() ("²", or more digits than int() parses)."""
+    def build(ctx: Ctx) -> list[Message]:
+        msg = honest(ctx)
+        msg.metadata.group_id = value
+        return [msg]
+    return build
+
+
 def _unsolicited(ctx: Ctx) -> list[Message]:
     """A reply from node 9000 + seed, which was sent no instruction this round, in place of
     the node's own reply."""
@@ -336,6 +354,8 @@ MALFORMED.update({
     "stale-group-id": _stale_group,
     "stale-trust-round": _with_metrics(**{"trust.round": 0}),
     "unsolicited-node": _unsolicited,
+    "superscript-digit-group-id": _group_id("\u00b2"),
+    "5000-digit-group-id": _group_id("1" * 5000),
 })
 
 

@@ -38,7 +38,7 @@ from flwr.serverapp.strategy import (
 
 from flwr_trust.protocol import hash_to_int
 from flwr_trust.strategies import TrustGuard
-from flwr_trust.strategies.screening import capped_weights
+from flwr_trust.strategies.normalization import capped_weights
 from tests.helpers.adversary import INIT, INIT_NP, Ctx, Spec
 from tests.helpers.guard import FakeGrid
 
@@ -151,7 +151,7 @@ def _normalize_reference(reference: list[Message]) -> None:
     records renamed to the instructions' names, arrays in the global model's order and dtype
     (the accepted float dtypes convert losslessly), user
     metric keys kept only where every reply has them with one shape, weights capped
-    (screening.capped_weights) at the default share."""
+    (normalization.capped_weights) at the default share."""
     if not reference:
         return
     for msg in reference:
