@@ -322,6 +322,15 @@ def test_unprobeable_model_is_an_alarm_not_a_crash():
     assert _checks(alarms) == {"unprobeable"} and alarms[0].clients == (9,)
 
 
+def test_a_model_the_server_scores_as_no_number_is_not_verified():
+    """Finite but huge arrays can score NaN: before, the audit skipped such metrics, so the
+    client counted as verified (and could leave probation)."""
+    measured = _profile({"alignment": {"refusal-rate": MetricValue(math.nan, math.nan, 9)}})
+    report = CLEAR | protocol.entry("trust.alignment.refusal-rate", 0.9, 0.05, 9)
+    alarms = _audit([(4, report, None)], 3, prober=_Fixed(measured), budget=0)
+    assert _checks(alarms) == {"unscorable"} and alarms[0].clients == (4,)
+
+
 def test_chi2_cdf_matches_known_values():
     assert _chi2_cdf(1.0, 1) == pytest.approx(0.682689, abs=1e-6)
     assert _chi2_cdf(2.0, 2) == pytest.approx(1 - math.exp(-1), abs=1e-9)

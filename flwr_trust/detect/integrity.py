@@ -228,7 +228,12 @@ def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: 
         headline = registry.find(mode)
         for name, mv in metrics.items():
             key = protocol.metric_key(mode, name)
-            if key not in report or mv.n <= 0 or not math.isfinite(mv.value):
+            if key in report and mv.n > 0 and not math.isfinite(mv.value):
+                alarm.add("unscorable", key, {"measured": None},
+                          "sent a model the server's probe scores as no number (broken "
+                          "outputs): nothing it reports about it can be verified")
+                continue
+            if key not in report or mv.n <= 0:
                 continue  # not probed by the client, or nothing to compare with
             claim = _claim(report, key)
             if claim is None:
