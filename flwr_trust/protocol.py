@@ -264,10 +264,12 @@ def status_key(part: str) -> str:
 # budget (items per mode); these bounds keep one reply from flooding the audit log and memory.
 MAX_TRUST_KEYS = 10_000
 MAX_ITEMS = 10_000
-# All trust.* numbers of one reply, list items included: the default suites' whole-suite
-# items of every watched metric are about 5,000; keys x max items alone would allow 3 million
-# (57 MB of audit log per reply and round, measured in review).
+# All trust.* numbers of one reply, list items included: at least MAX_TRUST_NUMBERS, else
+# LISTS_PER_SUITE lists as long as the largest suite (six modes, a few item lists each, and
+# their per-group parts). The default suites' whole-suite items are about 5,000 numbers;
+# keys x max items alone allowed 3 million (57 MB of audit log per reply and round, review).
 MAX_TRUST_NUMBERS = 50_000
+LISTS_PER_SUITE = 60
 ITEMS_MEAN_SLACK = 1e-6  # relative: `<metric>` is the mean of `<metric>.items` (float rounding)
 
 
@@ -285,8 +287,8 @@ def report_shape_problem(metrics: Mapping[str, Any], max_items: int = MAX_ITEMS)
     if len(trust) > MAX_TRUST_KEYS:
         return f"{len(trust)} trust.* metrics (at most {MAX_TRUST_KEYS})"
     total = sum(len(v) if isinstance(v, list) else 1 for v in trust.values())
-    if total > MAX_TRUST_NUMBERS:
-        return f"{total} trust.* numbers in all (at most {MAX_TRUST_NUMBERS})"
+    if total > (most := max(MAX_TRUST_NUMBERS, LISTS_PER_SUITE * max_items)):
+        return f"{total} trust.* numbers in all (at most {most})"
     for key, value in trust.items():
         if isinstance(value, list) and len(value) > max_items:
             return f"metric {key} has {len(value)} items (at most {max_items})"
@@ -314,9 +316,13 @@ def _declared_problem(key: str, trust: Mapping[str, Any], spec: Any) -> str:
     its range, its stderr at most half the range (no statistic of values in [a, b] spreads
     more), and no DP noise on a public metric the reply says it released clear. Without
     these a reply could declare stderr 1e6 or noise 1e6 and blind its own per-client test."""
-    if not trust.get(key + N):
+    declared = {s: trust.get(key + s, 0.0) for s in (N, NOISE, STDERR)}
+    for suffix, number in declared.items():  # lists are refused on their own keys too, but
+        if isinstance(number, list):  # those may come later in the reply's order
+            return f"metric {key}{suffix} is a list; only {key}{ITEMS} may be one"
+    if not declared[N]:
         return ""  # absent
-    noise, se = trust.get(key + NOISE, 0.0), trust.get(key + STDERR, 0.0)
+    noise, se = declared[NOISE], declared[STDERR]
     if noise and spec.source == "public" and trust.get(PUBLIC_POST_PROCESSING) == 1:
         return (f"metric {key} declares DP noise {noise!r:.20} but the reply released its "
                 f"public metrics clear ({PUBLIC_POST_PROCESSING} = 1)")

@@ -82,6 +82,13 @@ def test_qfedavg_caps_a_self_declared_loss_like_a_weight(tmp_path, caplog):
     assert "losses 'train_loss' of nodes" in caplog.text
 
 
+def test_the_loss_cap_does_not_overflow_at_a_large_q(tmp_path):
+    # 1e15 ** 30 is past float range: the cap works in logs (found in review)
+    guard = _guard(tmp_path, QFedAvg(client_learning_rate=0.1, q=30.0))
+    arrays, metrics, _ = _round(guard, 4, bad_metrics={"train_loss": 1e15})
+    assert metrics["trust.replies-valid"] == 4 and arrays is not None
+
+
 class _OverflowingFedAvg(FedAvg):
     """FedAvg whose own arithmetic overflows (as QFedAvg's did on a negative loss, or any
     strategy can on values near the float range): its aggregate holds Inf and NaN."""
@@ -91,6 +98,33 @@ class _OverflowingFedAvg(FedAvg):
         broken = {k: np.full_like(v.numpy(), np.inf) for k, v in arrays.items()}
         broken["layer.b"][0] = np.nan
         return ArrayRecord({k: Array(v) for k, v in broken.items()}), metrics
+
+
+class _NaNMomentsFedAvg(FedAvg):
+    """A stateful inner (as FedOpt's moments): round 1 leaves its state NaN, and a NaN state
+    makes every later aggregate NaN, unless the guard restores the state it had before."""
+
+    poisoned = False
+
+    def aggregate_train(self, server_round, replies):
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        self.poisoned |= server_round == 1
+        if self.poisoned:
+            arrays = ArrayRecord({k: Array(np.full_like(v.numpy(), np.nan))
+                                  for k, v in arrays.items()})
+        return arrays, metrics
+
+
+@pytest.mark.parametrize("gate", ["off", "quarantine"])
+def test_a_stateful_inner_is_restored_after_a_non_finite_aggregate(tmp_path, gate):
+    guard = _guard(tmp_path, _NaNMomentsFedAvg(), gate=gate)
+    assert _round(guard, 4)[0] is None  # round 1: refused
+    msgs = sorted(guard.configure_train(2, INIT, ConfigRecord(), FakeGrid(4)),
+                  key=lambda m: m.metadata.dst_node_id)
+    arrays, _ = guard.aggregate_train(2, [reply(m, honest_update(INIT, m.metadata.dst_node_id,
+                                                                 2), {"num-examples": 10})
+                                          for m in msgs])
+    assert arrays is not None and all(np.isfinite(a.numpy()).all() for a in arrays.values())
 
 
 @pytest.mark.parametrize("gate", ["off", "rollback"])
@@ -118,10 +152,11 @@ class _ScoresNaNWhenHuge:
                                {"alignment": suites["alignment"].hash})
 
 
-@pytest.mark.parametrize("secure", [False, True])
-def test_a_candidate_that_scores_no_number_is_rolled_back(tmp_path, secure):
+@pytest.mark.parametrize("secure,gate", [(False, "rollback"), (True, "rollback"),
+                                         (False, "off"), (False, "quarantine")])
+def test_a_candidate_that_scores_no_number_is_rolled_back(tmp_path, secure, gate):
     # before: the NaN was skipped as unusable, no test ran, and the gate accepted the model
-    guard = _guard(tmp_path, gate="rollback", prober=_ScoresNaNWhenHuge(),
+    guard = _guard(tmp_path, gate=gate, prober=_ScoresNaNWhenHuge(),
                    modes=["alignment"], secure_aggregation=secure, server_probe_items=20)
     arrays, metrics, _ = _round(guard, 2 if not secure else 5, bad=_shift(1e12))
     assert guard.history[-1].gate.action == "rollback"
@@ -161,9 +196,9 @@ def test_rollback_culprit_search_after_a_strategy_that_empties_replies(tmp_path,
 
 @pytest.mark.parametrize("declared_se", [0.02, 0.3, 0.5])
 def test_a_declared_stderr_cannot_hide_a_degraded_client(tmp_path, declared_se):
-    """Clients scoring the same public items have stderrs of one size: a degraded client
-    (refusal 0.30 against about 0.93) declaring stderr 0.3 or 0.5 and no items evaded its
-    per-client test before; each sampling stderr now counts at most 3x the clients' median."""
+    """Honest clear clients send the per-item values the server asks for; a degraded client
+    (refusal 0.30 against about 0.93) leaving them out and declaring stderr 0.3 or 0.5 evaded
+    its per-client test before; such a stderr now counts at most 3x the others' median."""
     rs = "trust.alignment.refusal-rate"
     guard = _guard(tmp_path, gate="quarantine", modes=["alignment"])
     msgs = sorted(guard.configure_train(1, INIT, ConfigRecord(), FakeGrid(6)),
@@ -171,8 +206,9 @@ def test_a_declared_stderr_cannot_hide_a_degraded_client(tmp_path, declared_se):
     replies = []
     for i, m in enumerate(msgs):
         value, se = (0.30, declared_se) if i == 0 else (0.90 + 0.01 * i, 0.02)
+        items = {} if i == 0 else {rs + ".items": [value + 0.05, value - 0.05] * 16}
         replies.append(reply(m, honest_update(INIT, m.metadata.dst_node_id, 1), {
             "num-examples": 10, "train_loss": 1.0, rs: value, rs + ".stderr": se,
-            rs + ".n": 32, rs + ".noise": 0.0, "trust.public-post-processing": 1}))
+            rs + ".n": 32, rs + ".noise": 0.0, "trust.public-post-processing": 1} | items))
     guard.aggregate_train(1, replies)
     assert guard.history[-1].gate.excluded == [msgs[0].metadata.dst_node_id]

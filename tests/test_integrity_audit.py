@@ -325,10 +325,13 @@ def test_unprobeable_model_is_an_alarm_not_a_crash():
 def test_a_model_the_server_scores_as_no_number_is_not_verified():
     """Finite but huge arrays can score NaN: before, the audit skipped such metrics, so the
     client counted as verified (and could leave probation)."""
-    measured = _profile({"alignment": {"refusal-rate": MetricValue(math.nan, math.nan, 9)}})
-    report = CLEAR | protocol.entry("trust.alignment.refusal-rate", 0.9, 0.05, 9)
+    measured = _profile({"alignment": {"refusal-rate": MetricValue(math.nan, math.nan, 9),
+                                       "over-refusal": MetricValue(math.nan, math.nan, 9)}})
+    report = CLEAR | protocol.entry("trust.alignment.refusal-rate", 0.9, 0.05, 9) \
+        | protocol.entry("trust.alignment.over-refusal", 0.1, 0.05, 9)
     alarms = _audit([(4, report, None)], 3, prober=_Fixed(measured), budget=0)
     assert _checks(alarms) == {"unscorable"} and alarms[0].clients == (4,)
+    assert len(alarms) == 1 and alarms[0].evidence["count"] == 2  # one per client
 
 
 def test_chi2_cdf_matches_known_values():

@@ -24,7 +24,13 @@ from flwr_trust.detect.config import DetectorConfig, Family
 from flwr_trust.detect.margin import MarginChange, MarginClients, paired_client_test, paired_level
 from flwr_trust.detect.monitor_state import MonitorState
 from flwr_trust.detect.paired import PairedChange, PairedClients, items_of, same_length
-from flwr_trust.detect.statistics import ClientStats, critical_z, spend, upper_p
+from flwr_trust.detect.statistics import (
+    ClientStats,
+    capped_sampling,
+    critical_z,
+    spend,
+    upper_p,
+)
 from flwr_trust.modes.base import Metric
 from flwr_trust.protocol import Observation
 
@@ -158,10 +164,13 @@ def _triple(o: Any) -> tuple[float, float, float] | None:
 
 
 def _finite_value(o: Any) -> bool:
-    """Is the measurement absent or its value a finite number (its stderr aside)?"""
+    """Is the measurement absent (None, or n = 0) or its value a number on any metric's scale
+    (finite, |v| <= 1e12 as in `_triple`), its stderr aside?"""
+    if getattr(o, "n", 1) == 0:
+        return True
     v = o if o is None or isinstance(o, int | float) else \
         (o[0] if type(o) is Observation else getattr(o, "value", None))
-    return v is None or (isinstance(v, int | float) and math.isfinite(v))
+    return v is None or (isinstance(v, int | float) and abs(v) <= 1e12)
 
 
 @dataclass
@@ -217,7 +226,7 @@ class _Round:
                                             f"{mode}.{metric}: the model's probe gave no "
                                             "finite number (broken outputs)."))
             return
-        nodes, xs, noise, sampling = [], [], [], []
+        nodes, xs, noise, sampling, dp = [], [], [], [], []
         items: dict[int, Any] = {}
         for node, o in client_obs.items():
             t = _triple(o)
@@ -228,10 +237,13 @@ class _Round:
             xs.append(t[0])
             noise.append(math.hypot(t[1], t[2]))
             sampling.append(t[1])
+            dp.append(t[2])
             if t[2] == 0 and (per_item := items_of(o)) is not None:
                 items[node] = per_item
-        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling,
-                                spec.source == "public")
+        sampling = capped_sampling(sampling, [n in items or dp[i] > 0
+                                              for i, n in enumerate(nodes)])
+        noise = [math.hypot(s, d) for s, d in zip(sampling, dp, strict=True)]
+        stats = (ClientStats.of(nodes, xs, noise, SPREAD_FLOOR * tol, sampling)
                  if len(xs) >= self.cfg.min_clients else None)
         paired: PairedChange | MarginChange | None = None
         margin_scale = self.cfg.paired_scale == "margin" and spec.unit_interval

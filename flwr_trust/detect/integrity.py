@@ -223,15 +223,13 @@ def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: 
                       "about this round's sample")
     hidden = _number(report, protocol.PUBLIC_POST_PROCESSING, 1.0) == 0
     multiplier = _number(report, protocol.PRIVACY_NOISE_MULTIPLIER)
-    compared, noised = [], []
+    compared, noised, unscored = [], [], []
     for mode, metrics in measured.metrics.items():
         headline = registry.find(mode)
         for name, mv in metrics.items():
             key = protocol.metric_key(mode, name)
             if key in report and mv.n > 0 and not math.isfinite(mv.value):
-                alarm.add("unscorable", key, {"measured": None},
-                          "sent a model the server's probe scores as no number (broken "
-                          "outputs): nothing it reports about it can be verified")
+                unscored.append(key)
                 continue
             if key not in report or mv.n <= 0:
                 continue  # not probed by the client, or nothing to compare with
@@ -263,6 +261,10 @@ def audit_report(measured: BehaviorProfile, report: Mapping[str, Any], *, node: 
                 _check_noised(alarm, key, claim, mv, span, noise, multiplier)
                 gap = claim.value - min(max(mv.value, lo), hi)  # the client clips, then noises
                 noised.append((key, gap, noise, value_tol))
+    if unscored:  # one alarm per client: a broken model makes every metric NaN
+        alarm.add("unscorable", unscored[0], {"metrics": unscored[:20], "count": len(unscored)},
+                  f"sent a model the server's probe scores as no number on {len(unscored)} "
+                  "metrics (broken outputs): what it reports about them cannot be verified")
     if not compared:
         return alarm.alarms
     tests = max(1, scope.n_audited) * (len(compared) + 1)

@@ -15,10 +15,8 @@ from statistics import NormalDist
 MIN_CLIENTS = 3  # robust statistics (median, MAD) need at least this many values
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviation (normal data)
 MEDIAN_SE = math.sqrt(math.pi / 2)  # SE of the median of n normal values = 1.2533 sd / sqrt(n)
-# Clients that score the same probe items have sampling stderrs of one size (the spread of
-# their per-item scores over sqrt(n) items: within ~2.5x of each other from aligned to fully
-# eroded models); a declared stderr above this multiple of the clients' median is no such
-# stderr, and would only widen the declaring client's own per-client test.
+# A clear report without the per-item values the others sent (`capped_sampling`): its
+# declared stderr counts at most this multiple of theirs.
 SAMPLING_SE_CAP = 3.0
 DF_CAP = 100  # t df above this are capped (t(100) has heavier tails than t(df): the safe side)
 _TINY = 1e-12
@@ -96,6 +94,23 @@ def critical_z(p: float, df: float = math.inf) -> float:
     return t_quantile(p, max(1, int(min(df, DF_CAP))))
 
 
+def capped_sampling(sampling: list[float], vouched: list[bool]) -> list[float]:
+    """Each client's sampling stderr for the per-client test, where a clear report without
+    per-item values counts at most SAMPLING_SE_CAP x the median of those with them.
+
+    The server asks every clear client for per-item values, and an honest one sends them for
+    every item-mean metric; the paired test then reads the items, not the declared stderr.
+    A reply that leaves them out and declares a wide stderr (0.3-0.5 on a rate, measured in
+    review) would otherwise widen only its own test. `vouched`: items sent, or DP-noised (whose
+    noise is part of its privacy, audited separately). No cap when nobody sent items (e.g.
+    bootstrap metrics such as ECE: honest stderrs near saturation differ tenfold)."""
+    with_items = [s for s, v in zip(sampling, vouched, strict=True) if v]
+    if not with_items or len(with_items) == len(sampling):
+        return sampling
+    limit = SAMPLING_SE_CAP * median(with_items)
+    return [s if v else min(s, limit) for s, v in zip(sampling, vouched, strict=True)]
+
+
 def median(values: list[float]) -> float:
     """Median of a short list (pure Python: faster than numpy for the few clients of a round)."""
     v = sorted(values)
@@ -131,14 +146,8 @@ class ClientStats:
 
     @classmethod
     def of(cls, nodes: list[int], x: list[float], noise: list[float], floor: float,
-           sampling: list[float] | None = None, same_items: bool = False) -> ClientStats:
-        """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone;
-        `same_items`: the clients scored the same probe items (public metrics), so each one's
-        sampling stderr counts at most SAMPLING_SE_CAP x their median (its DP noise whole)."""
-        if same_items and sampling:
-            limit = SAMPLING_SE_CAP * median(sampling)
-            noise = [math.sqrt(max(k * k - s * s, 0.0) + min(s, limit) ** 2)
-                     for k, s in zip(noise, sampling, strict=True)]
+           sampling: list[float] | None = None) -> ClientStats:
+        """`noise`: each client's total noise SD; `sampling`: its item-sampling stderr alone."""
         med = median(x)
         spread = max(MAD_SCALE * median([abs(v - med) for v in x]), floor, _TINY)
         known = median([k * k for k in noise])  # robust: one reply cannot set it

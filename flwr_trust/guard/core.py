@@ -37,7 +37,7 @@ from flwr_trust.guard.evidence import (
     RoundOutcome,
     checked_updates,
 )
-from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed
+from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed, unscorable
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
 from flwr_trust.guard.screened import screened_culprits
@@ -220,23 +220,24 @@ class Guard:
         if on_probation and decision.excluded:
             decision.reason += f"; still on probation: {on_probation}"
         nodes = [n for n in ev.nodes if n not in decision.excluded]
-        checkpoint = None
-        if s.gate.rolls_back:
-            # The inner's state (FedOpt moments) must be restorable if the candidate is
-            # refused; leave-one-out needs intact copies of the replies (small rounds only).
-            checkpoint = aggregation.checkpoint(nodes if 1 < len(nodes) <= LOO_MAX_CLIENTS
-                                                else [])
+        # The inner's state (FedOpt moments) must be restorable if the candidate is refused:
+        # by a rollback gate, or under any gate when it is no model (NaN arrays or scores;
+        # a FedOpt inner left with NaN moments would never aggregate again). Leave-one-out
+        # needs intact copies of the replies (rollback, small rounds only).
+        rollback = s.gate.rolls_back
+        checkpoint = aggregation.checkpoint(
+            nodes if rollback and 1 < len(nodes) <= LOO_MAX_CLIENTS else [])
         arrays, metrics, broken = self._aggregate(aggregation, nodes, rnd, nodes == ev.nodes)
-        if broken and checkpoint is not None:
-            aggregation.restore(checkpoint)  # e.g. FedOpt moments updated with the NaN
+        if broken:
+            aggregation.restore(checkpoint)
         candidate = self.probe(arrays) if arrays is not None else None
         # the candidate test as it was before this round: what rollback trials are judged by
-        before = copy.deepcopy(self.monitor("candidate")) if checkpoint is not None else None
+        before = copy.deepcopy(self.monitor("candidate")) if rollback else None
         on_candidate = (self.monitor("candidate").observe(rnd, candidate)
                         if candidate is not None else None)
         candidate_alarms = on_candidate.alarms if on_candidate is not None else []
         alarms = update.alarms + integrity + from_reports.alarms + candidate_alarms + broken
-        if checkpoint is not None and before is not None and alarmed(candidate_alarms):
+        if before is not None and alarmed(candidate_alarms):
             assert candidate is not None  # candidate_alarms come from its probe
             failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
             small = 1 < len(nodes) <= LOO_MAX_CLIENTS
@@ -262,9 +263,15 @@ class Guard:
             self.monitor("candidate").reset_trend()
         elif s.gate.halts(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
-        elif broken:  # whatever the gate: a NaN model is no model (the run would be lost)
+        elif broken or unscorable(candidate_alarms):  # whatever the gate: no model
+            if not broken:
+                aggregation.restore(checkpoint)
+                arrays = ev.global_model
+            what = "is not finite" if broken else "scores no finite number on the probe"
             decision = GateDecision("rollback", excluded=decision.excluded,
-                                    reason="the aggregate is not finite; previous model kept")
+                                    reason=f"the aggregate {what}; previous model kept "
+                                           f"(under any gate){decision.reason and '; '}"
+                                           f"{decision.reason}")
         self._emit(alarms)
         decision.probation = self.probation.to_json()
         if decision.action != "accept":

@@ -9,6 +9,9 @@
                   name culprits by leave-one-out over the aggregated clients (up to 8), who
                   go on probation too;
 - ``halt``:       stop the run with a clear error once any alarm fires.
+
+Under every gate, an aggregate that is no model (NaN/Inf arrays, or a server probe that
+scores no finite number) is not passed on: the previous global model is kept (guard/core.py).
 """
 
 from __future__ import annotations
@@ -48,8 +51,13 @@ def alarmed(alarms: list[Alarm]) -> bool:
     return any(a.severity == "alarm" for a in alarms)
 
 
+def unscorable(alarms: list[Alarm]) -> bool:
+    """Did the server's probe of the candidate give no finite number (broken outputs)?"""
+    return any(a.evidence.get("test") == "unscorable" for a in alarms)
+
+
 class Gate:
-    """Off: alarms are recorded, aggregation is the inner strategy's, always."""
+    """Off: alarms are recorded, aggregation is the inner strategy's (unless it is no model)."""
 
     name = "off"
     quarantines = False  # flagged clients never enter the aggregation

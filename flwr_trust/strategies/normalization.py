@@ -110,18 +110,26 @@ def _cap_weights(messages: list[Message], spec: RoundSpec) -> list[str]:
 
 def _cap_losses(messages: list[Message], spec: RoundSpec, key: str, q: float) -> list[str]:
     """The weight cap on (loss + 1e-10)**q, the weight QFedAvg gives a reply (its own offset):
-    a loss above the cap is lowered to the loss whose weight is the cap."""
+    a loss above the cap is lowered to the loss whose weight is the cap. In logs, where
+    loss**q cannot overflow (1e15**25 does): log w = q log(loss + 1e-10), the cap log k + the
+    lower median's log w. The cost, as for weights: with 2-3 replies, or a large q, honest
+    high-loss clients lose some of the up-weighting q-FFL exists for (share 1 turns it off)."""
+    k = cap_factor(len(messages), spec.max_weight_share)
+    if math.isinf(k):
+        return []
     losses = [float(_metrics(m)[key]) for m in messages]
-    new, cap, _ = capped_weights([(x + 1e-10) ** q for x in losses], spec.max_weight_share)
+    logs = [q * math.log(x + 1e-10) for x in losses]
+    cap_log = math.log(k) + sorted(logs)[(len(logs) - 1) // 2]
+    cap = max(0.0, math.exp(cap_log / q) - 1e-10)
     capped = []
-    for msg, old, weight in zip(messages, losses, new, strict=True):
-        if weight < (old + 1e-10) ** q:
+    for msg, log_w in zip(messages, logs, strict=True):
+        if log_w > cap_log:
             capped.append(node_of(msg))
-            _metrics(msg)[key] = max(0.0, weight ** (1 / q) - 1e-10)
+            _metrics(msg)[key] = cap
     if not capped:
         return []
-    return [f"losses '{key}' of nodes {capped[:5]} capped at {max(0.0, cap ** (1 / q)):g} "
-            f"(their weight loss**{q:g} at most {spec.max_weight_share:g} of the round)"]
+    return [f"losses '{key}' of nodes {capped[:5]} capped at {cap:g} (their weight "
+            f"loss**{q:g} at most {spec.max_weight_share:g} of the round)"]
 
 
 def weighted_key_of(strategy: Any) -> str | None:

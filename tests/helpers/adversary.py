@@ -269,6 +269,9 @@ MALFORMED: dict[str, Callable[[Ctx], list[Message]]] = {
     "negative-noise": _with_metrics(**{f"{RS}.noise": -0.1}),
     # self-declared numbers a clear rate cannot have (they blinded the reply's own test)
     "rate-outside-its-range": _with_metrics(**{RS: 1000.0}),
+    # a list where a number goes, after the value key (crashed the range check in review)
+    "stderr-as-a-list": _with_metrics(**{f"{RS}.stderr": [0.1]}),
+    "noise-as-a-list": _with_metrics(**{f"{RS}.noise": [0.0]}),
     # each key and list within bounds, together 55,000 numbers for the audit log
     "too-many-trust-numbers": _with_metrics(**{f"trust.plugin.x{i}": [0.5] * 11
                                                for i in range(5000)}),
