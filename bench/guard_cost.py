@@ -6,7 +6,9 @@ Each client's reply carries a synthetic LoRA update (rank-16 A/B matrices for q_
 v_proj in 4 blocks; ~1M float32 parameters by default) as a real Flower Message. Every strategy
 gets the same replies, rebuilt fresh before each timed call (strategies may consume the
 ArrayRecords); construction is not timed. Printed per N: seconds for FedAvg, TrustGuard(FedAvg)
-(gate off, model=None: screening + update checks + records + the inner FedAvg; with
+(gate off, model=None: screening + the inner's snapshot + update checks + records + the inner
+FedAvg; `--inner fedadam` wraps FedAdam instead, timed in round 2, when the moments the guard
+copies every round exist; with
 `--exact-centre` the update checks' exact all-client, all-coordinate median) and MultiKrum,
 the ratios guard/FedAvg (goal <= 2) and MultiKrum/guard (goal >= 10 at N = 1000), and where
 the guard's time goes.
@@ -45,7 +47,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # noqa: E402
-from flwr.serverapp.strategy import FedAvg, MultiKrum, Strategy  # noqa: E402
+from flwr.serverapp.strategy import FedAdam, FedAvg, MultiKrum, Strategy  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from flwr_trust.detect.update import UpdateChecker  # noqa: E402
@@ -122,18 +124,24 @@ class Workload:
         return out
 
 
-def instructions_for(strategy: Strategy, work: Workload, n: int) -> list[Message]:
-    msgs = strategy.configure_train(1, work.global_arrays(), ConfigRecord(), Grid(n))
+def instructions_for(strategy: Strategy, work: Workload, n: int, server_round: int = 1
+                     ) -> list[Message]:
+    msgs = strategy.configure_train(server_round, work.global_arrays(), ConfigRecord(), Grid(n))
     return sorted(msgs, key=lambda m: m.metadata.dst_node_id)
 
 
-def timed_aggregate(strategy: Strategy, work: Workload, instructions: list[Message]
+def timed_aggregate(strategy: Strategy, work: Workload, n: int, rounds: int
                     ) -> tuple[float, ArrayRecord | None]:
-    """Seconds for one aggregate_train on freshly built replies (construction not timed)."""
-    replies = work.replies(instructions)
+    """Seconds for the last of `rounds` configure/aggregate_train rounds on freshly built
+    replies (construction and the earlier rounds not timed: a stateful inner such as FedAdam
+    holds its moments from round 2 on, and the guard copies them every round)."""
+    for server_round in range(1, rounds):
+        strategy.aggregate_train(server_round, work.replies(
+            instructions_for(strategy, work, n, server_round)))
+    replies = work.replies(instructions_for(strategy, work, n, rounds))
     gc.collect()
     start = time.perf_counter()
-    arrays, _ = strategy.aggregate_train(1, replies)
+    arrays, _ = strategy.aggregate_train(rounds, replies)
     seconds = time.perf_counter() - start
     del replies
     gc.collect()
@@ -149,62 +157,69 @@ class TimedChecker(UpdateChecker):
         start = time.perf_counter()
         try:
             return super().check(updates, base=base, round=round)
-        finally:
-            object.__setattr__(self, "seconds", self.seconds + time.perf_counter() - start)
+        finally:  # one check per round: keep the last (timed) round's
+            object.__setattr__(self, "seconds", time.perf_counter() - start)
 
 
-class TimedFedAvg(FedAvg):
-    """FedAvg whose aggregate_train is timed (the inner strategy's share of the guard's time)."""
-
-    seconds = 0.0
-
-    def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
-        try:
-            return super().aggregate_train(server_round, replies)
-        finally:
-            self.seconds += time.perf_counter() - start
+INNERS: dict[str, tuple[type[Strategy], int]] = {"fedavg": (FedAvg, 1), "fedadam": (FedAdam, 2)}
 
 
-def stages_of(total: float, checker: TimedChecker, inner: TimedFedAvg) -> dict[str, float]:
+def timed_inner(cls: type[Strategy]) -> Strategy:
+    """An instance of `cls` whose aggregate_train is timed (the inner's share of the guard's
+    time), only in the last round."""
+
+    class Timed(cls):  # type: ignore[misc, valid-type]
+        seconds = 0.0
+
+        def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
+            self.seconds = 0.0  # the timed round is the last one
+            start = time.perf_counter()
+            try:
+                return super().aggregate_train(server_round, replies)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+    return Timed()
+
+
+def stages_of(total: float, checker: TimedChecker, inner: Any) -> dict[str, float]:
     """The guard's time split into update checks, inner aggregation and the rest (screening
-    the replies, detectors, records)."""
+    the replies, the inner's snapshot, detectors, records)."""
     rest = total - checker.seconds - inner.seconds
     return {"update_checks": checker.seconds, "inner_aggregate": inner.seconds,
-            "screen_detect_record": rest}
+            "screen_snapshot_detect_record": rest}
 
 
 def bench_n(work: Workload, n: int, repeats: int, multikrum: bool, run_dir: Path,
-            centre: dict[str, int]) -> dict[str, Any]:
-    fedavg = FedAvg()
-    instructions = instructions_for(fedavg, work, n)
+            centre: dict[str, int], inner_name: str = "fedavg") -> dict[str, Any]:
+    cls, rounds = INNERS[inner_name]
     fed_times: list[float] = []
     guard_times: list[float] = []
     stages: dict[str, float] = {}
     alarms = 0
     for r in range(max(1, repeats)):  # alternate so drift in machine load hits both
-        seconds, fed_arrays = timed_aggregate(fedavg, work, instructions)
+        seconds, fed_arrays = timed_aggregate(cls(), work, n, rounds)
         fed_times.append(seconds)
         checker = TimedChecker(**centre)
-        inner = TimedFedAvg()
+        inner = timed_inner(cls)
         guard = TrustGuard(inner, model=None, tensorboard=False, run_dir=run_dir / f"{n}-{r}",
                            update_checker=checker)
-        guard_instr = instructions_for(guard, work, n)
-        seconds, guard_arrays = timed_aggregate(guard, work, guard_instr)
+        seconds, guard_arrays = timed_aggregate(guard, work, n, rounds)
         guard_times.append(seconds)
         if seconds == min(guard_times):  # the breakdown of the reported (fastest) run
             stages = stages_of(seconds, checker, inner)
         assert guard_arrays is not None and fed_arrays is not None
         assert all(guard_arrays[k].data == fed_arrays[k].data for k in fed_arrays), \
-            "guard result differs from FedAvg"
+            f"guard result differs from {cls.__name__}"
         assert len(guard.history[-1].clients.valid) == n
         alarms = sum(a.severity == "alarm" for a in guard.alarms)
         guard.close("completed")
-    out: dict[str, Any] = {"n": n, "fedavg": min(fed_times), "guard": min(guard_times),
+    out: dict[str, Any] = {"n": n, "alone": min(fed_times), "guard": min(guard_times),
+                           "inner": cls.__name__,
                            "stages": stages, "multikrum": None, "alarms": alarms}
     if multikrum:
         mk = MultiKrum(num_malicious_nodes=max(1, n // 10), num_nodes_to_select=n // 2)
-        out["multikrum"], _ = timed_aggregate(mk, work, instructions_for(mk, work, n))
+        out["multikrum"], _ = timed_aggregate(mk, work, n, 1)
     return out
 
 
@@ -252,6 +267,9 @@ def main() -> int:
     parser.add_argument("--probe-items", type=int, default=0,
                         help="probe this many items per mode and extrapolate (0 = all)")
     parser.add_argument("--no-probe", action="store_true", help="skip the probe timing")
+    parser.add_argument("--inner", choices=sorted(INNERS), default="fedavg",
+                        help="the wrapped strategy (fedadam: timed in round 2, once it holds "
+                             "moments the guard copies every round)")
     parser.add_argument("--exact-centre", action="store_true",
                         help="the update checks' exact centre (all clients, all coordinates) "
                              "instead of the default sampled one")
@@ -270,7 +288,7 @@ def main() -> int:
             centre = ({"centre_clients": 0, "centre_coords": 0}
                       if args.exact_centre else {})
             row = bench_n(work, n, args.repeats, n <= args.multikrum_max_n, Path(folder),
-                          centre)
+                          centre, args.inner)
             rows.append(row)
             _print_row(row)
     if rows:
@@ -284,21 +302,22 @@ def main() -> int:
 def _print_table(rows: list[dict[str, Any]]) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\npeak memory (RSS) so far: {peak:.1f} GiB")
-    print(f"{'N':>6} {'FedAvg s':>9} {'guard s':>9} {'MultiKrum s':>12} "
-          f"{'guard/FedAvg':>13} {'MultiKrum/guard':>16}")
+    name = rows[0]["inner"]
+    print(f"{'N':>6} {name + ' s':>9} {'guard s':>9} {'MultiKrum s':>12} "
+          f"{'guard/' + name:>13} {'MultiKrum/guard':>16}")
     for row in rows:
         mk = row["multikrum"]
-        print(f"{row['n']:>6} {row['fedavg']:>9.2f} {row['guard']:>9.2f} "
+        print(f"{row['n']:>6} {row['alone']:>9.2f} {row['guard']:>9.2f} "
               f"{mk if mk is not None else float('nan'):>12.2f} "
-              f"{row['guard'] / row['fedavg']:>13.2f} "
+              f"{row['guard'] / row['alone']:>13.2f} "
               f"{mk / row['guard'] if mk is not None else float('nan'):>16.1f}")
-    print("goals: guard/FedAvg <= 2; MultiKrum/guard >= 10 at N = 1000")
+    print(f"goals: guard/{name} <= 2; MultiKrum/guard >= 10 at N = 1000")
 
 
 def _print_row(row: dict[str, Any]) -> None:
     mk = row["multikrum"]
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in row["stages"].items())
-    print(f"N={row['n']}: FedAvg {row['fedavg']:.2f}s, guard {row['guard']:.2f}s "
+    print(f"N={row['n']}: {row['inner']} {row['alone']:.2f}s, guard {row['guard']:.2f}s "
           f"({stages}; {row['alarms']} update alarms), MultiKrum "
           + (f"{mk:.2f}s" if mk is not None else "skipped"), flush=True)
 

@@ -38,6 +38,12 @@ def test_guard_cost_exact_centre_option() -> None:
     assert "update-check centre: exact" in out and "N=70: FedAvg" in out
 
 
+def test_guard_cost_wraps_a_stateful_inner() -> None:
+    out = _run("bench/guard_cost.py", "--params", "8192", "--clients", "6", "--repeats", "1",
+               "--multikrum-max-n", "0", "--no-probe", "--inner", "fedadam")
+    assert "N=6: FedAdam" in out and "guard/FedAdam" in out  # same result as FedAdam alone
+
+
 def test_update_checks_power_quick() -> None:
     out = _run("bench/update_checks_power.py", "--quick")
     assert out.count("rounds with a flag") == 2

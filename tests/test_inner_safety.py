@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import Bulyan, FedAvg, QFedAvg
 
+from flwr_trust.errors import TrustError
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
 from flwr_trust.strategies import TrustGuard
 from tests.helpers.guard import (
@@ -125,6 +127,44 @@ def test_a_stateful_inner_is_restored_after_a_non_finite_aggregate(tmp_path, gat
                                                                  2), {"num-examples": 10})
                                           for m in msgs])
     assert arrays is not None and all(np.isfinite(a.numpy()).all() for a in arrays.values())
+
+
+class _LockedFedAvg(FedAvg):
+    """An inner holding something deepcopy refuses (a lock; equally a thread or an open file):
+    before, the guard's per-round snapshot crashed every round under every gate."""
+
+    def __init__(self, broken: bool = False) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.broken = broken
+
+    def aggregate_train(self, server_round, replies):
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        if self.broken:
+            arrays = ArrayRecord({k: Array(np.full_like(v.numpy(), np.nan))
+                                  for k, v in arrays.items()})
+        return arrays, metrics
+
+
+@pytest.mark.parametrize("gate", ["off", "quarantine"])
+def test_an_uncopyable_inner_aggregates_with_one_warning(tmp_path, caplog, gate):
+    with caplog.at_level(logging.WARNING, logger="flwr.trust"):
+        guard = _guard(tmp_path / "ok", _LockedFedAvg(), gate=gate)
+        for _ in range(2):
+            arrays, metrics, _ = _round(guard, 4)
+            assert arrays is not None and metrics["trust.replies-valid"] == 4
+        broken = _guard(tmp_path / "nan", _LockedFedAvg(broken=True), gate=gate)
+        assert _round(broken, 4)[0] is None  # a NaN aggregate is still refused
+    warned = [r for r in caplog.records if "cannot copy the inner strategy" in r.getMessage()]
+    assert len(warned) == 2  # once per guard, not once per round
+    assert "_LockedFedAvg" in warned[0].getMessage() and "__deepcopy__" in warned[0].getMessage()
+
+
+def test_rollback_refuses_an_uncopyable_inner_before_any_round(tmp_path):
+    with pytest.raises(TrustError, match="cannot copy the inner strategy _LockedFedAvg") as err:
+        _guard(tmp_path, _LockedFedAvg(), gate="rollback")
+    assert "gate 'quarantine'" in str(err.value) and "__deepcopy__" in str(err.value)
+    assert not (tmp_path / "run").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize("gate", ["off", "rollback"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from flwr.serverapp.strategy import (
 
 from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.errors import AggregateNotFinite
+from flwr_trust.errors import AggregateNotFinite, TrustError
 from flwr_trust.guard import RoundEvidence
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.normalization import normalize_round
@@ -35,6 +36,52 @@ DP_WRAPPERS = (DifferentialPrivacyClientSideAdaptiveClipping,
                DifferentialPrivacyServerSideAdaptiveClipping,
                DifferentialPrivacyServerSideFixedClipping)
 log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr run --stream`
+SLOW_SNAPSHOT_S = 1.0  # a snapshot this slow is named once: the inner holds more than its state
+
+
+class InnerSnapshots:
+    """Deep copies of the inner strategy, taken before each aggregation so that a refused
+    aggregate leaves the inner's own state (FedOpt's moments) as it was.
+
+    A strategy that holds something deepcopy cannot copy (a lock, a thread, an open file) is a
+    clear error under a rolling-back gate, whose culprit search re-aggregates on copies, and a
+    warning under the others: a non-finite aggregate is still refused, but the inner's state
+    is not put back. Tried once at construction, so the error comes before any training.
+    """
+
+    def __init__(self, inner: Strategy, required: bool) -> None:
+        self.required, self.enabled, self._named_slow = required, True, False
+        self.take(inner)
+
+    def take(self, inner: Strategy) -> Strategy | None:
+        """A deep copy of `inner`, or None once it has proved uncopyable (not required)."""
+        if not self.enabled:
+            return None
+        start = time.perf_counter()
+        try:
+            copied = copy.deepcopy(inner)
+        except Exception as err:  # deepcopy raises whatever a member's __reduce__ raises
+            name = type(inner).__name__
+            problem = (f"TrustGuard cannot copy the inner strategy {name} "
+                       f"({type(err).__name__}: {err}).")
+            fix = (f"Give {name} a __deepcopy__ that copies its aggregation state and shares "
+                   "the rest (the lock, writer or file it holds)")
+            if self.required:
+                raise TrustError(problem + " Gate 'rollback' needs copies: it puts the inner "
+                                 "back when it refuses a candidate and re-aggregates on copies "
+                                 "to find culprits.", fix + ", or use gate 'quarantine'.") from err
+            log.warning("%s An aggregate that is not finite is still refused, but "
+                        "the inner's own state will not be put back. %s.", problem, fix)
+            self.enabled = False
+            return None
+        seconds = time.perf_counter() - start
+        if seconds > SLOW_SNAPSHOT_S and not self._named_slow:
+            self._named_slow = True
+            log.warning("TrustGuard: copying the inner strategy %s took %.1f s (it is copied "
+                        "every round, to put its state back if the aggregate is refused). If it "
+                        "holds a model or data, give it a __deepcopy__ that copies only its "
+                        "aggregation state.", type(inner).__name__, seconds)
+        return copied
 
 
 class InnerAggregation:
@@ -66,16 +113,18 @@ class InnerAggregation:
         _refuse_non_finite(arrays, nodes)
         return arrays, metrics
 
-    def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy, dict[int, Message]]:
-        return (copy.deepcopy(self.guard.inner),
+    def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy | None, dict[int, Message]]:
+        return (self.guard.snapshots.take(self.guard.inner),
                 {n: copy.deepcopy(self.messages[n]) for n in nodes})
 
-    def restore(self, checkpoint: tuple[Strategy, dict[int, Message]]) -> None:
-        self.guard.inner = checkpoint[0]
+    def restore(self, checkpoint: tuple[Strategy | None, dict[int, Message]]) -> None:
+        if checkpoint[0] is not None:  # else: uncopyable, warned once by InnerSnapshots
+            self.guard.inner = checkpoint[0]
 
-    def trial(self, checkpoint: tuple[Strategy, dict[int, Message]], nodes: Sequence[int]
-              ) -> Any:
+    def trial(self, checkpoint: tuple[Strategy | None, dict[int, Message]],
+              nodes: Sequence[int]) -> Any:
         strategy, copies = checkpoint
+        assert strategy is not None, "trials run under rollback, which requires snapshots"
         replies = [copy.deepcopy(copies[n]) for n in nodes]
         normalize_round(replies, self.spec)
         arrays, _ = copy.deepcopy(strategy).aggregate_train(self.round, replies)

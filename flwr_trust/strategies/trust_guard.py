@@ -38,6 +38,7 @@ from flwr_trust.strategies.arrays import decode_array
 from flwr_trust.strategies.inner import (
     DP_WRAPPERS,
     InnerAggregation,
+    InnerSnapshots,
     as_error,
     log_notes,
     result_metrics,
@@ -61,7 +62,9 @@ log = logging.getLogger("flwr.trust")  # under Flower's logger: shown by `flwr r
 class TrustGuard(Strategy):
     """Behavioral trust monitor and gate around an inner Flower strategy.
 
-    inner:          any Message-API strategy (FedAvg, FedProx, FedAdam, Krum, DP wrappers, ...)
+    inner:          any Message-API strategy (FedAvg, FedProx, FedAdam, Krum, DP wrappers, ...);
+                    deep-copied every round so that a refused aggregate leaves its state as it
+                    was (one that cannot be copied: an error under rollback, else a warning)
     gate:           "off" | "quarantine" | "rollback" | "halt"
     model:          base model the server probes with ("default", "tiny", a folder, a name in
                     the Hugging Face cache), None to rely on client reports only (no reference
@@ -148,6 +151,7 @@ class TrustGuard(Strategy):
                                                   update_centre_coords, seed,
                                                   update_cosine_margin)
         gate_policy = make_gate(gate)
+        self.snapshots = InnerSnapshots(inner, required=gate_policy.rolls_back)
         # A fresh folder per run by default: an existing run's log would be resumed.
         self.run_dir = Path(run_dir) if run_dir else default_run_dir()
         check_run_dir(self.run_dir)
