@@ -1,16 +1,19 @@
 """`flwr-trust` command line: probe a model, list suites, report on a run, verify an audit log.
 
 Exit status, for every command: 0 success; 1 the command ran and found an audit log that does
-not verify (verify-log, report); 2 bad input (unknown option, missing file, empty log, ...),
-always with a one-line error naming the fix and never a traceback.
+not verify (verify-log, report; verify-log counts an empty log as not verified); 2 bad input
+(unknown option, missing file, a log without rounds to report, ...), always with a one-line
+error naming the fix and never a traceback; 3 a bug in flwr-trust (the traceback, to report).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -233,6 +236,9 @@ def _one_line(exc: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 prints, escaped
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     prog = f"flwr-trust {args.command}"
     try:
@@ -245,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: cannot read or write{where} ({exc.strerror or exc}). Fix: check "
               "the path and its permissions.", file=sys.stderr)
         return 2
+    except Exception:  # not "does not verify" (1) nor bad input (2): say it is ours
+        traceback.print_exc()
+        print(f"{prog}: internal error: a bug in flwr-trust, not a verdict on your input. "
+              "Fix: report it with the traceback above.", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -164,12 +164,13 @@ def server_configs(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def entry(key: str, value: float, stderr: float, n: int, noise: float = 0.0,
           items: Sequence[float] | None = None) -> dict[str, Any]:
-    """The numbers of one metric; a non-finite value is reported absent (n = 0). `items`
-    (per-item values, clear releases only) travel as the list ``<key>.items``."""
-    if not math.isfinite(value) or n <= 0:
+    """The numbers of one metric; reported absent (n = 0) when the value, its stderr or its
+    noise std is not a finite number: a stderr or noise sent as 0 would claim an exact value
+    (e.g. noise so large its variance overflowed). `items` (per-item values, clear releases
+    only) travel as the list ``<key>.items``."""
+    if not all(math.isfinite(x) for x in (value, stderr, noise)) or n <= 0:
         return absent(key)
-    out: dict[str, Any] = {key: float(value),
-                           key + STDERR: float(stderr) if math.isfinite(stderr) else 0.0,
+    out: dict[str, Any] = {key: float(value), key + STDERR: float(stderr),
                            key + N: int(n), key + NOISE: float(noise)}
     if items is not None and noise == 0 and all(math.isfinite(x) for x in items):
         out[key + ITEMS] = [float(x) for x in items]

@@ -315,6 +315,13 @@ def test_non_json_line_in_the_middle(log5: Path) -> None:
     assert_bad(log5, 1, "not valid UTF-8")
 
 
+def test_json_nested_too_deeply_is_a_bad_record(log5: Path) -> None:
+    rows = lines(log5)
+    rows[1] = b"[" * 100_000 + b"]" * 100_000 + b"\n"  # json's RecursionError, before
+    put_lines(log5, rows)
+    assert_bad(log5, 1, "nested too deeply")
+
+
 def test_json_but_not_a_record(log5: Path) -> None:
     rows = lines(log5)
     rows[1] = b'{"seq": 1}\n'

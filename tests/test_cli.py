@@ -167,6 +167,35 @@ def test_suites_of_a_custom_file_and_a_missing_one(tmp_path, capsys):
     one_line_error(err, "nope.json")
 
 
+def test_suites_refuse_files_json_cannot_read_in_one_line(tmp_path, capsys):
+    for name, text in (("bigint.json", "[" + "9" * 5000 + "]"),
+                       ("deep.json", "[" * 100_000 + "]" * 100_000)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        code, _, err = cli(capsys, "suites", "--suite", tmp_path / name)
+        assert code == 2, err  # before: a ValueError / RecursionError traceback
+        one_line_error(err, name, "nested too deeply")
+        assert "set_int_max_str_digits" not in err
+
+
+def test_probe_with_an_adapter_config_of_wrong_types(tmp_path, capsys):
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": "x", "target_modules": ["q_proj"]}))
+    code, _, err = cli(capsys, "probe", "--model", "tiny", "--modes", "bias", "--adapter",
+                       tmp_path)
+    assert code == 2  # before: TypeError traceback from peft
+    one_line_error(err, "adapter config")
+
+
+def test_a_bug_exits_3_not_1_which_means_tampered(monkeypatch, capsys):
+    from flwr_trust import cli as cli_module
+
+    def broken(args):
+        raise KeyError("bug")
+    monkeypatch.setitem(cli_module.COMMANDS, "suites", broken)
+    code, _, err = cli(capsys, "suites")
+    assert code == 3 and "internal error" in err and "Traceback" in err
+
+
 def test_probe_still_works(tmp_path, capsys):
     suite = default_suites(("bias",))["bias"].subset(range(3), name_suffix="-3")
     path = suite.save(tmp_path / "bias3.json")

@@ -3,6 +3,7 @@ sides use round-trip."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,11 @@ def test_a_watched_metric_without_its_n_is_refused():
     del flat["trust.alignment.refusal-rate.n"], flat["trust.alignment.refusal-rate.items"]
     assert "without trust.alignment.refusal-rate.n" in protocol.report_shape_problem(flat)
     assert protocol.report_shape_problem({"trust.personal.alignment.refusal-rate": 0.5}) == ""
+
+
+@pytest.mark.parametrize("stderr,noise", [(math.inf, 0.0), (math.nan, 0.0), (0.01, math.inf)])
+def test_a_metric_whose_stderr_or_noise_is_not_finite_is_sent_absent(stderr, noise):
+    """Before, a non-finite stderr (or a noise std that overflowed, from a huge noise
+    multiplier) went out as 0: a value claiming to be exact."""
+    out = protocol.entry("trust.shift.from-reference", -1.4e203, stderr, 12, noise)
+    assert out == protocol.absent("trust.shift.from-reference")

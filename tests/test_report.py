@@ -14,9 +14,10 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
 from peft import LoraConfig
 
-from flwr_trust.errors import AuditLogError
-from flwr_trust.report.audit import AuditLog
+from flwr_trust.errors import AuditLogError, TrustError
+from flwr_trust.report.audit import GENESIS, AuditLog
 from flwr_trust.report.html import render_report, write_report
+from flwr_trust.report.jsonvalue import canonical_json, record_hash
 from flwr_trust.report.records import Clients, Gate, RoundRecord
 from flwr_trust.report.runlog import load_run
 from flwr_trust.report.summary import build_summary, round_ranges, summarize
@@ -245,6 +246,54 @@ def test_odd_payloads_in_a_verified_log_never_crash_the_report(tmp_path):
     assert s["modes"]["integrity"]["status"] == "ALARM"
     assert s["modes"]["integrity"]["culprits"] == ["4"]
     assert "<svg" in page and json.dumps(s)
+
+
+def test_odd_numbers_times_and_rows_never_crash_or_hang_the_report(tmp_path):
+    """Found in review: rounds 1 and 1e9 hung the tick loop; a round of 10**400 overflowed the
+    plots; a reference row that is a number and a time past year 9999 in UTC crashed."""
+    late = "9999-12-31T23:59:59-14:00"
+    run = write_chain(tmp_path / "run", [
+        (*START, late), ("reference", {"profile": {"metrics": {"bias": {"stereotype-pref": 5}}}}),
+        _round(1), _round(10**9), ("round", _round(1)[1] | {"round": 10**400}),
+        _round(2, alarms=[{"mode": "bias", "metric": "x", "severity": "alarm",
+                           "round": 10**400, "clients": [], "message": "m"}]),
+    ])
+    page, _ = render_report(run)  # before: a hang (10**9 ticks) or OverflowError
+    assert late in page  # shown as written
+    assert [r.round for r in load_run(run).rounds] == [1, 10**9, 2]  # 10**400 is no round
+
+
+def write_chain(path: Path, records: list[tuple]) -> Path:
+    """A hand-made run folder whose verified chain holds `records` as (kind, payload[, time]),
+    with times the recorder would never write."""
+    path.mkdir(parents=True, exist_ok=True)
+    prev, lines = GENESIS, []
+    for seq, (kind, payload, *when) in enumerate(records):
+        record = {"seq": seq, "time": when[0] if when else "2026-01-01T00:00:00+00:00",
+                  "kind": kind, "payload": payload, "prev": prev}
+        record["hash"] = prev = record_hash(record)
+        lines.append(canonical_json(record) + "\n")
+    (path / "audit.jsonl").write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_report_never_writes_over_its_audit_log(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "run")
+    log = run / "audit.jsonl"
+    before = log.read_bytes()
+    for kw in ({"json_out": log}, {"out": log}, {"out": run / "." / "audit.jsonl"}):
+        with pytest.raises(TrustError, match="is the run's audit log"):
+            write_report(run, **kw)
+    with pytest.raises(TrustError, match="both name"):
+        write_report(run, out=tmp_path / "same", json_out=tmp_path / "same")
+    assert log.read_bytes() == before and not (tmp_path / "same").exists()
+
+
+def test_a_folder_name_that_is_not_utf8_is_reported(run_dir, tmp_path):
+    run = copy_run(run_dir, tmp_path / "bad\udcffname")  # the byte 0xff, as Python decodes it
+    out, _ = write_report(run)
+    assert "bad?name" in out.read_text(encoding="utf-8")  # before: UnicodeEncodeError
+    assert not list(run.glob("*.tmp"))
 
 
 def test_old_and_malformed_round_payloads_are_read_as_typed_records(tmp_path):

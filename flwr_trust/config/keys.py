@@ -287,7 +287,8 @@ KEYS: tuple[Key, ...] = (
         "model; `private`: it does not (noise its metrics); `auto`: private under SecAgg+, "
         "else clear", _C, choices=("auto", "clear", "private"), node=True),
     Key("trust.privacy.noise-multiplier", "float", 5.0, "Gaussian noise std per private "
-        "statistic, in units of its sensitivity", _C, low=0.0, open_low=True, node=True),
+        "statistic, in units of its sensitivity (the accountant needs it in [0.001, 10000])",
+        _C, low=1e-3, high=1e4, node=True),
     Key("trust.privacy.epsilon", "float", 8.0, "the client's total epsilon for private metrics "
         "over the run", _C, low=0.0, open_low=True, node=True),
     Key("trust.privacy.delta", "float", 1e-5, "the delta the budget is accounted at", _C,

@@ -146,7 +146,7 @@ def adapter_config_from_dir(path: str | Path) -> Any:
 
     try:
         return PeftConfig.from_pretrained(str(path))
-    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
         raise ArraysMismatchError(f"Could not read a peft adapter config from {path}: {exc}",
                                   "Pass the folder written by PeftModel.save_pretrained().") \
             from exc
@@ -156,18 +156,19 @@ def _attach_adapter(base: LoadedModel, peft_config: Any, name: str) -> Any:
     """Add an adapter to the shared base: the first one wraps it in a PeftModel, later ones join."""
     from peft import PeftModel, get_peft_model
 
-    if isinstance(base.model, PeftModel):
-        if name not in base.model.peft_config:
-            base.model.add_adapter(name, peft_config)
-        model = base.model
-    else:
-        try:
+    try:
+        if isinstance(base.model, PeftModel):
+            if name not in base.model.peft_config:
+                base.model.add_adapter(name, peft_config)
+            model = base.model
+        else:
             model = get_peft_model(base.model, peft_config, adapter_name=name)
-        except ValueError as exc:
-            raise ArraysMismatchError(
-                f"The adapter config does not fit {base.name}: {exc}",
-                "Check target_modules against the model's layer names.") from exc
-        base.model = model  # later bridges add their adapters to the same PeftModel
+            base.model = model  # later bridges add their adapters to the same PeftModel
+    except (ValueError, TypeError) as exc:  # TypeError: e.g. a rank that is a string
+        raise ArraysMismatchError(
+            f"The adapter config does not fit {base.name}: {exc}",
+            "Check its fields (r, lora_alpha, target_modules) against the model's layers.") \
+            from exc
     model.eval()
     return model
 

@@ -217,6 +217,10 @@ def load_suite(path: str | Path) -> ProbeSuite:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SuiteError(f"Probe suite file {path} is not valid JSON ({exc}).",
                          "Fix the file or regenerate it.") from exc
+    except (ValueError, RecursionError) as exc:  # json's own limits: no suite comes near them
+        raise SuiteError(f"Probe suite file {path} holds a number thousands of digits long or "
+                         "data nested too deeply to be a suite.",
+                         "Fix the file or regenerate it.") from exc
     return suite_from_json(data, where=str(path))
 
 

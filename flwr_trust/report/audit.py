@@ -92,6 +92,8 @@ def _parse_record(line: bytes, n: int, prev: str) -> tuple[dict[str, Any] | None
         return None, "is not valid UTF-8"
     except ValueError as exc:
         return None, f"is not valid JSON ({exc})"
+    except RecursionError:
+        return None, "is not a record: JSON nested too deeply to read"
     if not isinstance(record, dict) or set(record) != FIELDS:
         fields = ", ".join(sorted(FIELDS))
         return None, f"is not an audit record (a JSON object with exactly the fields {fields})"

@@ -10,6 +10,7 @@ verify gets a red banner naming the first bad record, and the page shows the rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from html import escape
@@ -89,20 +90,43 @@ def render_report(run_dir: str | Path) -> tuple[str, dict[str, Any]]:
 
 def write_report(run_dir: str | Path, out: str | Path | None = None,
                  json_out: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write the page (default RUN_DIR/report.html) and, if asked, the JSON summary."""
-    page, summary = render_report(run_dir)
+    """Write the page (default RUN_DIR/report.html) and, if asked, the JSON summary. Refuses
+    a target that is the audit log (the evidence) or the same file for both."""
+    run = load_run(run_dir)
+    summary = build_summary(run)
     target = Path(out) if out else Path(summary["run_dir"]) / REPORT_FILE
-    _write(target, page)
-    if json_out:
-        _write(Path(json_out), json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    json_path = Path(json_out) if json_out else None
+    for path, option in ((target, "--out"), (json_path, "--json")):
+        if path is not None and _same_file(path, run.path):
+            raise TrustError(f"{option} {path} is the run's audit log: writing there would "
+                             "destroy the evidence.", f"Choose another {option} path.")
+    if json_path is not None and _same_file(target, json_path):
+        raise TrustError(f"--out and --json both name {target}: one would replace the other.",
+                         "Give them different paths.")
+    _write(target, render_html(run, summary))
+    if json_path is not None:
+        _write(json_path, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return target, summary
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
 def _write(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so that a failed write leaves the earlier
+    file whole; characters a file name smuggled in that UTF-8 cannot hold become '?'."""
+    temporary = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        temporary.write_bytes(text.encode("utf-8", errors="replace"))
+        temporary.replace(path)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise TrustError(f"Cannot write {path} ({exc.strerror or exc}).",
                          "Choose a writable path with --out / --json.") from exc
 
@@ -195,7 +219,7 @@ def _when(stamp: str | None) -> str | None:
         return None
     try:
         return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except ValueError:
+    except (ValueError, OverflowError):  # not ISO-8601, or beyond year 1..9999 once in UTC
         return stamp
 
 

@@ -206,7 +206,8 @@ class Chart:
 def _round_ticks(x0: float, x1: float, pixels: float) -> list[int]:
     first, last = math.ceil(x0), math.floor(x1)
     step = max(1, math.ceil(nice_step(last - first + 1, max(2, int(pixels // 40)))))
-    return [r for r in range(first, last + 1) if r % step == 0 or step == 1]
+    # the multiples of step in [first, last], stepped to (rounds 1 and 1e9 are two ticks apart)
+    return list(range(-(-first // step) * step if step > 1 else first, last + 1, step))
 
 
 def _labels(labels: list[dict[str, object]], sx, sy,  # noqa: ANN001

@@ -46,8 +46,13 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+ROUND_BOUND = 2**53  # integers a float holds exactly: a larger "round" is no round
+
+
 def is_round(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer count or round number that plots and sums can use (a hand-made chain can
+    verify and still hold 10**400)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < ROUND_BOUND
 
 
 @dataclass
@@ -123,7 +128,8 @@ class Reference:
     @property
     def metrics(self) -> dict[str, dict[str, Any]]:
         """mode -> metric -> {value, stderr, n, worse}."""
-        return {m: as_dict(ms) for m, ms in as_dict(self.profile.get("metrics")).items()}
+        return {m: {k: as_dict(row) for k, row in as_dict(ms).items()}
+                for m, ms in as_dict(self.profile.get("metrics")).items()}
 
 
 @dataclass

@@ -221,7 +221,7 @@ def _read_verified(log: Path, result: VerifyResult) -> tuple[list[dict[str, Any]
                 record = json.loads(line.decode("utf-8"))
                 good = (isinstance(record, dict) and record.get("prev") == prev
                         and record.get("hash") == record_hash(record))
-            except ValueError:
+            except (ValueError, RecursionError):
                 good = False
             if not good:
                 reason = f"Record {n} (line {n + 1}) changed while the report was reading it."
