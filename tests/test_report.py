@@ -4,6 +4,7 @@ for the statuses and the bad-input cases a real run does not produce."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,15 @@ def write_chain(path: Path, records: list[tuple]) -> Path:
         lines.append(canonical_json(record) + "\n")
     (path / "audit.jsonl").write_text("".join(lines), encoding="utf-8")
     return path
+
+
+def test_a_diverged_loss_is_named_not_dropped(tmp_path):
+    """Before, rounds whose loss was NaN or inf vanished: first = last = the finite round's."""
+    run = write_log(tmp_path / "run", [START, _round(1), _round(2, system={"loss": math.inf}),
+                                       _round(3, system={"loss": math.nan})])
+    page, s = render_report(run)
+    assert s["system"]["loss"]["not_finite_rounds"] == [2, 3]
+    assert "NaN or infinite, not drawn: rounds 2-3" in page  # the loss chart's subtitle
 
 
 def test_report_never_writes_over_its_audit_log(run_dir, tmp_path):

@@ -28,6 +28,7 @@ from flwr_trust.report.plots import (
 )
 from flwr_trust.report.records import as_dict, as_list, num
 from flwr_trust.report.runlog import ClientPoint, RunLog, node_key
+from flwr_trust.report.summary import not_finite_rounds, round_ranges
 
 MAX_POINTS = 2000
 """Above this many client points a panel shows the clients' median +- MAD band instead."""
@@ -87,9 +88,15 @@ def loss_chart(run: RunLog, rounds: list[int]) -> str:
         gate_marks(run, chart)
         for r in sorted({a["round"] for _, a in run.alarms() if a.get("severity") == "alarm"}):
             chart.flag(r, "alarm")
-    else:
-        chart.note = loss_gap()
-    return chart.svg("Aggregated training loss per round.")
+    bad = not_finite_rounds(run, "loss")  # a diverged run, not a gap
+    diverged = round_ranges(bad) if bad else ""
+    if not any(y is not None for y in ys):
+        chart.note = f"loss not finite (NaN or infinite) in {diverged}" if diverged \
+            else loss_gap()
+    elif diverged:
+        chart.subtitle = f"NaN or infinite, not drawn: {diverged}"
+    return chart.svg("Aggregated training loss per round."
+                     + (f" Not finite (NaN or infinite) in {diverged}." if diverged else ""))
 
 
 def norm_chart(run: RunLog, rounds: list[int]) -> str:

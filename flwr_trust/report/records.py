@@ -36,6 +36,13 @@ def num(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
+def not_finite(value: Any) -> bool:
+    """A number that is NaN or infinite, as written (the log stores them as these strings)."""
+    if isinstance(value, str):
+        return value in ("NaN", "Infinity", "-Infinity")
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def as_dict(value: Any) -> dict[str, Any]:
     """`value` if it is a JSON object, else an empty dict."""
     return value if isinstance(value, dict) else {}

@@ -21,7 +21,7 @@ from typing import Any
 
 from flwr_trust.errors import AuditLogError
 from flwr_trust.report.coverage import behavior_gap, update_gap
-from flwr_trust.report.records import Gate, as_list, num
+from flwr_trust.report.records import Gate, as_list, not_finite, num
 from flwr_trust.report.runlog import PHASES, RunLog, load_run, node_key
 from flwr_trust.report.samples import describe_sizes, probe_sizes
 
@@ -274,11 +274,19 @@ def system_summary(run: RunLog) -> dict[str, Any]:
     for key in SYSTEM_KEYS:
         values = [(p.round, num(p.system.get(key))) for p in run.phase("train")]
         series = [(r, v) for r, v in values if v is not None]
+        diverged = not_finite_rounds(run, key)
         if series:
             ys = [v for _, v in series]
             out[key] = {"first": ys[0], "last": ys[-1], "min": min(ys), "max": max(ys),
                         "rounds": len(ys)}
+        if diverged:  # NaN / inf: a diverged run, not a missing value
+            out.setdefault(key, {})["not_finite_rounds"] = diverged
     return out
+
+
+def not_finite_rounds(run: RunLog, key: str) -> list[int]:
+    """Train rounds whose system metric `key` was NaN or infinite."""
+    return [p.round for p in run.phase("train") if not_finite(p.system.get(key))]
 
 
 def timeline(run: RunLog) -> list[dict[str, Any]]:
