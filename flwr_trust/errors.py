@@ -23,8 +23,23 @@ class ArraysMismatchError(TrustError):
     """Arrays (an ArrayRecord or adapter) do not fit the model they are loaded into."""
 
 
-class AggregateNotFinite(TrustError):
-    """The inner strategy's aggregate holds NaN or Inf values: it is not a model."""
+class AggregateNotAModel(TrustError):
+    """The inner strategy's aggregate is no model; `metric` names the alarm it raises."""
+
+    metric = "aggregate-not-a-model"
+
+
+class AggregateNotFinite(AggregateNotAModel):
+    """The inner strategy's aggregate holds NaN or Inf values."""
+
+    metric = "aggregate-not-finite"
+
+
+class AggregateLayoutChanged(AggregateNotAModel):
+    """The inner strategy's aggregate lacks arrays of the global model, adds some, or changes
+    their shapes (e.g. MultiKrum told to select 0 nodes returns no arrays at all)."""
+
+    metric = "aggregate-layout"
 
 
 class SuiteError(TrustError):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flwr_trust.errors import TrustError
 from flwr_trust.modes.memorization import canary_text
 from flwr_trust.probes.defaults import default_suite
 from silent_failures.sim import corpus
@@ -88,6 +89,47 @@ def test_onset_after_last_round_and_reserved_keys():
     assert parse_config({"model": "tiny"}).precision == "fp32"
     with pytest.raises(BaselineConfigError, match="not a peft adapter folder"):
         parse_config({"initial-adapter": "/no/such/adapter"})
+
+
+def test_typos_and_infinite_integers_are_refused():
+    """Found in review: a typo in the run config ran the defaults silently, and TOML's `inf`
+    for an integer key crashed with OverflowError (on the server and every client)."""
+    with pytest.raises(BaselineConfigError, match="'attack-fracton' \\(did you mean "
+                                                   "'attack-fraction'"):
+        parse_config({"attack-fracton": 0.9})
+    with pytest.raises(BaselineConfigError, match="'onset_round' \\(did you mean 'onset-round'"):
+        parse_config({"onset_round": 3})
+    for key in ("local-steps", "num-server-rounds", "seed"):
+        with pytest.raises(BaselineConfigError, match=key):
+            parse_config({key: math.inf})
+
+
+def test_a_bad_trust_key_is_refused_before_the_last_results_are_cleared(tmp_path):
+    """Found in review: the run folder (the last run's summary and audit log) was cleared, the
+    model loaded and the ground truth measured before trust.alpha = 2 was refused."""
+    from flwr_trust.config.keys import TrustConfigError
+    from silent_failures.sim.server import run_baseline
+
+    keys = {"model": "tiny", "monitor": "trust-rollback"}
+    folder = parse_config({}, **keys).run_folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text("{}")
+    with pytest.raises(TrustConfigError, match="trust.alpha"):
+        run_baseline(None, {"trust.alpha": 2}, base_dir=tmp_path, **keys)  # no grid needed
+    assert (folder / "summary.json").read_text() == "{}"
+    with pytest.raises(TrustError, match="Unknown trust.strategy"):
+        run_baseline(None, {"trust.strategy": "fedsgd"}, base_dir=tmp_path, **keys)
+
+
+def test_a_trust_strategy_gets_the_baselines_evaluate_settings():
+    """Before, the baseline set trust.fedavg.* evaluate options whatever trust.strategy said,
+    and the run failed on a key the user never wrote."""
+    from silent_failures.sim.monitors import check_trust_config, trust_config
+
+    cfg = parse_config({"model": "tiny", "monitor": "trust-quarantine"})
+    run_config = {"trust.strategy": "fedprox", "trust.fedprox.proximal-mu": 0.1}
+    assert "trust.fedprox.min-evaluate-nodes" in trust_config(cfg, run_config)
+    check_trust_config(cfg, run_config)  # no error
 
 
 # -- scenario data ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord
-from flwr.serverapp.strategy import Bulyan, FedAvg, QFedAvg
+from flwr.serverapp.strategy import Bulyan, FedAvg, MultiKrum, QFedAvg
 
 from flwr_trust.errors import TrustError
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
@@ -127,6 +127,31 @@ def test_a_stateful_inner_is_restored_after_a_non_finite_aggregate(tmp_path, gat
                                                                  2), {"num-examples": 10})
                                           for m in msgs])
     assert arrays is not None and all(np.isfinite(a.numpy()).all() for a in arrays.values())
+
+
+class _ReshapingFedAvg(FedAvg):
+    """Returns the aggregate with one array reshaped and one added."""
+
+    def aggregate_train(self, server_round, replies):
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        out = {k: v.numpy() for k, v in arrays.items()}
+        first = next(iter(out))
+        out[first] = out[first].reshape(-1)
+        out["extra"] = np.zeros(3, dtype=np.float32)
+        return ArrayRecord({k: Array(v) for k, v in out.items()}), metrics
+
+
+@pytest.mark.parametrize("inner", [MultiKrum(num_nodes_to_select=0), _ReshapingFedAvg()],
+                         ids=["multikrum-selects-0", "reshaped"])
+@pytest.mark.parametrize("gate", ["off", "rollback"])
+def test_an_aggregate_with_another_layout_is_refused(tmp_path, inner, gate):
+    """Found in review: MultiKrum told to select 0 nodes returns an empty ArrayRecord, which
+    Flower would have made the global model (it replaces it with anything not None)."""
+    guard = _guard(tmp_path, inner, gate=gate)
+    arrays, _, _ = _round(guard, 4)
+    assert arrays is None  # the previous global model is kept
+    alarm = next(a for a in guard.alarms if a.mode == "update")
+    assert alarm.metric == "aggregate-layout" and "not the global model's layout" in alarm.message
 
 
 class _LockedFedAvg(FedAvg):

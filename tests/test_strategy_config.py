@@ -141,7 +141,34 @@ def test_flowertune_fractions_set_the_inner_strategy(tmp_path, caplog):
     ({"trust.strategy": "multikrum", "trust.multikrum.num-nodes-to-select": 2.5},
      "num-nodes-to-select = 2.5 is not an integer"),
     ({"trust.dp": "server-fixed", "trust.dp.noise-multiplier": 1.0,
-      "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 0}, "could not be built"),
+      "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 0},
+     r"num-sampled-clients = 0 is not an integer in \[1, inf\)"),
+    ({"trust.dp": "server-fixed", "trust.dp.clipping-norm": 1.0, "trust.dp.clipped-count-stddev":
+      "lots"}, "Unknown option 'trust.dp.clipped-count-stddev'"),
+    ({"trust.dp": "server-adaptive", "trust.dp.noise-multiplier": 1.0,
+      "trust.dp.num-sampled-clients": 2, "trust.dp.clipped-count-stddev": "lots"},
+     "clipped-count-stddev = 'lots' is not a float"),  # float | None: was 'missing options'
+    # found in review: options that take Python objects crashed or failed every round later
+    ({"trust.dp": "server-fixed", "trust.dp.noise-multiplier": 1.0,
+      "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 2,
+      "trust.dp.accountant": "rdp"}, "'trust.dp.accountant' .* takes a Python object"),
+    ({"trust.fedavg.train-metrics-aggr-fn": "mean"}, "takes a Python object"),
+    ({"trust.fedavg.weighted-by-key": ""}, "'trust.fedavg.weighted-by-key' is empty"),
+    # ... and numbers that move the model away from the clients, make it NaN or select nobody
+    ({"trust.strategy": "fedavgm", "trust.fedavgm.server-learning-rate": -1},
+     r"server-learning-rate = -1 is not a float in \(0, inf\)"),
+    ({"trust.strategy": "fedadam", "trust.fedadam.beta-1": 1}, r"beta-1 = 1 is not a float in "
+                                                              r"\[0, 1\)"),
+    ({"trust.strategy": "fedadam", "trust.fedadam.eta": -1}, "eta = -1 is not a float"),
+    ({"trust.strategy": "fedprox", "trust.fedprox.proximal-mu": -5}, "proximal-mu = -5"),
+    ({"trust.strategy": "qfedavg", "trust.qfedavg.client-learning-rate": 0},
+     "client-learning-rate = 0 is not a float"),
+    ({"trust.strategy": "multikrum", "trust.multikrum.num-nodes-to-select": 0},
+     "num-nodes-to-select = 0 is not an integer"),
+    ({"trust.alpha": 1}, r"trust.alpha = 1 is not a float in \(0, 1\)"),  # the table said ]
+    ({"trust.update-alpha": 1}, r"trust.update-alpha = 1 is not a float in \(0, 1\)"),
+    ({"trust.tolerance.alignment.refusal-rate": True}, "refusal-rate = True is not a number"),
+    ({"trust.run-dir": "/proc/trust-run"}, "trust.run-dir '/proc/trust-run' cannot be made"),
     ({"trust.dp": "server-fixed", "trust.dp.noise-multiplier": "lots",
       "trust.dp.clipping-norm": 1.0, "trust.dp.num-sampled-clients": 4},
      "trust.dp.noise-multiplier = 'lots' is not a float"),

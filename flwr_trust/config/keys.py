@@ -32,7 +32,7 @@ class Key:
 
     kind:       how the value is read: bool, int, float, str, choice (one of `choices`), list
                 (comma-separated strings); an int key with `choices` also takes those words
-    low, high:  inclusive bounds of an int / float; `open_low` makes the low bound exclusive
+    low, high:  inclusive bounds of an int / float; `open_low` / `open_high` make one exclusive
     side:       who reads it: "client" (the mod), "server" (TrustGuard), "both"
     node:       a client's node config may override it (its own budget and policy)
     flowertune: the FlowerTune key it falls back to when unset (e.g. model.name)
@@ -49,6 +49,7 @@ class Key:
     low: float | None = None
     high: float | None = None
     open_low: bool = False
+    open_high: bool = False
     node: bool = False
     flowertune: str = ""
     keyword: str = ""
@@ -69,7 +70,7 @@ class Key:
         if self.low is None and self.high is None:
             return what
         lo = "(" if self.open_low else "["
-        hi = "inf)" if self.high is None else f"{_num(self.high)}]"
+        hi = "inf)" if self.high is None else f"{_num(self.high)}{')' if self.open_high else ']'}"
         words = "".join(f" or {c!r}" for c in self.choices)
         return (f"{what} in {lo}{_num(self.low if self.low is not None else -math.inf)}, {hi}"
                 + words)
@@ -103,7 +104,7 @@ def _read_bool(key: Key, v: Any) -> bool:
 def _in_range(key: Key, x: float) -> bool:
     if key.low is not None and (x < key.low or (key.open_low and x == key.low)):
         return False
-    return key.high is None or x <= key.high
+    return key.high is None or x < key.high or (x == key.high and not key.open_high)
 
 
 def _read_int(key: Key, v: Any) -> int | str:
@@ -221,7 +222,7 @@ KEYS: tuple[Key, ...] = (
         "other items); 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,
         keyword="client_probe_budget"),
     Key("trust.update-alpha", "float", 0.01, "per-round false-alarm budget of the update "
-        "checks", _S, low=0.0, high=1.0, open_low=True, keyword="update_alpha"),
+        "checks", _S, low=0.0, high=1.0, open_low=True, open_high=True, keyword="update_alpha"),
     Key("trust.update-centre-clients", "int", 64, "the update checks' robust centre is the "
         "coordinate-wise median of this many seeded sampled clients (two such halves above "
         "it); 0 = all clients", _S, keyword="update_centre_clients"),
@@ -256,7 +257,7 @@ KEYS: tuple[Key, ...] = (
         keyword="seed"),
     Key("trust.alpha", "float", 0.05, "per-run false-alarm budget of all behavioral tests "
         "(split over train-phase reports, candidate probes and evaluate-phase reports, a third "
-        "each)", _S, low=0.0, high=1.0, open_low=True, via="detector"),
+        "each)", _S, low=0.0, high=1.0, open_low=True, open_high=True, via="detector"),
     Key("trust.trend-window", "int", 4, "rounds averaged by the trend test", _S, low=2,
         high=_MAX_INT, via="detector"),
     Key("trust.paired-scale", "choice", "margin", "paired tests of soft rates: `margin` "

@@ -62,6 +62,8 @@ def detector_config(cfg: Mapping[str, Any], modes: tuple[str, ...]) -> DetectorC
     for key, value in cfg.items():
         if key.startswith(TOLERANCE_PREFIX):
             try:
+                if isinstance(value, bool):  # float(True) = 1.0: a rate that never alarms
+                    raise TypeError(value)
                 tolerances[key[len(TOLERANCE_PREFIX):]] = float(value)
             except (TypeError, ValueError):
                 raise TrustConfigError(f"Config key {key} = {value!r} is not a number.",

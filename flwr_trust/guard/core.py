@@ -27,7 +27,7 @@ from flwr_trust.detect.behavior import BehaviorMonitor, DetectionResult
 from flwr_trust.detect.config import DetectorConfig
 from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
-from flwr_trust.errors import AggregateNotFinite, TrustError
+from flwr_trust.errors import AggregateNotAModel, TrustError
 from flwr_trust.guard import resume
 from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, small_round_culprits, trial_test
 from flwr_trust.guard.evidence import (
@@ -377,13 +377,14 @@ class Guard:
         """The inner strategy's aggregate; on failure the previous global model is kept, unless
         it never aggregated yet and the guard left every valid reply in: then it would fail
         alone too (a misconfiguration), and a run that trains nothing must not look healthy.
-        A non-finite aggregate is refused with an alarm (third item)."""
+        An aggregate that is no model (not finite, another layout) is refused with an alarm
+        (third item)."""
         if not nodes:
             return None, None, []
         try:
             arrays, metrics = aggregation.aggregate(nodes)
-        except AggregateNotFinite as exc:
-            return None, None, [Alarm("update", "aggregate-not-finite", "alarm", rnd, (),
+        except AggregateNotAModel as exc:
+            return None, None, [Alarm("update", exc.metric, "alarm", rnd, (),
                                       {"nodes": sorted(nodes)}, exc.problem)]
         except Exception as exc:  # never crash the server over the guard's own exclusions
             if untouched and not self._inner_aggregated:

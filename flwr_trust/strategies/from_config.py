@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,41 +55,78 @@ FLOWERTUNE_FRACTIONS = {"fraction_train": ("strategy.fraction-train", "strategy.
                         "fraction_evaluate": ("strategy.fraction-evaluate",)}
 
 
+# Ranges of numeric options beyond their types, by option name (low, high, open_low,
+# open_high). Flower passes them on unchecked, and out of range they move the model away from
+# the clients (a negative server learning rate or eta), make it NaN (beta-1 = 1), divide by
+# zero (QFedAvg's client learning rate 0) or select no node at all.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    **dict.fromkeys(("server-learning-rate", "client-learning-rate", "eta", "eta-l", "tau"),
+                    (0.0, None, True, False)),
+    **dict.fromkeys(("beta-1", "beta-2", "server-momentum"), (0.0, 1.0, False, True)),
+    **dict.fromkeys(("proximal-mu", "q", "clipped-count-stddev"), (0.0, None, False, False)),
+    **dict.fromkeys(("num-nodes-to-select", "num-sampled-clients"), (1, None, False, False)),
+}
+KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
 def _kwargs_for(cls: type, prefix: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Options `prefix<kebab-name>` mapped onto `cls.__init__` keywords, checked by name."""
+    """Options `prefix<kebab-name>` mapped onto `cls.__init__` keywords, checked by name;
+    keywords that take Python objects (callables, accountants) cannot come from config."""
     params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
               if n not in ("self", "strategy")
               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     valid = {n.replace("_", "-"): n for n in params}
+    settable = sorted(prefix + k for k, n in valid.items() if _plain_type(params[n]))
     out = {}
     for key, value in cfg.items():
         if not key.startswith(prefix):
             continue
         name = key[len(prefix):]
         if name not in valid:
-            options = [prefix + v for v in sorted(valid)]
             raise TrustError(f"Unknown option {key!r} for {cls.__name__}"
-                             f"{suggest(key, options)}.", f"Valid options: {', '.join(options)}.")
-        out[valid[name]] = _checked(key, value, params[valid[name]])
+                             f"{suggest(key, settable)}.", f"Valid options: {', '.join(settable)}.")
+        param = params[valid[name]]
+        if _plain_type(param) is None:
+            raise TrustError(f"Option {key!r} of {cls.__name__} takes a Python object "
+                             f"({param.annotation}), which a config value cannot be.",
+                             f"Remove it, or build {cls.__name__}(...) in Python and wrap it: "
+                             f"TrustGuard({cls.__name__}(...)).")
+        out[valid[name]] = _checked(key, value, param)
     return out
 
 
+def _plain_type(param: inspect.Parameter) -> type | None:
+    """bool/int/float/str a keyword takes (`float | None` counts as float), else None."""
+    annotation = param.annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else None
+    if annotation in KINDS:
+        return annotation
+    if annotation in (param.empty, None) and type(param.default) in KINDS:
+        return type(param.default)
+    return None
+
+
 def _checked(key: str, value: Any, param: inspect.Parameter) -> Any:
-    """An option's value read as the keyword's declared type (or its default's): Flower passes
-    them on unchecked ("half" as a fraction crashed later with a traceback, 2.0 waited forever
-    for twice the nodes, "3" nodes to select failed every round); fractions within [0, 1],
-    counts not negative. Options of other types (callables, accountants) pass as they are."""
+    """An option's value read as the keyword's declared type: Flower passes them on
+    unchecked ("half" as a fraction crashed later with a traceback, 2.0 waited forever for
+    twice the nodes, "3" nodes to select failed every round); fractions within [0, 1], counts
+    not negative, RANGES by name, strings (record keys) not empty."""
     name = key.rsplit(".", 1)[-1]
-    declared = param.annotation if param.annotation in (bool, int, float, str) else \
-        type(param.default)
-    for kind, plain in (("bool", bool), ("int", int), ("float", float), ("str", str)):
-        if declared is plain:
-            default = None if param.default is param.empty else param.default
-            low, high = (0.0, 1.0) if name.startswith("fraction-") else (None, None)
-            if kind == "int" and name.startswith(("min-", "num-")):
-                low = 0
-            return Key(key, kind, default, "", "server", low=low, high=high).read(value)
-    return value
+    kind = KINDS[_plain_type(param) or str]
+    default = None if param.default is param.empty else param.default
+    low, high, open_low, open_high = RANGES.get(name, (None, None, False, False))
+    if name.startswith("fraction-"):
+        low, high = 0.0, 1.0
+    elif kind == "int" and low is None and name.startswith(("min-", "num-")):
+        low = 0
+    out = Key(key, kind, default, "", "server", low=low, high=high, open_low=open_low,
+              open_high=open_high).read(value)
+    if kind == "str" and not out:
+        raise TrustError(f"Option {key!r} is empty.", f"Set it to a record key, or remove it "
+                         f"to use the default {default!r}.")
+    return out
 
 
 def flowertune_fractions(cls: type, kwargs: dict[str, Any], cfg: Mapping[str, Any]
@@ -144,11 +183,19 @@ def inner_strategy(cfg: Mapping[str, Any]) -> Any:
                          "trust.dp.num-sampled-clients.") from exc
 
 
+def check_config(cfg: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(inner strategy, TrustGuard keywords) from every trust.* key of both sides, checked
+    (names and values) without building the guard: an app can call it before it clears
+    folders or loads models."""
+    inner = inner_strategy(cfg)  # checks the names of every trust.* key
+    parse_trust_config(cfg)  # the clients' values, checked here once instead of on every client
+    return inner, guard_options(cfg)
+
+
 def strategy_from_config(cfg: Mapping[str, Any], **overrides: Any) -> TrustGuard:
     """TrustGuard(inner from trust.strategy, guard options from trust.*); keywords override.
 
     Checks every trust.* key of both sides first; the model and adapter are resolved from
     `cfg` and the initial arrays when the run starts (TrustGuard.startup)."""
-    inner = inner_strategy(cfg)  # checks the names of every trust.* key
-    parse_trust_config(cfg)  # the clients' values, checked here once instead of on every client
-    return TrustGuard(inner, **({"run_config": cfg} | guard_options(cfg) | overrides))
+    inner, options = check_config(cfg)
+    return TrustGuard(inner, **({"run_config": cfg} | options | overrides))

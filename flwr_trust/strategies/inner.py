@@ -22,7 +22,7 @@ from flwr.serverapp.strategy import (
 
 from flwr_trust import protocol
 from flwr_trust.detect.alarm import Alarm
-from flwr_trust.errors import AggregateNotFinite, TrustError
+from flwr_trust.errors import AggregateLayoutChanged, AggregateNotFinite, TrustError
 from flwr_trust.guard import RoundEvidence
 from flwr_trust.scoring.profile import BehaviorProfile
 from flwr_trust.strategies.normalization import normalize_round
@@ -110,7 +110,7 @@ class InnerAggregation:
             left_out = [m for n, m in self.messages.items() if n not in set(nodes)]
             replies += self.failed + [as_error(m) for m in left_out]
         arrays, metrics = self.guard.inner.aggregate_train(self.round, replies)
-        _refuse_non_finite(arrays, nodes)
+        _refuse_non_model(arrays, self.guard.global_arrays, nodes)
         return arrays, metrics
 
     def checkpoint(self, nodes: Sequence[int]) -> tuple[Strategy | None, dict[int, Message]]:
@@ -128,16 +128,32 @@ class InnerAggregation:
         replies = [copy.deepcopy(copies[n]) for n in nodes]
         normalize_round(replies, self.spec)
         arrays, _ = copy.deepcopy(strategy).aggregate_train(self.round, replies)
-        _refuse_non_finite(arrays, nodes)
+        _refuse_non_model(arrays, self.guard.global_arrays, nodes)
         return arrays
 
 
-def _refuse_non_finite(arrays: ArrayRecord | None, nodes: Sequence[int]) -> None:
-    """An aggregate with NaN/Inf (finite replies can still sum past float range, or a
-    strategy's own weights, e.g. QFedAvg's loss**q, can break) is no model: refuse it here
-    rather than hand it on or probe it."""
+def _refuse_non_model(arrays: ArrayRecord | None, global_arrays: ArrayRecord | None,
+                      nodes: Sequence[int]) -> None:
+    """An aggregate that is no model is refused here rather than handed on or probed (Flower
+    replaces the global model with whatever is not None):
+    - arrays missing, added or reshaped against the global model (MultiKrum selecting 0 nodes
+      returned an empty record, which would have wiped the model);
+    - NaN/Inf (finite replies can still sum past float range, or a strategy's own weights,
+      e.g. QFedAvg's loss**q, can break)."""
     if arrays is None:
         return
+    if global_arrays is not None:
+        want = {k: tuple(v.shape) for k, v in global_arrays.items()}
+        got = {k: tuple(v.shape) for k, v in arrays.items()}
+        if got != want:
+            missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+            reshaped = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+            raise AggregateLayoutChanged(
+                f"The inner strategy's aggregate of nodes {sorted(nodes)} is not the global "
+                f"model's layout: {len(missing)} arrays missing {missing[:2]}, {len(extra)} "
+                f"added {extra[:2]}, {len(reshaped)} reshaped {reshaped[:2]}.",
+                "The previous global model is kept. Check the inner strategy's options "
+                "(e.g. MultiKrum's num-nodes-to-select >= 1).")
     bad = [k for k, v in arrays.items() if not np.isfinite(v.numpy()).all()]
     if bad:
         raise AggregateNotFinite(

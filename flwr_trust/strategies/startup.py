@@ -18,7 +18,9 @@ Flower edge.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,16 +225,29 @@ def default_run_dir() -> Path:
 
 
 def check_run_dir(path: Path) -> None:
-    """Refuse at construction a run folder that cannot be one (it, or a parent, is a file),
-    instead of an OSError in round 1 that names no setting."""
+    """Refuse at construction a run folder that cannot be one (it, or a parent, is a file, or
+    it cannot be made), instead of an OSError in round 1 that names no setting."""
+    fix = "Point trust.run-dir (run_dir=) at a writable folder, or leave it empty for " \
+          "runs/trust-guard-<time>."
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise TrustError(f"trust.run-dir {str(path)!r} cannot be a folder: "
-                                 f"{str(folder)!r} is a file.",
-                                 "Point trust.run-dir (run_dir=) at a folder, or leave it "
-                                 "empty for runs/trust-guard-<time>.")
-            return
+                                 f"{str(folder)!r} is a file.", fix)
+            break
+    made = [f for f in (path, *path.parents) if not f.exists()]  # deepest first
+    try:  # made and removed again: a run that fails to start leaves no folder behind
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+    except OSError as exc:
+        raise TrustError(f"trust.run-dir {str(path)!r} cannot be made ({exc.strerror or exc}).",
+                         fix) from exc
+    finally:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    if not writable:
+        raise TrustError(f"trust.run-dir {str(path)!r} is not writable.", fix)
 
 
 def unapplied_keys(cfg: Mapping[str, Any]) -> list[str]:

@@ -176,6 +176,7 @@ class TrustGuard(Strategy):
 
     # ---------------------------------------------------------------- what the core decided
     gate = property(lambda self: self.core.settings.gate.name)
+    global_arrays = property(lambda self: self._global)  # this round's, from configure_train
     audit_fraction = property(lambda self: self.core.settings.audit_fraction)
     # The detectors' settings in effect: after `plan`, an auto horizon holds the planned rounds.
     detector = property(lambda self: self.core.settings.detector)

@@ -7,6 +7,7 @@ which names the key and lists the valid values, before any model is loaded.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Mapping
@@ -171,13 +172,18 @@ def _number(key: str, value: Any, kind: type, lo: float, hi: float = math.inf) -
         raise _bad(key, value, f"a number in [{lo}, {hi}]")
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), TOML's `inf`
         raise _bad(key, value, f"a number in [{lo}, {hi}]") from None
     if kind is int and float(value) != number:
         raise _bad(key, value, f"an integer in [{lo}, {hi}]")
     if not (math.isfinite(number) and lo <= number <= hi):
         raise _bad(key, value, f"a number in [{lo}, {hi}]")
     return number
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key.replace("_", "-"), list(KEYS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -199,7 +205,14 @@ def _adapter(value: Any) -> str:
 
 
 def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineConfig:
-    """Validate the baseline keys of a Flower run config (others, e.g. trust.*, are ignored)."""
+    """Validate the baseline keys of a Flower run config; trust.* keys are flwr-trust's
+    (checked by it), any other key is a typo (it would silently run the default)."""
+    typos = [k for k in run_config if k not in KEYS and not k.startswith("trust.")]
+    if typos:
+        hints = [f"{k!r}{_did_you_mean(k)}" for k in typos]
+        raise BaselineConfigError(f"Unknown baseline key(s) {', '.join(hints)} in the run "
+                                  "config: the run would silently use the defaults.",
+                                  f"Rename or remove them. Valid keys: {', '.join(KEYS)}.")
     values = {k: d for k, (d, _) in KEYS.items()}
     values.update({k: v for k, v in run_config.items() if k in KEYS})
     values.update({k.replace("_", "-"): v for k, v in overrides.items()})

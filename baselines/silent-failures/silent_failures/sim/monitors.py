@@ -135,6 +135,25 @@ def build_strategy(cfg: BaselineConfig, num_clients: int, run_config: Mapping[st
     return trust_guard(cfg, run_config, peft_config=peft_config, run_dir=run_dir)
 
 
+def trust_config(cfg: BaselineConfig, run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run config's trust.* keys, with the baseline's evaluate settings for the inner
+    strategy trust.strategy names (FedAvg by default) where the config sets none."""
+    trust_cfg = {k: v for k, v in run_config.items() if k.startswith("trust.")}
+    name = str(trust_cfg.get("trust.strategy", "fedavg")).lower()
+    trust_cfg.setdefault(f"trust.{name}.fraction-evaluate", cfg.fraction_evaluate)
+    trust_cfg.setdefault(f"trust.{name}.min-evaluate-nodes", 1)
+    return trust_cfg
+
+
+def check_trust_config(cfg: BaselineConfig, run_config: Mapping[str, Any]) -> None:
+    """A TrustGuard monitor's trust.* keys checked as `trust_guard` will read them, before the
+    run clears its folder (an earlier run's results) and loads the model."""
+    if cfg.is_trust:
+        from flwr_trust.strategies.from_config import check_config
+
+        check_config(trust_config(cfg, run_config))
+
+
 def trust_guard(cfg: BaselineConfig, run_config: Mapping[str, Any], *, peft_config: Any,
                 run_dir: str) -> Strategy:
     """TrustGuard(FedAvg) from the run config's trust.* keys; gate, model, seed and run folder
@@ -142,9 +161,7 @@ def trust_guard(cfg: BaselineConfig, run_config: Mapping[str, Any], *, peft_conf
     from flwr_trust.strategies import strategy_from_config
     from silent_failures.sim.probeset import probe_set_folder
 
-    trust_cfg = {k: v for k, v in run_config.items() if k.startswith("trust.")}
-    trust_cfg.setdefault("trust.fedavg.fraction-evaluate", cfg.fraction_evaluate)
-    trust_cfg.setdefault("trust.fedavg.min-evaluate-nodes", 1)
+    trust_cfg = trust_config(cfg, run_config)
     return strategy_from_config(
         trust_cfg, gate=cfg.gate, model=cfg.model, peft_config=peft_config, run_dir=run_dir,
         seed=cfg.seed, suites=str(probe_set_folder(cfg.probe_items)), server_probe_items=0,

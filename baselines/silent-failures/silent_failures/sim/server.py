@@ -23,7 +23,7 @@ from silent_failures.sim.client import aligned_lora, limit_threads
 from silent_failures.sim.config import BaselineConfig, parse_config
 from silent_failures.sim.groundtruth import GroundTruth
 from silent_failures.sim.ledger import RunLedger
-from silent_failures.sim.monitors import SystemMonitor, build_strategy
+from silent_failures.sim.monitors import SystemMonitor, build_strategy, check_trust_config
 from silent_failures.sim.outcome import RunOutcome, build_outcome
 from silent_failures.sim.summary import render_summary
 
@@ -79,6 +79,7 @@ def run_baseline(grid: Grid, run_config: Mapping[str, Any], *, base_dir: str | P
     start = time.perf_counter()
     cfg = parse_config(run_config, **overrides)
     run_config = dict(run_config) | cfg.to_json()
+    check_trust_config(cfg, run_config)  # a bad trust.* key must not cost the last results
     limit_threads(cfg.model)
     seed_everything(cfg.seed)
     folder = fresh_run_folder(cfg.run_folder(base_dir))
