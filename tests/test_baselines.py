@@ -102,6 +102,8 @@ def test_typos_and_infinite_integers_are_refused():
     for key in ("local-steps", "num-server-rounds", "seed"):
         with pytest.raises(BaselineConfigError, match=key):
             parse_config({key: math.inf})
+    with pytest.raises(BaselineConfigError, match="canaries-planted"):  # was capped silently
+        parse_config({"canaries-planted": 100_000})
 
 
 def test_a_bad_trust_key_is_refused_before_the_last_results_are_cleared(tmp_path):

@@ -181,6 +181,13 @@ def _number(key: str, value: Any, kind: type, lo: float, hi: float = math.inf) -
     return number
 
 
+def _suite_canaries() -> int:
+    """The memorization suite's canaries: the most canaries-planted can plant."""
+    from flwr_trust.probes.defaults import default_suite
+
+    return len(default_suite("memorization").items)
+
+
 def _did_you_mean(key: str) -> str:
     close = difflib.get_close_matches(key.replace("_", "-"), list(KEYS), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -253,7 +260,7 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
         "overtrain-factor": _number("overtrain-factor", values["overtrain-factor"], int, 1, 100),
         "canary-repeats": _number("canary-repeats", values["canary-repeats"], int, 1, 1000),
         "canaries-planted": _number("canaries-planted", values["canaries-planted"], int, 0,
-                                    100_000),
+                                    _suite_canaries()),  # more would be capped unrecorded
         "affected-steps-factor": _number("affected-steps-factor",
                                          values["affected-steps-factor"], int, 1, 100),
         "fraction-evaluate": _number("fraction-evaluate", values["fraction-evaluate"], float,
