@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -11,6 +12,16 @@ from tests.helpers.guard import ensure_task_identity
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The libraries' own objects live as long as the test process. Freezing them after import
+# keeps every gc.collect() from scanning them again: Flower's Bulyan and Krum call it on each
+# aggregation, which in the full suite's heap took 15 s per bit-identity test.
+import flwr.serverapp.strategy  # noqa: E402, F401
+import torch  # noqa: E402
+import transformers  # noqa: E402, F401
+
+gc.collect()
+gc.freeze()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -37,8 +48,6 @@ def tiny():
 def one_thread():
     """Torch on one thread for the test: tiny models gain nothing from threads, and on a busy
     2-core machine OpenMP oversubscription makes them much slower."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
