@@ -172,12 +172,11 @@ def timed_inner(cls: type[Strategy]) -> Strategy:
         seconds = 0.0
 
         def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
-            self.seconds = 0.0  # the timed round is the last one
             start = time.perf_counter()
             try:
                 return super().aggregate_train(server_round, replies)
-            finally:
-                self.seconds += time.perf_counter() - start
+            finally:  # one call per round: keep the last (timed) round's
+                self.seconds = time.perf_counter() - start
 
     return Timed()
 
