@@ -167,18 +167,33 @@ def _choice(key: str, value: Any, valid: tuple[str, ...]) -> str:
     return text
 
 
-def _number(key: str, value: Any, kind: type, lo: float, hi: float = math.inf) -> Any:
+def _number(key: str, value: Any, kind: type, lo: float, hi: float = math.inf, *,
+            open_low: bool = False) -> Any:
+    """`value` as `kind` in [lo, hi] ((lo, hi] with open_low), else a BaselineConfigError."""
+    span = f"{'(' if open_low else '['}{lo}, {hi}]"
     if isinstance(value, bool):
-        raise _bad(key, value, f"a number in [{lo}, {hi}]")
+        raise _bad(key, value, f"a number in {span}")
     try:
         number = kind(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), TOML's `inf`
-        raise _bad(key, value, f"a number in [{lo}, {hi}]") from None
+        raise _bad(key, value, f"a number in {span}") from None
     if kind is int and float(value) != number:
-        raise _bad(key, value, f"an integer in [{lo}, {hi}]")
-    if not (math.isfinite(number) and lo <= number <= hi):
-        raise _bad(key, value, f"a number in [{lo}, {hi}]")
+        raise _bad(key, value, f"an integer in {span}")
+    above_low = lo < number if open_low else lo <= number
+    if not (math.isfinite(number) and above_low and number <= hi):
+        raise _bad(key, value, f"a number in {span}")
     return number
+
+
+def _run_dir(value: Any) -> str:
+    """The runs folder; empty = the default. Blank or space-padded text is refused: it would
+    make a folder whose name is (or ends in) spaces."""
+    text = str(value)
+    if text != text.strip():
+        raise BaselineConfigError(f"run-dir = {text!r} starts or ends with spaces.",
+                                  "Give a folder path without surrounding spaces, or leave it "
+                                  f"empty for the default ({KEYS['run-dir'][0]}).")
+    return text or KEYS["run-dir"][0]
 
 
 def _suite_canaries() -> int:
@@ -242,7 +257,7 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
         "onset-round": onset,
         "local-steps": _number("local-steps", values["local-steps"], int, 1, 100_000),
         "batch-size": _number("batch-size", values["batch-size"], int, 1, 4096),
-        "lr": _number("lr", values["lr"], float, 0, 10),
+        "lr": _number("lr", values["lr"], float, 0, 10, open_low=True),
         "max-length": _number("max-length", values["max-length"], int, 8, 8192),
         "precision": _choice("precision", values["precision"], PRECISIONS),
         "probe-items": _number("probe-items", values["probe-items"], int, 0, 100_000),
@@ -271,7 +286,7 @@ def parse_config(run_config: Mapping[str, Any], **overrides: Any) -> BaselineCon
                                       float, 1, 1e6),
         "initial-adapter": _adapter(values["initial-adapter"]),
         "seed": _number("seed", values["seed"], int, 0, 2**31 - 1),
-        "run-dir": str(values["run-dir"]) or KEYS["run-dir"][0],
+        "run-dir": _run_dir(values["run-dir"]),
     }
     if parsed["probe-items"] and parsed["client-probe-items"] > parsed["probe-items"]:
         raise BaselineConfigError(
