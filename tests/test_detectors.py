@@ -404,6 +404,10 @@ def test_unknown_tolerance_key_raises_with_the_valid_keys() -> None:
         DetectorConfig(tolerances={"capability.log-ppl/x": 0.1})  # not a per-group metric
     with pytest.raises(TrustError):
         DetectorConfig(tolerances={"alignment.refusal-rate": -0.1})
+    with pytest.raises(TrustError, match=r"\['bias.stereotype-pref'\] set for modes that are "
+                                         "not monitored"):  # was ignored silently
+        DetectorConfig(modes=("alignment",), tolerances={"bias.stereotype-pref": 0.1,
+                                                         "alignment.refusal-rate": 0.1})
     with pytest.raises(TrustError):
         DetectorConfig(modes=("alignment", "honesty"))
     with pytest.raises(TrustError):

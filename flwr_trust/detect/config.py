@@ -75,6 +75,10 @@ class DetectorConfig:
                 raise TrustError(f"Tolerance {key!r} = {tol} is not a number >= 0.",
                                  "Give the largest harmless degradation, in metric units.")
             tols[key] = float(tol)
+        if unwatched := sorted(k for k in tols if k.partition(".")[0] not in modes):
+            raise TrustError(f"Tolerance(s) {unwatched} set for modes that are not monitored "
+                             f"(modes: {', '.join(modes)}): they would be ignored.",
+                             "Add those modes to trust.modes, or remove the tolerances.")
         if self.trend_window < 2:
             raise TrustError(f"trend_window must be >= 2, got {self.trend_window}.", "Use 4.")
         if not 0.0 <= self.trend_rho <= 1.0:
