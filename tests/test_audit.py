@@ -359,6 +359,20 @@ def test_missing_file(tmp_path: Path) -> None:
     assert info.value.first_bad is None
 
 
+def test_a_fifo_is_named_as_not_a_regular_file(tmp_path: Path) -> None:
+    """A named pipe exists but is no log: it was reported as missing (and is never opened,
+    which would block until a writer came)."""
+    import os
+
+    from flwr_trust.report.runlog import find_log
+
+    fifo = tmp_path / "audit.jsonl"
+    os.mkfifo(fifo)
+    assert verify_log(fifo).reason == f"Audit log {fifo} is not a regular file."
+    with pytest.raises(AuditLogError, match="neither a folder nor a regular file"):
+        find_log(fifo)
+
+
 def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.touch()

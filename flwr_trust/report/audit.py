@@ -127,7 +127,8 @@ def _check(
     path = Path(path)
     kept: list[dict[str, Any]] = []
     if not path.is_file():
-        return VerifyResult(False, 0, None, f"Audit log {path} does not exist."), kept
+        what = "is not a regular file" if path.exists() else "does not exist"
+        return VerifyResult(False, 0, None, f"Audit log {path} {what}."), kept
     prev, count = GENESIS, 0
     anchored = head is None or head == GENESIS
     with path.open("rb") as file:

@@ -186,7 +186,8 @@ def find_log(path: str | Path) -> tuple[Path, Path]:
         return path, log
     if path.is_file():
         return path.parent, path
-    raise AuditLogError(f"{path} does not exist.",
+    what = "is neither a folder nor a regular file" if path.exists() else "does not exist"
+    raise AuditLogError(f"{path} {what}.",
                         fix="Pass a run folder written by TrustGuard (its run_dir) or its "
                         f"{AUDIT_FILE}.")
 
