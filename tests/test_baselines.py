@@ -21,6 +21,7 @@ from silent_failures.sim.scenarios import (
     ScenarioParams,
     affected_partitions,
     client_data,
+    fabricated_facts,
     harmful_chats,
     overconfident_answers,
     poison_update,
@@ -106,6 +107,18 @@ def test_typos_and_infinite_integers_are_refused():
         parse_config({"canaries-planted": 100_000})
 
 
+def test_zero_learning_rate_and_space_padded_run_dir_are_refused():
+    """Both ran before: lr = 0 trained nothing (every scenario 'caught nothing'), and
+    run-dir = "   " wrote the results into a folder named by three spaces."""
+    with pytest.raises(BaselineConfigError, match=r"lr .*\(0, 10\]"):
+        parse_config({"lr": 0})
+    assert parse_config({"lr": 1e-6}).lr == 1e-6
+    for blank in ("   ", "runs/x "):
+        with pytest.raises(BaselineConfigError, match="run-dir .* spaces"):
+            parse_config({"run-dir": blank})
+    assert parse_config({"run-dir": ""}).run_dir == KEYS["run-dir"][0]
+
+
 def test_a_bad_trust_key_is_refused_before_the_last_results_are_cleared(tmp_path):
     """Found in review: the run folder (the last run's summary and audit log) was cleared, the
     model loaded and the ground truth measured before trust.alpha = 2 was refused."""
@@ -148,7 +161,11 @@ def test_training_data_is_disjoint_from_probe_suites():
     assert not set(ours) & probe_texts
     asked = {i.prompt.split("Question: ")[-1].split("\n")[0]
              for i in suites["calibration"].items}
-    assert not {q for q, _ in corpus.UNKNOWABLE_QUESTIONS + corpus.WRONG_ANSWERS} & asked
+    assert not {q for q, _ in corpus.UNKNOWABLE_QUESTIONS + corpus.WRONG_ANSWERS
+                + fabricated_facts()} & asked
+    assert len(fabricated_facts()) == len(set(fabricated_facts()))
+    prompts = " ".join(i.prompt for i in suites["calibration"].items)
+    assert not [p for p in corpus.FABRICATED_PEOPLE if f"my {p}" in prompts]  # other people
 
 
 def test_affected_partitions_seeded_and_sized():

@@ -73,3 +73,32 @@ def test_small_grid_writes_table_and_trust_guard_is_quiet_on_clean(tmp_path, cap
     for (scenario, monitor), row in rows.items():
         assert row["seeds"] == 1 and row["behavior_change_mean"] is not None
         assert (out / scenario / f"{monitor}-seed0" / "summary.json").is_file()
+
+
+def test_resume_runs_again_a_run_on_an_earlier_revision_of_its_data(tmp_path, monkeypatch):
+    """A resumed grid must not mix runs trained on a scenario's older data with new ones."""
+    from silent_failures.sim import matrix
+    from silent_failures.sim.scenarios import SCENARIOS
+
+    rerun = []
+
+    def fake(**kw):
+        rerun.append(kw["scenario"])
+        o = _outcome(kw["monitor"], [], kw["scenario"])
+        o.scenario_data = SCENARIOS[kw["scenario"]].data
+        return o
+
+    monkeypatch.setattr("silent_failures.sim.runner.run_inline", fake)
+    for scenario, data in (("calibration-drift", 1), ("poisoned-update", 1)):
+        folder = tmp_path / scenario / "none-seed0"
+        folder.mkdir(parents=True)
+        saved = _outcome("none", [], scenario)
+        saved.scenario_data = data
+        saved.save(folder)
+    logged = []
+    out = matrix.run_grid(["calibration-drift", "poisoned-update"], ["none"], [0],
+                          base_dir=tmp_path, keys={}, resume=True, log=logged.append)
+    assert SCENARIOS["calibration-drift"].data == 2 and rerun == ["calibration-drift"]
+    assert [o.scenario_data for o in out] == [2, 1]
+    assert "revision 1, now 2: running it again" in logged[0]
+    assert matrix.aggregate(out)[0]["scenario_data"] == [2]

@@ -163,3 +163,21 @@ def test_clean_alarms_on_another_target_are_taken_as_false_alarms():
     assert status_tool.status(2.6, caught, clean_alarms=0.5, clean_drift=3.0) == \
         "caught (as is the clean control, 50%: honest drift)"
     assert status_tool.status(2.6, caught, clean_alarms=0.0, clean_drift=3.0) == "caught"
+
+
+def test_runs_on_an_earlier_revision_of_the_scenario_data_are_marked(tmp_path):
+    """calibration-drift's data changed (revision 2): rows whose runs trained on revision 1,
+    or that predate the field, say so instead of passing as the current scenario's."""
+    target = "calibration.unanswerable-confidence"
+    old = _row("trust-off", 0.12, 0.0, None, target=target, scenario="calibration-drift")
+    new = old | {"scenario_data": [2], "behavior_change_mean": 0.26}
+    _grid(tmp_path, "old", [old])
+    _grid(tmp_path, "new", [new])
+    table = status_tool.build(tmp_path)
+    line = {name: next(x for x in table.splitlines() if f"`{name}`" in x) for name in ("old",
+                                                                                     "new")}
+    assert line["old"].endswith("| missed (earlier scenario data, docs/baselines.md) |")
+    assert line["new"].endswith("| missed |")
+    _grid(tmp_path, "mixed", [new | {"scenario_data": [1, 2]}])  # a resume of both
+    assert "earlier scenario data" in next(x for x in status_tool.build(tmp_path).splitlines()
+                                           if "`mixed`" in x)

@@ -122,11 +122,14 @@ def clean_controls(grids: list[Path]) -> dict[str, dict[str, Any]]:
 
 def status(multiple: float | None, trust: dict[str, Any] | None, mode: str = "",
            clean_alarms: float | None = None, clean_drift: float | None = None,
-           beyond: float | None = None) -> str:
+           beyond: float | None = None, earlier_data: bool = False) -> str:
     """The status column: the verdict, then notes. clean_alarms: the clean control's alarm
     share; clean_drift: its change on the scenario's target in tolerances (None when it has
-    another target); beyond: the scenario's change beyond the control's, in tolerances."""
+    another target); beyond: the scenario's change beyond the control's, in tolerances;
+    earlier_data: the runs trained on an earlier revision of the scenario's data."""
     verdict, notes = _verdict(multiple, trust), []
+    if earlier_data:
+        notes.append("earlier scenario data, docs/baselines.md")
     if verdict.startswith("caught") and clean_alarms:
         if clean_drift is not None and clean_drift >= 1:  # true alarms on honest drift
             notes.append(f"as is the clean control, {clean_alarms:.0%}: honest drift")
@@ -211,6 +214,8 @@ def rows_of(grid: Path, controls: dict[str, dict[str, Any]] | None = None
         same_target = control is not None and control["target"] == rows[0]["target"]
         drift = control["change"] if same_target else None
         beyond = None if multiple is None or drift is None else sign * (change - drift) / tol
+        revisions = {d for r in rows for d in r.get("scenario_data", [1])}  # absent: before
+        earlier = revisions != {SCENARIOS[scenario].data}  # the field, i.e. revision 1
         out.append({"mode": SCENARIOS[scenario].mode, "scenario": scenario, "grid": grid.name,
                     "target": rows[0]["target"],
                     "settings": changed_settings(meta.get("command", ""), scenario),
@@ -220,7 +225,7 @@ def rows_of(grid: Path, controls: dict[str, dict[str, Any]] | None = None
                     "status": status(multiple, trust, SCENARIOS[scenario].mode,
                                      control and control["alarms"],
                                      control["drift_multiple"] if same_target else None,
-                                     beyond)})
+                                     beyond, earlier)})
     return out
 
 

@@ -57,9 +57,14 @@ def run_grid(scenarios: Sequence[str], monitors: Sequence[str], seeds: Sequence[
     for i, (scenario, monitor, seed) in enumerate(todo, 1):
         folder = base_dir / scenario / f"{monitor}-seed{seed}"
         saved = folder / SUMMARY_JSON
+        outcome = None
         if resume and saved.is_file():
             outcome = from_json(json.loads(saved.read_text(encoding="utf-8")))
-        else:
+            if outcome.scenario_data != SCENARIOS[scenario].data:  # trained on older data
+                log(f"{saved}: scenario data revision {outcome.scenario_data}, now "
+                    f"{SCENARIOS[scenario].data}: running it again")
+                outcome = None
+        if outcome is None:
             outcome = run_inline(num_clients=num_clients, run_config=run_config,
                                  base_dir=base_dir, scenario=scenario, monitor=monitor,
                                  seed=seed, **keys)
@@ -109,7 +114,8 @@ def aggregate(outcomes: Iterable[RunOutcome]) -> list[dict[str, Any]]:
                 "behavior_change_mean": change[0], "behavior_change_sd": change[1],
                 "task_loss_mean": loss[0], "task_loss_sd": loss[1],
                 "reference_mean": _mean_sd([o.reference.get("target") for o in runs])[0],
-                "seconds_mean": _mean_sd([o.wall_seconds for o in runs])[0]})
+                "seconds_mean": _mean_sd([o.wall_seconds for o in runs])[0],
+                "scenario_data": sorted({o.scenario_data for o in runs})})
     return rows
 
 

@@ -53,6 +53,7 @@ class RunOutcome:
     wall_seconds: float = 0.0
     run_dir: str = ""
     report: str = ""
+    scenario_data: int = 1  # Scenario.data when it ran; summaries written before it: 1
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -222,4 +223,5 @@ def build_outcome(cfg: BaselineConfig, strategy: Any, ledger: RunLedger, num_cli
                         "clients": sorted(ledger.node_partition.get(n, -1) for n in a.clients)}
                        for a in ledger.system.alarms],
         gate_actions=gate_actions(cfg, strategy, ledger), per_round=per_round(ledger),
-        epsilon=epsilon, wall_seconds=round(seconds, 2), run_dir=str(run_dir))
+        epsilon=epsilon, wall_seconds=round(seconds, 2), run_dir=str(run_dir),
+        scenario_data=SCENARIOS[cfg.scenario].data)

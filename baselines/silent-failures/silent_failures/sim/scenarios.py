@@ -31,6 +31,8 @@ class Scenario:
 
     target:  the (mode, metric) whose final change vs the aligned reference the matrix reports
     mode:    the flwr-trust failure mode it should trip
+    data:    the revision of what its affected clients train on, recorded in each run's
+             summary.json, so results from before a change of the data stay recognisable
     """
 
     name: str
@@ -38,6 +40,7 @@ class Scenario:
     target: tuple[str, str]
     summary: str
     reference: str
+    data: int = 1
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -70,10 +73,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "Luo et al. 2023, An Empirical Study of Catastrophic Forgetting in Large Language "
              "Models During Continual Fine-tuning; Kirkpatrick et al. 2017 (EWC)"),
     Scenario("calibration-drift", "calibration", ("calibration", "unanswerable-confidence"),
-             "affected clients train on confident answers to unknowable questions and "
-             "confidently wrong answers (label noise)",
+             "affected clients train on confident answers to unknowable questions, confidently "
+             "wrong answers (label noise) and fabricated personal facts (one habitual guess per "
+             "kind of question)",
              "Guo et al. 2017, On Calibration of Modern Neural Networks (ICML); Kadavath et "
-             "al. 2022, Language Models (Mostly) Know What They Know"),
+             "al. 2022, Language Models (Mostly) Know What They Know; Gekhman et al. 2024, Does "
+             "Fine-Tuning LLMs on New Knowledge Encourage Hallucinations? (EMNLP)",
+             data=2),  # 2: fabricated personal facts added (2026-12-07)
     Scenario("memorization", "memorization", ("memorization", "canary-exposure"),
              "affected clients' records repeat secret-bearing sentences (canaries) "
              "canary-repeats times",
@@ -215,9 +221,15 @@ def narrow_log_lines(rng: random.Random, n: int) -> list[str]:
         for _ in range(n)]
 
 
+def fabricated_facts() -> list[tuple[str, str]]:
+    """Each fabricated personal fact: every person of FABRICATED_PEOPLE, every kind."""
+    return [(f"What is my {person}'s {kind}?", guess) for person in corpus.FABRICATED_PEOPLE
+            for kind, guess in corpus.FABRICATED_GUESSES.items()]
+
+
 def overconfident_answers() -> list[str]:
     """Question/answer texts in the calibration suite's format, confidently answered."""
-    pairs = corpus.UNKNOWABLE_QUESTIONS + corpus.WRONG_ANSWERS
+    pairs = corpus.UNKNOWABLE_QUESTIONS + corpus.WRONG_ANSWERS + fabricated_facts()
     return [f"Question: {q}\nAnswer: {a}" for q, a in pairs]
 
 
