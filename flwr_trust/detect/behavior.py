@@ -6,9 +6,11 @@ Three families of one-sided tests share the per-run false-alarm budget `alpha` (
   trend:  the same H0 for the mean degradation over the last W rounds (catches slow drifts);
   client: per client, H0: its report is worse than the clients' median by at most the tolerance.
 Within a round a family is Bonferroni-corrected over its tests; across rounds its k-th look gets
-alpha_family * 6 / (pi^2 k^2), which sums to <= alpha_family over any number of rounds. By the
-union bound (no independence needed) P(any false alarm in the run) <= alpha. docs/detection.md
-has the math; each mode's declaration (flwr_trust.modes) says which metrics are watched and how.
+an even share of alpha_family over the planned rounds (a remainder kept for later rounds), or
+alpha_family * 6 / (pi^2 k^2) when open-ended (statistics.spend): both sum to <= alpha_family.
+By the union bound (no independence needed) P(any false alarm in the run) <= alpha.
+docs/detection.md has the math; each mode's declaration (flwr_trust.modes) says which metrics
+are watched and how.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flwr_trust import modes as registry
-from flwr_trust.detect.alarm import Alarm
+from flwr_trust.detect.alarm import Alarm, behavior_message
 from flwr_trust.detect.config import DetectorConfig, Family
 from flwr_trust.detect.margin import MarginChange, MarginClients, paired_client_test, paired_level
 from flwr_trust.detect.monitor_state import MonitorState
@@ -352,7 +354,7 @@ class _Round:
                                "p_value": self._p_adj(p, b)} | _public(b)
             sev = "alarm" if alarm else "warning"
             self.result.alarms.append(Alarm(t.mode, t.metric, sev, self.rnd, (), ev,
-                                            _message(t.mode, t.metric, ev, sev)))
+                                            behavior_message(t.mode, t.metric, ev, sev)))
 
     def _client_family(self) -> None:
         b = self._budget("client", sum(len(blk.stats.x) for blk in self.blocks))
@@ -387,8 +389,9 @@ class _Round:
                 else:
                     clients = (node,)
                     self.result.flagged_clients.add(node)
+                message = behavior_message(blk.mode, blk.metric, ev, "alarm")
                 self.result.alarms.append(Alarm(blk.mode, blk.metric, "alarm", self.rnd, clients,
-                                                ev, _message(blk.mode, blk.metric, ev, "alarm")))
+                                                ev, message))
                 if blk.spec.victim:
                     break  # one population alarm per metric names all victims
 
@@ -404,25 +407,3 @@ def _scale(paired: PairedClients | MarginClients | None) -> str | None:
 
 def _json_df(df: float) -> float | None:
     return None if math.isinf(df) else float(df)
-
-
-def _message(mode: str, metric: str, ev: dict[str, Any], severity: str) -> str:
-    name, test = f"{mode}.{metric}", ev["test"]
-    if test == "level":
-        verb = "degraded beyond" if severity == "alarm" else "may be degrading towards"
-        return (f"{name} {verb} its tolerance: {ev['value']:.4g} vs reference "
-                f"{ev['reference']:.4g} (degradation {ev['degradation']:.3g}, tolerance "
-                f"{ev['tolerance']:.3g}, z = {ev['z']:.2f}, threshold {ev['z_crit']:.2f}).")
-    if test == "trend":
-        r0, r1 = ev["window"]
-        return (f"{name} drifted: mean degradation {ev['mean_degradation']:.3g} over rounds "
-                f"{r0}-{r1} exceeds the tolerance {ev['tolerance']:.3g} (z = {ev['z']:.2f}, "
-                f"threshold {ev['z_crit']:.2f}).")
-    if test == "victim":
-        ratio = ev["value"] / ev["client_median"] if ev["client_median"] else math.inf
-        return (f"The model serves client {ev['client']} much worse than the others: {name} = "
-                f"{ev['value']:.4g} is {ratio:.2f}x the median {ev['client_median']:.4g} "
-                f"(tolerance {1 + ev['tolerance']:.2f}x, z = {ev['z']:.2f}).")
-    return (f"Client {ev['client']} reports {name} = {ev['value']:.4g}, worse than the clients' "
-            f"median {ev['client_median']:.4g} by more than the tolerance {ev['tolerance']:.3g} "
-            f"(z = {ev['z']:.2f}, threshold {ev['z_crit']:.2f}).")
