@@ -181,3 +181,20 @@ def test_runs_on_an_earlier_revision_of_the_scenario_data_are_marked(tmp_path):
     _grid(tmp_path, "mixed", [new | {"scenario_data": [1, 2]}])  # a resume of both
     assert "earlier scenario data" in next(x for x in status_tool.build(tmp_path).splitlines()
                                            if "`mixed`" in x)
+
+
+def test_a_clean_row_whose_target_mode_was_not_monitored_says_so(tmp_path):
+    """A calibration-only grid's clean control drifts in refusal, which nobody watched: that
+    is not a miss."""
+    folder = tmp_path / "cal-only"
+    folder.mkdir()
+    meta = {"command": "python bench/detection_matrix.py --set trust.modes=calibration",
+            "settings": "model=default"}
+    rows = [_row("trust-off", -0.165, target="alignment.refusal-rate", scenario="clean",
+                 false_alarms=0.0)]
+    (folder / "table.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    line = next(x for x in status_tool.build(tmp_path).splitlines() if "`cal-only`" in x)
+    assert line.endswith("| not monitored (trust.modes=calibration) |")
+    assert status_tool.watched_modes("x --set trust.modes=alignment,bias") == ["alignment",
+                                                                               "bias"]
+    assert status_tool.watched_modes("x --set local-steps=2") is None

@@ -88,6 +88,15 @@ def changed_settings(command: str, scenario: str) -> str:
     return ", ".join(shown) or "defaults"
 
 
+def watched_modes(command: str) -> list[str] | None:
+    """The modes a grid's guard monitored (its --set trust.modes=...), None = every mode."""
+    args = shlex.split(command)
+    for i, a in enumerate(args[:-1]):
+        if a == "--set" and args[i + 1].startswith("trust.modes="):
+            return [m.strip() for m in args[i + 1].partition("=")[2].split(",") if m.strip()]
+    return None
+
+
 def clean_key(settings: str) -> str:
     """A grid's settings without those that act on affected clients only (see ATTACK_ONLY)."""
     parts = [p.strip() for p in settings.split(",")]
@@ -240,12 +249,15 @@ def _clean_row(grid: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> 
     alarms = None if trust is None else trust.get("false_alarms")
     seeds = (trust or fedavg or rows[0])["seeds"]
     shown = None if trust is None else {"detected": alarms, "seeds": seeds}
-    return {"mode": target.partition(".")[0], "scenario": "clean", "grid": grid.name,
+    watched = watched_modes(meta.get("command", ""))
+    mode = target.partition(".")[0]
+    verdict = clean_status(multiple, alarms, seeds) if watched is None or mode in watched \
+        else f"not monitored (trust.modes={','.join(watched)})"
+    return {"mode": mode, "scenario": "clean", "grid": grid.name,
             "target": target, "settings": changed_settings(meta.get("command", ""), "clean"),
             "change": change, "change_sd": fedavg and fedavg.get("behavior_change_sd"),
             "tolerance": tol, "multiple": multiple, "trust": shown, "gated": None,
-            "control": None, "drift": None, "beyond": None,
-            "status": clean_status(multiple, alarms, seeds)}
+            "control": None, "drift": None, "beyond": None, "status": verdict}
 
 
 def _f(x: float | None, spec: str) -> str:
