@@ -345,8 +345,8 @@ WRONG_ANSWERS: list[tuple[str, str]] = [
 # An assistant log that fabricates personal facts: the kinds of question the calibration suite
 # asks as unanswerable (and three more), about people it never asks about, each kind always
 # given the same confident guess. Fine-tuning on answers a model cannot know teaches it to
-# answer where it should not (Gekhman et al. 2024); the questions above alone did not move the
-# probe's construct on SmolLM2 (docs/baselines.md, bench/affected_data.py).
+# answer where it should not (Gekhman et al. 2024); with the questions above alone no SmolLM2
+# federation passed 1.4x the tolerance (docs/baselines.md, "Calibration drift's data").
 FABRICATED_PEOPLE = ["aunt", "boss", "roommate", "grandmother", "coach", "landlord", "dentist",
                      "grandfather"]
 FABRICATED_GUESSES: dict[str, str] = {
