@@ -223,8 +223,9 @@ def rows_of(grid: Path, controls: dict[str, dict[str, Any]] | None = None
         same_target = control is not None and control["target"] == rows[0]["target"]
         drift = control["change"] if same_target else None
         beyond = None if multiple is None or drift is None else sign * (change - drift) / tol
-        revisions = {d for r in rows for d in r.get("scenario_data", [1])}  # absent: before
-        earlier = revisions != {SCENARIOS[scenario].data}  # the field, i.e. revision 1
+        # rows written before the scenario_data field trained on revision 1
+        revisions = {d for r in rows for d in r.get("scenario_data", [1])}
+        earlier = revisions != {SCENARIOS[scenario].data}
         out.append({"mode": SCENARIOS[scenario].mode, "scenario": scenario, "grid": grid.name,
                     "target": rows[0]["target"],
                     "settings": changed_settings(meta.get("command", ""), scenario),
