@@ -132,12 +132,16 @@ def main(argv: list[str] | None = None) -> int:
             "settings": f"{args.clients} clients, seeds 0..{args.seeds - 1}, "
                         + ", ".join(f"{k}={v}" for k, v in shown.items())
                         + "".join(f", {k}={v}" for k, v in run_config.items()),
-            "seconds": seconds,
+            # Each federation's own time, also for runs a --resume read back (a derived
+            # `system` row shares its `none` run's folder and time).
+            "seconds": sum({o.run_dir: o.wall_seconds for o in outcomes}.values()),
+            "invocation_seconds": seconds,
             "runs": len(cells(scenarios, monitors, range(args.seeds)))}
     path = write_table(rows, out, meta)
     print()
     print(to_markdown(rows))
-    print(f"{meta['runs']} federations in {seconds:.0f} s; table: {path}")
+    print(f"{meta['runs']} federations, {meta['seconds']:.0f} s of federation time "
+          f"({seconds:.0f} s in this invocation); table: {path}")
     return 0
 
 

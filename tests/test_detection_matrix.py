@@ -102,3 +102,30 @@ def test_resume_runs_again_a_run_on_an_earlier_revision_of_its_data(tmp_path, mo
     assert [o.scenario_data for o in out] == [2, 1]
     assert "revision 1, now 2: running it again" in logged[0]
     assert matrix.aggregate(out)[0]["scenario_data"] == [2]
+
+
+def test_resumed_table_reports_each_runs_own_time(tmp_path, monkeypatch, capsys):
+    """A --resume that reads every run back must not print its own few seconds as the grid's
+    wall time: the table sums each federation's own time and names this invocation's apart."""
+    from silent_failures.sim.scenarios import SCENARIOS
+
+    def never(**kw):
+        raise AssertionError(f"{kw['scenario']} should have been read back")
+
+    monkeypatch.setattr("silent_failures.sim.runner.run_inline", never)
+    out = tmp_path / "matrix"
+    for seed, seconds in ((0, 100.0), (1, 200.0)):
+        folder = out / "poisoned-update" / f"none-seed{seed}"
+        folder.mkdir(parents=True)
+        saved = _outcome("none", [])
+        saved.seed, saved.wall_seconds, saved.run_dir = seed, seconds, str(folder)
+        saved.scenario_data = SCENARIOS["poisoned-update"].data
+        saved.save(folder)
+    code = _bench().main(["--model", "tiny", "--seeds", "2", "--scenarios", "poisoned-update",
+                          "--monitors", "none,system", "--out", str(out), "--resume", "--quiet"])
+    assert code == 0
+    wall = next(line for line in (out / "table.md").read_text().splitlines()
+                if line.startswith("Wall time:"))
+    assert wall.startswith("Wall time: 300 s for 2 federations (each run's own time, summed; "
+                           "this invocation ")
+    assert "300 s of federation time" in capsys.readouterr().out

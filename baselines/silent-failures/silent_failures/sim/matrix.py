@@ -77,6 +77,14 @@ def run_grid(scenarios: Sequence[str], monitors: Sequence[str], seeds: Sequence[
     return out
 
 
+def _invocation_note(meta: Mapping[str, Any]) -> str:
+    """Where a --resume read runs back, the table's time is their own sum, not this call's."""
+    own = meta.get("invocation_seconds")
+    if own is None or abs(own - meta.get("seconds", 0)) < 0.05 * max(own, 1):
+        return ""
+    return f" (each run's own time, summed; this invocation {own:.0f} s)"
+
+
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
@@ -154,7 +162,7 @@ def write_table(rows: list[dict[str, Any]], folder: Path, meta: Mapping[str, Any
     header = [f"Command: `{meta.get('command', '')}`",
               f"Settings: {meta.get('settings', '')}",
               f"Wall time: {meta.get('seconds', 0):.0f} s for {meta.get('runs', 0)} "
-              f"federations", ""]
+              f"federations{_invocation_note(meta)}", ""]
     path = folder / "table.md"
     path.write_text("\n".join(header) + to_markdown(rows), encoding="utf-8")
     return path
