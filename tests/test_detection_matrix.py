@@ -129,3 +129,13 @@ def test_resumed_table_reports_each_runs_own_time(tmp_path, monkeypatch, capsys)
     assert wall.startswith("Wall time: 300 s for 2 federations (each run's own time, summed; "
                            "this invocation ")
     assert "300 s of federation time" in capsys.readouterr().out
+
+
+def test_a_rolled_back_round_is_not_reported_accepted():
+    from silent_failures.sim.outcome import mark_refused
+
+    rounds = [{"round": r, "accepted": True} for r in (1, 2, 3, 4)]
+    actions = [{"round": 2, "action": "quarantine"}, {"round": 3, "action": "rollback"},
+               {"round": 4, "action": "halt"}]
+    assert [r["accepted"] for r in mark_refused(rounds, actions)] == [True, True, False, False]
+    assert mark_refused([{"round": 1, "accepted": False}], []) == [{"round": 1, "accepted": False}]

@@ -203,6 +203,15 @@ def per_round(ledger: RunLedger) -> list[dict[str, Any]]:
     return rows
 
 
+def mark_refused(rounds: list[dict[str, Any]], actions: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """`accepted` = the round's own aggregate became the global model. The strategy returns a
+    model in a rolled-back or halted round too (the previous one, kept), so that alone is not
+    acceptance."""
+    refused = {g["round"] for g in actions if g["action"] in ("rollback", "halt")}
+    return [r | {"accepted": bool(r["accepted"]) and r["round"] not in refused} for r in rounds]
+
+
 def build_outcome(cfg: BaselineConfig, strategy: Any, ledger: RunLedger, num_clients: int,
                   reference: Measurement, final: Measurement, seconds: float,
                   run_dir: Path) -> RunOutcome:
@@ -213,6 +222,8 @@ def build_outcome(cfg: BaselineConfig, strategy: Any, ledger: RunLedger, num_cli
                 epsilon[str(c["partition"])] = c["epsilon"]
     affected = [] if cfg.scenario == "clean" else affected_partitions(
         num_clients, cfg.attack_fraction, cfg.seed)
+    actions = gate_actions(cfg, strategy, ledger)
+    rounds = mark_refused(per_round(ledger), actions)
     return RunOutcome(
         scenario=cfg.scenario, monitor=cfg.monitor, seed=cfg.seed, model=cfg.model,
         num_clients=num_clients, rounds=cfg.num_server_rounds, onset=cfg.onset_round,
@@ -222,6 +233,6 @@ def build_outcome(cfg: BaselineConfig, strategy: Any, ledger: RunLedger, num_cli
         system_shadow=[{"round": a.round, "kind": a.kind, "message": a.message,
                         "clients": sorted(ledger.node_partition.get(n, -1) for n in a.clients)}
                        for a in ledger.system.alarms],
-        gate_actions=gate_actions(cfg, strategy, ledger), per_round=per_round(ledger),
+        gate_actions=actions, per_round=rounds,
         epsilon=epsilon, wall_seconds=round(seconds, 2), run_dir=str(run_dir),
         scenario_data=SCENARIOS[cfg.scenario].data)
