@@ -62,4 +62,3 @@ def test_suffix_plus_differing_part_is_the_total_log_likelihood(tiny):
 
     np.testing.assert_allclose(score(modified) + score(cond), score(total), rtol=1e-4, atol=1e-4)
     assert all(len(c.continuation) < len(t.continuation) for t, c in zip(total, cond, strict=True))
-
