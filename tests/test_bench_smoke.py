@@ -104,8 +104,12 @@ def test_precision_items_quick() -> None:
 
 def test_update_checks_small_n_quick() -> None:
     out = _run("bench/update_checks_small_n.py", "--trials", "2")
-    rows = [line.split() for line in out.splitlines() if line.strip()[:2] in ("4 ", "16")]
-    assert [r[0] for r in rows] == ["4", "16"] and all(len(r) == 6 for r in rows)
+    # Table rows: a client count, then five shares in [0, 1]; the closing "N s" line is not one.
+    share = re.compile(r"[01]\.\d{3}")
+    rows = [r for r in (line.split() for line in out.splitlines())
+            if len(r) == 6 and r[0].isdigit() and all(share.fullmatch(c) for c in r[1:])]
+    assert [r[0] for r in rows] == ["4", "5", "6", "8", "10", "16"], out
+    assert float(rows[0][4]) == 1.0 and float(rows[0][5]) == 0.0, rows[0]
 
 
 def test_update_evidence_reads_an_audit_log(tmp_path: Path) -> None:
