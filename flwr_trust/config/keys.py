@@ -209,9 +209,11 @@ KEYS: tuple[Key, ...] = (
         "re-probing only the failing modes (when no one client is enough, the clients whose own "
         "model fails are named together if at most half and the candidate passes without "
         "them); above 8, a linear screen ranks the clients and "
-        "the 3 it ranks worst are probed exactly, each named only if its own model fails), "
-        "halt (stop with an error). Under every gate an aggregate that is no model (NaN/Inf "
-        "arrays, or no finite probe score) is not passed on", _S, keyword="gate"),
+        "the 3 it ranks worst are probed exactly, each named only if its own model fails; "
+        "later candidates stay refused while they measure beyond the tolerance on a metric that "
+        "failed: tightened inspection), halt (stop with an error). Under every gate an "
+        "aggregate that is no model (NaN/Inf arrays, or no finite probe score) is not passed "
+        "on", _S, keyword="gate"),
     Key("trust.server-probe-items", "int", DEFAULT_SERVER_PROBE_ITEMS, "items per mode the "
         "server probes for the reference and every candidate (a fixed seeded subset, so both are "
         "scored on the same items); 0 = whole suites (slow on CPU)", _S, low=0, high=_MAX_INT,

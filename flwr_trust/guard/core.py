@@ -5,7 +5,8 @@ behavioural tests on the clients' reports, let the gate leave flagged clients ou
 through the adapter's `Aggregation`, probe the candidate (`Prober`), and accept it, roll it
 back (naming culprits by leave-one-out confirmed by their own models, culprits.py, or above
 LOO_MAX_CLIENTS by a linear screen and exact probes of the clients it ranks worst:
-screened.py) or halt. Every round is recorded (audit log, TensorBoard) by `GuardRecorder`.
+screened.py; later candidates must then measure back within tolerance: inspection.py) or
+halt. Every round is recorded (audit log, TensorBoard) by `GuardRecorder`.
 With no alarm the aggregation sees exactly the replies the inner strategy would have seen
 alone. A guard started on the folder of a run that crashed resumes it from its log
 (resume.py): reference, monitors' state, history, round count and the alpha horizon.
@@ -29,7 +30,7 @@ from flwr_trust.detect.integrity import AuditResult, audit_round
 from flwr_trust.detect.update import UpdateChecker, UpdateCheckResult
 from flwr_trust.errors import AggregateNotAModel, TrustError
 from flwr_trust.guard import resume
-from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, small_round_culprits, trial_test
+from flwr_trust.guard.culprits import LOO_MAX_CLIENTS, rollback_culprits, trial_test
 from flwr_trust.guard.evidence import (
     Aggregation,
     Prober,
@@ -38,9 +39,9 @@ from flwr_trust.guard.evidence import (
     checked_updates,
 )
 from flwr_trust.guard.gates import Gate, GateDecision, TrustHalt, alarmed, unscorable
+from flwr_trust.guard.inspection import Inspection
 from flwr_trust.guard.probation import UPDATE_KEY, Probation, ordinary_update, values_of
 from flwr_trust.guard.recorder import GuardRecorder, merge_population
-from flwr_trust.guard.screened import screened_culprits
 from flwr_trust.probes.sampling import modes_sampled_apart
 from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.report.records import RunResume
@@ -96,6 +97,7 @@ class Guard:
         self._prior: resume.PriorRun | None = None  # the run the folder's log held, if any
         self.round_offset = 0  # added to the caller's round numbers (a resumed run, resume.py)
         self.probation = Probation()  # clients named earlier, left out until they recover
+        self.inspection = Inspection()  # metrics a rolled-back candidate failed (inspection.py)
         self._inner_aggregated = False  # whether the inner strategy aggregated once this run
 
     # ---------------------------------------------------------------- run start / end
@@ -173,6 +175,7 @@ class Guard:
         self.alarms = resume.alarms_of(prior.rounds)
         trained = [r for r in prior.rounds if r.phase == "train"]
         self.probation = Probation.from_json(trained[-1].gate.probation if trained else {})
+        self.inspection = Inspection.from_json(trained[-1].gate.inspection if trained else {})
         self._rng = random.Random(f"{self.settings.seed}:resume:{last}:{prior.resumes}")
         record = RunResume(
             last, self.round_offset, prior.resumes + 1,
@@ -239,27 +242,26 @@ class Guard:
         alarms = update.alarms + integrity + from_reports.alarms + candidate_alarms + broken
         if before is not None and alarmed(candidate_alarms):
             assert candidate is not None  # candidate_alarms come from its probe
-            failing = {a.mode for a in candidate_alarms if a.severity == "alarm"}
-            small = 1 < len(nodes) <= LOO_MAX_CLIENTS
-            probe = (lambda arrays: self.probe(arrays, failing))  # noqa: E731
-            fails = trial_test(before, rnd, candidate)
-            reason = "candidate failed its probe; previous model kept"
-            culprits: list[int] = []
-            if small:
-                models = {r.node: r.model for r in ev.replies}
-                culprits, why = small_round_culprits(aggregation, checkpoint, nodes, models,
-                                                     probe, fails)
-                reason += f" ({why})" if why else ""
-            aggregation.restore(checkpoint)
+            failed = {(a.mode, a.metric) for a in candidate_alarms if a.severity == "alarm"}
+            culprits, reason = rollback_culprits(
+                aggregation, checkpoint, ev, nodes,
+                lambda arrays: self.probe(arrays, {mode for mode, _ in failed}),
+                trial_test(before, rnd, candidate),
+                (self.prober, candidate_alarms, self.settings.server_suites))
             arrays = ev.global_model
-            if len(nodes) > LOO_MAX_CLIENTS:
-                culprits, how = screened_culprits(
-                    self.prober, ev, nodes, candidate_alarms, self.settings.server_suites, fails)
-                reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients; {how})"
             decision = GateDecision("rollback", excluded=flagged, culprits=culprits,
                                     reason=reason)
-            self.probation.add(culprits, {(a.mode, a.metric) for a in candidate_alarms
-                                          if a.severity == "alarm"})
+            self.probation.add(culprits, failed)
+            self.inspection.begin(failed, rnd)
+            self.monitor("candidate").reset_trend()
+        elif (before is not None and on_candidate is not None and self.inspection.since
+              and (beyond := self.inspection.review(on_candidate.population))):
+            aggregation.restore(checkpoint)
+            arrays = ev.global_model
+            decision = GateDecision(
+                "rollback", excluded=flagged,
+                reason=f"tightened inspection after a rollback: {'; '.join(beyond)}; previous "
+                       "model kept (an intended change needs a larger trust.tolerance)")
             self.monitor("candidate").reset_trend()
         elif s.gate.halts(alarms):
             decision = GateDecision("halt", culprits=flagged, reason="an alarm fired")
@@ -274,6 +276,7 @@ class Guard:
                                            f"{decision.reason}")
         self._emit(alarms)
         decision.probation = self.probation.to_json()
+        decision.inspection = self.inspection.to_json()
         if decision.action != "accept":
             log.warning("TrustGuard round %s: %s (%s); left out %s, culprits %s", rnd,
                         decision.action, decision.reason, decision.excluded or "none",

@@ -17,15 +17,41 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from flwr_trust.detect.alarm import Alarm
 from flwr_trust.detect.behavior import BehaviorMonitor
-from flwr_trust.guard.evidence import Aggregation
+from flwr_trust.guard.evidence import Aggregation, Prober, RoundEvidence
 from flwr_trust.guard.gates import alarmed
+from flwr_trust.guard.screened import screened_culprits
+from flwr_trust.probes.suite import ProbeSuite
 from flwr_trust.scoring.profile import BehaviorProfile
 
 LOO_MAX_CLIENTS = 8  # rollback names culprits by leave-one-out up to this many clients
 
 ProbeFailing = Callable[[Any], BehaviorProfile | None]  # arrays -> profile on the failing modes
 Fails = Callable[[BehaviorProfile], bool]  # would the candidate's test alarm on this profile
+
+
+def rollback_culprits(aggregation: Aggregation, checkpoint: Any, ev: RoundEvidence,
+                      nodes: list[int], probe: ProbeFailing, fails: Fails,
+                      screen: tuple[Prober | None, list[Alarm], Mapping[str, ProbeSuite]]
+                      ) -> tuple[list[int], str]:
+    """Who made a refused candidate fail, and the rollback's reason: leave-one-out over a
+    round of 2..LOO_MAX_CLIENTS aggregated clients, above that the linear screen and exact
+    probes (screened.py; `screen` = its prober, the candidate's alarms, the server suites).
+    Leaves the inner strategy's state restored to `checkpoint`."""
+    reason = "candidate failed its probe; previous model kept"
+    culprits: list[int] = []
+    if 1 < len(nodes) <= LOO_MAX_CLIENTS:
+        models = {r.node: r.model for r in ev.replies}
+        culprits, why = small_round_culprits(aggregation, checkpoint, nodes, models, probe,
+                                             fails)
+        reason += f" ({why})" if why else ""
+    aggregation.restore(checkpoint)
+    if len(nodes) > LOO_MAX_CLIENTS:
+        prober, alarms, suites = screen
+        culprits, how = screened_culprits(prober, ev, nodes, alarms, suites, fails)
+        reason += f" (no leave-one-out search above {LOO_MAX_CLIENTS} clients; {how})"
+    return culprits, reason
 
 
 def small_round_culprits(aggregation: Aggregation, checkpoint: Any, nodes: Collection[int],

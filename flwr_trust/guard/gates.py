@@ -7,7 +7,8 @@
 - ``rollback``:   leave the flagged clients out (as quarantine), then probe the aggregated
                   candidate; if a population alarm fires, keep the previous global model and
                   name culprits by leave-one-out over the aggregated clients (up to 8), who
-                  go on probation too;
+                  go on probation too; later candidates stay refused while they measure
+                  beyond the tolerance on a metric that failed (inspection.py);
 - ``halt``:       stop the run with a clear error once any alarm fires.
 
 Under every gate, an aggregate that is no model (NaN/Inf arrays, or a server probe that
@@ -38,12 +39,15 @@ class GateDecision:
     culprits: list[int] = field(default_factory=list)
     reason: str = ""
     probation: dict[str, list[str]] = field(default_factory=dict)  # node -> "mode.metric"s
+    inspection: dict[str, int] = field(default_factory=dict)  # "mode.metric" -> since round
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"action": self.action, "excluded": self.excluded,
                                   "culprits": self.culprits, "reason": self.reason}
         if self.probation:  # after this round: who stays out until their reports recover
             out["probation"] = self.probation
+        if self.inspection:  # after this round: what a candidate must show it is back within
+            out["inspection"] = self.inspection
         return out
 
 

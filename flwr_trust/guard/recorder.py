@@ -102,7 +102,8 @@ class GuardRecorder:
             {str(n): s for n, s in update_stats.items()},
             [a.to_json() for a in alarms],
             Gate(decision.action, list(decision.excluded), list(decision.culprits),
-                 decision.reason, dict(decision.probation)), monitors=dict(monitors or {}))
+                 decision.reason, dict(decision.probation), dict(decision.inspection)),
+            monitors=dict(monitors or {}))
         self.history.append(record)
         assert self._recorder is not None, "the core opens the records before a round"
         self._recorder.record(record.kind, record.to_payload())

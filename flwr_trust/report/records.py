@@ -164,13 +164,14 @@ class Gate:
     culprits: list[Any] = field(default_factory=list)
     reason: str = ""
     probation: dict[str, Any] = field(default_factory=dict)  # node -> ["mode.metric", ...]
+    inspection: dict[str, Any] = field(default_factory=dict)  # "mode.metric" -> since round
 
     @classmethod
     def from_payload(cls, p: Any) -> Gate:
         p = as_dict(p)
         return cls(str(p.get("action", "accept")), as_list(p.get("excluded")),
                    as_list(p.get("culprits")), str(p.get("reason", "")),
-                   as_dict(p.get("probation")))
+                   as_dict(p.get("probation")), as_dict(p.get("inspection")))
 
 
 @dataclass

@@ -290,14 +290,15 @@ def not_finite_rounds(run: RunLog, key: str) -> list[int]:
 
 
 def timeline(run: RunLog) -> list[dict[str, Any]]:
-    """Per round and phase: the gate's decision, alarm counts, replies and the training loss."""
+    """Per round and phase: the gate's decision and its reason, alarm counts, replies and the
+    training loss."""
     out = []
     for p in run.rounds:
         gate, clients = p.gate, p.clients
         out.append({
             "round": p.round, "phase": p.phase, "action": gate.action,
             "excluded": [str(c) for c in gate.excluded],
-            "culprits": [str(c) for c in gate.culprits],
+            "culprits": [str(c) for c in gate.culprits], "reason": gate.reason,
             "alarms": sum(a.get("severity") == "alarm" for a in p.alarms),
             "warnings": sum(a.get("severity") == "warning" for a in p.alarms),
             "valid": len(clients.valid), "refused": len(clients.refused),
