@@ -7,6 +7,8 @@ import gc
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flwr_trust.guard.inspection import Inspection
 from flwr_trust.report.audit import read_log, verify_log
@@ -41,6 +43,20 @@ def test_refuses_while_beyond_the_tolerance_and_releases_once_within():
     assert inspection.since == {REFUSAL: 3}  # the first round is kept
     assert inspection.review(_population(alignment__refusal_rate=(0.05, 0.05))) == []
     assert not inspection.since
+
+
+@given(rows=st.dictionaries(
+    st.sampled_from([REFUSAL, ("bias", "stereotype-pref"), ("calibration", "ece")]),
+    st.tuples(st.floats(-1, 1), st.floats(0.001, 0.5)), min_size=1))
+def test_kept_exactly_the_metrics_measured_beyond_their_tolerance(rows):
+    inspection = Inspection()
+    inspection.begin(rows, 2)
+    population: dict = {}
+    for (mode, metric), (d, tol) in rows.items():
+        population.setdefault(mode, {})[metric] = {"degradation": d, "tolerance": tol}
+    beyond = inspection.review(population)
+    kept = {key for key, (d, tol) in rows.items() if d > tol}
+    assert set(inspection.since) == kept and len(beyond) == len(kept)
 
 
 @pytest.mark.parametrize("degradation", [None, float("nan"), float("inf"), True, "0.0"])
