@@ -73,6 +73,12 @@ def test_rows_use_the_fedavg_trajectory_tolerance_and_scenario_settings(tmp_path
             "caught |") in row
 
 
+def test_a_grid_of_gated_runs_only_shows_no_fedavg_change(tmp_path):
+    _grid(tmp_path, "gated", [_row("trust-rollback", 0.2, 1.0, 1.0)])
+    row = next(line for line in status_tool.build(tmp_path).splitlines() if "`gated`" in line)
+    assert "(`gated`) | - | - | - | 100% | 1.0 | 0% | - | +0.200 ± 0.100 | 3 | " in row
+
+
 def test_lower_is_worse_targets_change_sign(tmp_path):
     # refusal rate: lower is worse, tolerance 0.05: -0.15 is a 3x degradation
     _grid(tmp_path, "refusal", [_row("trust-off", -0.15, 0.0, None,

@@ -273,6 +273,11 @@ def _pm(mean: float | None, sd: float | None) -> str:
     return _f(mean, "+.3f") + (f" ± {sd:.3f}" if sd else "")
 
 
+def _change(mean: float | None, sd: float | None, multiple: float | None) -> str:
+    """'-0.364 ± 0.022 (7.3x)', or '-' for a grid without a FedAvg row."""
+    return "-" if mean is None else f"{_pm(mean, sd)} ({_f(multiple, '.1f')}x)"
+
+
 def _control(control: dict[str, Any] | None, drift: float | None) -> str:
     """'-0.100, 0/20 (`grid`)': the clean control's change on this target and its alarms."""
     if control is None:
@@ -296,7 +301,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         t, g = r["trust"] or {}, r["gated"] or {}
         lines.append(
             f"| {r['mode']} | {r['scenario']} | {r['settings']} (`{r['grid']}`) | "
-            f"{_pm(r['change'], r['change_sd'])} ({_f(r['multiple'], '.1f')}x) | "
+            f"{_change(r['change'], r['change_sd'], r['multiple'])} | "
             f"{_control(r['control'], r['drift'])} | {_times(r['beyond'])} | "
             f"{_f(t.get('detected'), '.0%')} | {_f(t.get('rounds_to_alarm_mean'), '.1f')} | "
             f"{_f(t.get('false_alarms'), '.0%')} | {_f(g.get('culprit_precision'), '.2f')} | "
