@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from flwr_trust.guard.inspection import Inspection
 from flwr_trust.report.audit import read_log, verify_log
+from flwr_trust.report.html import render_report
 from flwr_trust.report.records import RoundRecord
 from flwr_trust.report.summary import summarize
 from flwr_trust.scoring.profile import BehaviorProfile, MetricValue
@@ -126,6 +127,9 @@ def test_the_guard_keeps_refusing_a_candidate_that_is_not_back_then_releases_it(
     timeline = [t for t in summarize(tmp_path / "run")["timeline"] if t["phase"] == "train"]
     assert timeline[1]["action"] == "rollback" and timeline[1]["alarms"] == 0
     assert timeline[1]["reason"].startswith("tightened inspection")
+    page, _ = render_report(tmp_path / "run")
+    assert "<h3>Gate decisions</h3>" in page
+    assert "round 2 · rollback: tightened inspection after a rollback" in page
 
 
 def test_a_resumed_guard_keeps_the_inspection(tmp_path):

@@ -314,7 +314,16 @@ def _overview_section(run: RunLog, summary: dict[str, Any]) -> str:
                    ("line", VERMILION, "5 3", "square", "max norm"),
                    ("flag", VERMILION, "", "", "an alarm in this round (any mode)"),
                    GATE_LEGEND])
-        + grid_legend() + "</section>")
+        + grid_legend() + _gate_decisions(summary["timeline"]) + "</section>")
+
+
+def _gate_decisions(timeline: list[dict[str, Any]]) -> str:
+    """The rounds the gate acted in, with its reason (a rollback under tightened inspection
+    fires no alarm: the reason is the only place that says why)."""
+    items = "".join(f"<li>round {t['round']} · {escape(t['action'])}: "
+                    f"{escape(t.get('reason') or '—')}</li>"
+                    for t in timeline if t["action"] != "accept")
+    return f"<h3>Gate decisions</h3><ul>{items}</ul>" if items else ""
 
 
 
