@@ -22,12 +22,12 @@ a resumed guard keeps it (core.py).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flwr_trust import modes
+from flwr_trust.report.records import num
 
 Key = tuple[str, str]  # (mode, metric)
 
@@ -51,8 +51,8 @@ class Inspection:
         beyond: list[str] = []
         for (mode, metric), rnd in sorted(self.since.items()):
             row = population.get(mode, {}).get(metric, {})
-            d, tol = row.get("degradation"), row.get("tolerance")
-            if not (_number(d) and _number(tol)):
+            d, tol = num(row.get("degradation")), num(row.get("tolerance"))
+            if d is None or tol is None:
                 beyond.append(f"{mode}.{metric} not measured (watched since round {rnd})")
             elif d > tol:
                 beyond.append(f"{mode}.{metric} degradation {d:+.3g} beyond tolerance "
@@ -77,7 +77,3 @@ class Inspection:
             if type(rnd) is int and rnd >= 0 and modes.metric(mode, metric) is not None:
                 inspection.since[(mode, metric)] = rnd
         return inspection
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
